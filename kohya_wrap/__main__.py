@@ -1,0 +1,3 @@
+from kohya_wrap.cli import main
+
+main()

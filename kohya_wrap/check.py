@@ -1,0 +1,200 @@
+"""`check`: everything that would make sd-scripts fail or silently train the wrong thing, found before
+any model loads: concept folders, stray folders it would skip, unreadable images, caption files, model
+references, the output folder."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from kohya_wrap.dataset.scan import FolderScan, scan_folder
+from kohya_wrap.kohya.install import SdScripts, locate_sd_scripts
+from kohya_wrap.kohya.modelref import ResolvedRef, resolve_model_refs
+from kohya_wrap.kohya.render import concept_dir
+from kohya_wrap.spec.load import LoadedSpec
+from kohya_wrap.spec.models import ConceptSpec
+
+Severity = Literal["error", "warning", "info"]
+FOLDER_NAME = re.compile(r"^(\d+)_(.+)$")
+MAX_LISTED = 5  # per problem kind and folder; the rest are counted
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    where: str
+    what: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{self.where}: {self.what}" if self.where else self.what
+        return f"{text} — {self.fix}" if self.fix else text
+
+    def as_dict(self) -> dict[str, str]:
+        return {"severity": self.severity, "where": self.where, "what": self.what, "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class ConceptScan:
+    concept: ConceptSpec
+    folder: Path
+    scan: FolderScan
+
+
+@dataclass
+class CheckReport:
+    loaded: LoadedSpec
+    concepts: list[ConceptScan]
+    models: list[ResolvedRef]
+    sd_scripts: SdScripts
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+    def add(self, severity: Severity, where: str, what: str, fix: str = "") -> None:
+        self.findings.append(Finding(severity, where, what, fix))
+
+
+def _rel(layout_root: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(layout_root))
+    except ValueError:
+        return str(path)
+
+
+def _listed(paths: list[Path], root: Path) -> str:
+    shown = ", ".join(_rel(root, p) for p in paths[:MAX_LISTED])
+    more = len(paths) - MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _check_concept(report: CheckReport, item: ConceptScan) -> None:
+    root = report.loaded.layout.root
+    where = _rel(root, item.folder)
+    concept, scan = item.concept, item.scan
+    if not scan.exists:
+        report.add("error", where, "folder does not exist", f"create it and add images, or run `kohya-wrap init {root} --images SRC`")
+        return
+    if scan.skipped:
+        report.add("warning", where, f"{len(scan.skipped)} image file(s) that sd-scripts does not read (it matches extensions case-sensitively: .png .jpg .jpeg .webp .bmp or all upper case): {_listed(list(scan.skipped), root)}", "rename or convert them, or they are not trained")
+    if not scan.images:
+        report.add("error", where, "holds no images sd-scripts can read", "add .png/.jpg/.jpeg/.webp/.bmp images")
+        return
+    unreadable = [image.path for image in scan.images if image.size is None]
+    if unreadable:
+        report.add("error", where, f"{len(unreadable)} file(s) are not readable images: {_listed(unreadable, root)}", "delete or replace them (sd-scripts crashes on them)")
+    _check_captions(report, item)
+
+
+def _check_captions(report: CheckReport, item: ConceptScan) -> None:
+    root = report.loaded.layout.root
+    where = _rel(root, item.folder)
+    dataset = report.loaded.spec.dataset
+    extension = item.concept.subset_options().get("caption_extension", dataset.caption_extension)
+    paired = item.scan.captions_with(extension)
+    images = item.scan.images
+    other_exts: dict[str, int] = {}
+    for sidecar in item.scan.sidecars:
+        ext = os.path.splitext(sidecar.name)[1]
+        if ext != extension:
+            other_exts[ext] = other_exts.get(ext, 0) + 1
+    if not paired:
+        if other_exts:
+            ext, count = max(other_exts.items(), key=lambda kv: kv[1])
+            report.add("error", where, f"caption_extension is \"{extension}\" but the captions here are {count} \"{ext}\" file(s)", f"set dataset.caption_extension = \"{ext}\" (or rename the files)")
+        else:
+            report.add("warning", where, f"no \"{extension}\" caption files", f"sd-scripts will caption every image \"{item.concept.class_tokens}\"; add captions for better control")
+        return
+    missing = [image.path for image in images if image.path not in paired]
+    if missing:
+        report.add("warning", where, f"{len(missing)} of {len(images)} images have no \"{extension}\" caption: {_listed(missing, root)}", f"they train with the caption \"{item.concept.class_tokens}\"")
+    bad_encoding, empty, bom = [], [], []
+    for caption in paired.values():
+        data = caption.read_bytes()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            bad_encoding.append(caption)
+            continue
+        if text.startswith("\ufeff"):
+            bom.append(caption)
+        if not text.strip():
+            empty.append(caption)
+    if bad_encoding:
+        report.add("error", where, f"{len(bad_encoding)} caption file(s) are not UTF-8: {_listed(bad_encoding, root)}", "re-save them as UTF-8 (sd-scripts crashes on them)")
+    if bom:
+        report.add("warning", where, f"{len(bom)} caption file(s) start with a byte-order mark that becomes part of the first tag: {_listed(bom, root)}", "re-save them as UTF-8 without BOM")
+    if empty:
+        report.add("warning", where, f"{len(empty)} caption file(s) are empty: {_listed(empty, root)}", "write a caption or delete the file")
+
+
+def _check_stray_folders(report: CheckReport) -> None:
+    """Folders under image/ and reg/ that the spec does not train: sd-scripts' folder mode users expect
+    every `N_name` folder (and a forgotten prefix means its images are silently dropped)."""
+    layout = report.loaded.layout
+    for parent, is_reg in ((layout.image_dir, False), (layout.reg_dir, True)):
+        if not parent.is_dir():
+            continue
+        expected = {c.folder_name: c for c in report.loaded.spec.concepts if c.is_reg == is_reg}
+        by_words = {c.class_tokens: c for c in expected.values()}
+        for entry in sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if entry.name in expected:
+                continue
+            where = _rel(layout.root, entry)
+            match = FOLDER_NAME.match(entry.name)
+            words = match.group(2) if match else entry.name
+            concept = by_words.get(words)
+            if concept is not None and match:
+                report.add("error", where, f"repeats in the folder name ({match.group(1)}) differ from the spec's repeats ({concept.repeats})", f"rename it to '{concept.folder_name}' or set repeats = {match.group(1)}")
+            elif concept is not None:
+                report.add("error", where, "folder name lacks the '<repeats>_' prefix, so sd-scripts would skip it", f"rename it to '{concept.folder_name}'")
+            elif not match:
+                report.add("error", where, "folder name lacks the '<repeats>_' prefix and is not a concept in the spec, so its images are not trained", f"rename it to '10_{entry.name}' and add it as a [[concepts]] entry, or move it out of {parent.name}/")
+            else:
+                report.add("error", where, "is not a concept in the spec, so its images are not trained", f"add a [[concepts]] entry with repeats = {match.group(1)} for '{words}', or move it out of {parent.name}/")
+
+
+def _check_models(report: CheckReport) -> None:
+    for ref in report.models:
+        if ref.problem is not None:
+            report.add("error", ref.problem.where, ref.problem.what, ref.problem.fix)
+        elif ref.note:
+            report.add("info", f"model.{ref.field}", ref.note)
+
+
+def _check_output(report: CheckReport) -> None:
+    layout = report.loaded.layout
+    target = layout.model_dir
+    probe = target if target.exists() else target.parent
+    if target.exists() and not target.is_dir():
+        report.add("error", _rel(layout.root, target), "is a file, but sd-scripts saves the LoRA into this folder", "move the file away")
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        report.add("error", _rel(layout.root, target), "is not writable, so sd-scripts would fail at its first save (after training)", "fix the folder's permissions")
+
+
+def _check_sd_scripts(report: CheckReport) -> None:
+    sd = report.sd_scripts
+    if not sd.present:
+        report.add("info", "sd-scripts", f"not found at {sd.root} (needed to train, not to plan)", "set KOHYA_WRAP_SD_SCRIPTS to an existing checkout")
+    elif not sd.python_present:
+        report.add("info", "sd-scripts", f"found at {sd.root} but not its Python {sd.python}", "set KOHYA_WRAP_SD_PYTHON to the Python of its venv")
+
+
+def check_project(loaded: LoadedSpec, read_sizes: bool = True) -> CheckReport:
+    concepts = []
+    for concept in loaded.spec.concepts:
+        folder = concept_dir(loaded.layout, concept)
+        concepts.append(ConceptScan(concept, folder, scan_folder(folder, read_sizes=read_sizes)))
+    report = CheckReport(loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root), locate_sd_scripts())
+    for item in concepts:
+        _check_concept(report, item)
+    _check_stray_folders(report)
+    _check_models(report)
+    _check_output(report)
+    _check_sd_scripts(report)
+    return report

@@ -1,0 +1,65 @@
+"""Resolve the spec's model references (base, vae, FLUX parts) into what sd-scripts is given.
+
+Local paths become absolute. A hub repo (`hf://owner/repo`) is passed as its repo id: sd-scripts loads
+it with diffusers, which downloads it on first use. A hub file (`hf://owner/repo/file`) must already be
+in the Hugging Face cache, since sd-scripts only opens local files. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from kohya_wrap.errors import Problem
+from kohya_wrap.spec.models import ModelSpec, parse_model_ref
+
+MODEL_PARTS = ("base", "vae", "clip_l", "t5xxl", "ae")
+
+
+@dataclass(frozen=True)
+class ResolvedRef:
+    field: str
+    raw: str
+    value: str | None  # what sd-scripts gets; None when it cannot be resolved
+    problem: Problem | None = None
+    note: str | None = None
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+
+
+def _cached(repo: str, filename: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo, filename)
+    return found if isinstance(found, str) else None
+
+
+def resolve_ref(field: str, raw: str, project_root: Path) -> ResolvedRef:
+    where = f"model.{field}"
+    ref = parse_model_ref(raw)
+    if not ref.is_hub:
+        path = ref.local_path(project_root)
+        if not path.exists():
+            return ResolvedRef(field, raw, None, Problem(where, f"{path} does not exist", "fix the path, or use hf://owner/repo for a hub model"))
+        if field == "base" and path.is_dir() and not ((path / "model_index.json").is_file() or (path / "unet").is_dir()):
+            return ResolvedRef(field, raw, None, Problem(where, f"{path} is a folder but not a diffusers model (no model_index.json or unet/)", "point at the .safetensors file or the diffusers folder"))
+        return ResolvedRef(field, raw, str(path.absolute()))
+    assert ref.hub_repo is not None
+    download = f"hf download {ref.hub_repo}" + (f" {ref.hub_file}" if ref.hub_file else "")
+    if ref.hub_file:
+        cached = _cached(ref.hub_repo, ref.hub_file)
+        if cached is None:
+            return ResolvedRef(field, raw, None, Problem(where, f"{raw} is not in the Hugging Face cache (sd-scripts only opens local files)", f"run `{download}`, or set {where} to a local file"))
+        return ResolvedRef(field, raw, cached, note=f"{raw} → {cached}")
+    if _cached(ref.hub_repo, "model_index.json") is None:
+        if _offline():
+            return ResolvedRef(field, raw, None, Problem(where, f"{raw} is not cached and HF_HUB_OFFLINE is set", f"run `{download}` while online, or set {where} to a local model"))
+        return ResolvedRef(field, raw, ref.hub_repo, note=f"{raw} is not cached yet: sd-scripts downloads it on the first run")
+    return ResolvedRef(field, raw, ref.hub_repo, note=f"{raw} (cached)")
+
+
+def resolve_model_refs(model: ModelSpec, project_root: Path) -> list[ResolvedRef]:
+    return [resolve_ref(f, getattr(model, f), project_root) for f in MODEL_PARTS if getattr(model, f) is not None]

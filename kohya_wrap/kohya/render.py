@@ -1,0 +1,158 @@
+"""ProjectSpec → what sd-scripts reads: `--config_file` (train.toml), `--dataset_config` (dataset.toml)
+and the sample prompt file. Pure: data in, text out; `write_configs` is the one effect.
+
+sd-scripts flattens every table of --config_file into one namespace and never converts types, so values
+are coerced to each option's schema type here, paths are absolute, and `resolution` is the "W,H" string
+its code splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from kohya_wrap import __version__
+from kohya_wrap.fsutil import write_text_atomic
+from kohya_wrap.kohya.schema import OptionSchema, coerce_dataset_value, coerce_option_value
+from kohya_wrap.paths import ProjectLayout
+from kohya_wrap.spec.models import ConceptSpec, ProjectSpec, SamplePrompt
+
+HEADER = (
+    "# Rendered by kohya-wrap {version} from {spec} — do not edit: edit the spec, then run\n"
+    "# `kohya-wrap plan` (or `run`) to render it again.\n"
+)
+
+
+@dataclass(frozen=True)
+class RenderedConfigs:
+    train_sections: dict[str, dict[str, Any]]  # section → sd-scripts args (sd-scripts flattens sections)
+    dataset: dict[str, Any]
+    sample_prompts: str | None
+
+    @property
+    def train_args(self) -> dict[str, Any]:
+        return {k: v for section in self.train_sections.values() for k, v in section.items()}
+
+    def train_toml(self, spec_file: Path) -> str:
+        return HEADER.format(version=__version__, spec=spec_file.name) + "\n" + tomli_w.dumps(self.train_sections)
+
+    def dataset_toml(self, spec_file: Path) -> str:
+        return HEADER.format(version=__version__, spec=spec_file.name) + "\n" + tomli_w.dumps(self.dataset)
+
+
+def concept_dir(layout: ProjectLayout, concept: ConceptSpec) -> Path:
+    return (layout.reg_dir if concept.is_reg else layout.image_dir) / concept.folder_name
+
+
+def resolution_string(size: tuple[int, int]) -> str:
+    return f"{size[0]},{size[1]}"
+
+
+def _model_section(spec: ProjectSpec, models: dict[str, str]) -> dict[str, Any]:
+    section: dict[str, Any] = {"pretrained_model_name_or_path": models["base"]}
+    if spec.model.family == "sd2":
+        section["v2"] = True
+    if spec.model.v_parameterization:
+        section["v_parameterization"] = True
+    section.update({key: value for key, value in models.items() if key != "base"})
+    return section
+
+
+def _sample_line(prompt: str | SamplePrompt, spec: ProjectSpec) -> str:
+    sample = spec.sample
+    item = prompt if isinstance(prompt, SamplePrompt) else SamplePrompt(text=prompt)
+    width, height = spec.dataset.size or (512, 512)
+    parts = [item.text.strip()]
+    negative = item.negative if item.negative is not None else sample.negative
+    if negative:
+        parts.append(f"--n {negative.strip()}")
+    parts.append(f"--w {item.width or sample.width or width}")
+    parts.append(f"--h {item.height or sample.height or height}")
+    seed = item.seed if item.seed is not None else sample.seed
+    if seed is not None:
+        parts.append(f"--d {seed}")
+    parts.append(f"--l {item.cfg if item.cfg is not None else sample.cfg:g}")
+    parts.append(f"--s {item.steps or sample.steps}")
+    if item.sampler:
+        parts.append(f"--ss {item.sampler}")
+    return " ".join(parts)
+
+
+def render_sample_prompts(spec: ProjectSpec) -> str | None:
+    if not spec.sample.enabled:
+        return None
+    return "\n".join(_sample_line(p, spec) for p in spec.sample.prompts) + "\n"
+
+
+def render_configs(spec: ProjectSpec, layout: ProjectLayout, schema: OptionSchema, models: dict[str, str]) -> RenderedConfigs:
+    """`models` maps model.base/vae/clip_l/t5xxl/ae to resolved values (kohya/modelref.py)."""
+    options = schema.options(spec.model.script)
+    size = spec.dataset.size
+    assert size is not None  # the spec validator requires it
+
+    training = {"network_module": spec.network_module} | spec.training.set_fields()
+    training["resolution"] = resolution_string(size)
+    training = {key: coerce_option_value(options[key], value) if key in options else value for key, value in sorted(training.items())}
+
+    output = {
+        "output_dir": str(layout.model_dir),
+        "output_name": spec.name,
+        "logging_dir": str(layout.log_dir),
+        "save_model_as": training.pop("save_model_as", "safetensors"),
+    }
+    for key in ("save_precision", "save_every_n_epochs", "save_every_n_steps"):
+        if key in training:
+            output[key] = training.pop(key)
+
+    sections: dict[str, dict[str, Any]] = {"model": _model_section(spec, models), "output": output}
+    sample_text = render_sample_prompts(spec)
+    if sample_text is not None:
+        sample = {"sample_prompts": str(layout.sample_prompts), "sample_sampler": spec.sample.sampler}
+        if spec.sample.every_n_epochs:
+            sample["sample_every_n_epochs"] = spec.sample.every_n_epochs
+        if spec.sample.every_n_steps:
+            sample["sample_every_n_steps"] = spec.sample.every_n_steps
+        if spec.sample.at_first:
+            sample["sample_at_first"] = True
+        sections["sample"] = sample
+    sections["training"] = training
+    return RenderedConfigs(sections, render_dataset(spec, layout, schema), sample_text)
+
+
+def render_dataset(spec: ProjectSpec, layout: ProjectLayout, schema: OptionSchema) -> dict[str, Any]:
+    general_types, subset_types = schema.dataset_keys.get("general", {}), schema.dataset_keys.get("subset", {})
+    general = spec.dataset.set_fields()
+    size = spec.dataset.size
+    assert size is not None  # the spec validator requires it
+    general["resolution"] = size[0] if size[0] == size[1] else list(size)
+    general.setdefault("batch_size", spec.training.train_batch_size or 1)
+    general = {key: coerce_dataset_value(general_types.get(key, ""), value) for key, value in sorted(general.items())}
+    subsets = []
+    for concept in spec.concepts:
+        subset: dict[str, Any] = {
+            "image_dir": str(concept_dir(layout, concept)),
+            "class_tokens": concept.class_tokens,
+            "num_repeats": concept.repeats,
+        }
+        if concept.is_reg:
+            subset["is_reg"] = True
+        for key, value in sorted(concept.subset_options().items()):
+            subset[key] = coerce_dataset_value(subset_types.get(key, ""), value)
+        subsets.append(subset)
+    return {"general": general, "datasets": [{"subsets": subsets}]}
+
+
+def write_configs(rendered: RenderedConfigs, layout: ProjectLayout) -> list[Path]:
+    """Write the rendered files atomically; a stale sample prompt file is removed when sampling is off."""
+    written = [layout.train_config, layout.dataset_config]
+    write_text_atomic(layout.train_config, rendered.train_toml(layout.spec_file))
+    write_text_atomic(layout.dataset_config, rendered.dataset_toml(layout.spec_file))
+    if rendered.sample_prompts is not None:
+        write_text_atomic(layout.sample_prompts, rendered.sample_prompts)
+        written.append(layout.sample_prompts)
+    else:
+        layout.sample_prompts.unlink(missing_ok=True)
+    return written

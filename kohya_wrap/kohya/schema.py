@@ -1,0 +1,335 @@
+"""What the installed sd-scripts accepts: option names, types, defaults, choices — and checks against it.
+
+sd-scripts silently ignores unknown keys in `--config_file` (a misspelt `network_dimm` trains with the
+default and exits 0) and never converts value types, so every key we render is checked here first.
+`load_option_schema()` is the one place that decides where the schema comes from: today the snapshot
+shipped in `kohya_wrap/data/option_schema/` for the pinned sd-scripts, extracted from its real argparse
+parsers and dataset_config validators by `scripts/dump_option_schema.py`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kohya_wrap.errors import KohyaWrapError, Problem
+from kohya_wrap.paths import PACKAGE_DIR
+
+SNAPSHOT_DIR = PACKAGE_DIR / "data" / "option_schema"
+DATASET_LEVELS = ("general", "dataset", "subset")
+
+# Training options whose value kohya-wrap derives from the spec and the project layout; where to set each.
+OWNED_OPTIONS: dict[str, str] = {
+    "pretrained_model_name_or_path": "set model.base",
+    "output_name": "set name",
+    "output_dir": "kohya-wrap saves to the project's model/ folder",
+    "logging_dir": "kohya-wrap logs to the project's log/ folder",
+    "train_data_dir": "add [[concepts]]",
+    "reg_data_dir": "add [[concepts]] with is_reg = true",
+    "in_json": "kohya-wrap trains from concept folders; add [[concepts]]",
+    "dataset_config": "kohya-wrap renders config/dataset.toml from the spec",
+    "config_file": "kohya-wrap renders config/train.toml from the spec",
+    "output_config": "kohya-wrap renders config/train.toml from the spec",
+    "sample_prompts": "set sample.prompts",
+    "sample_every_n_epochs": "set sample.every_n_epochs",
+    "sample_every_n_steps": "set sample.every_n_steps",
+    "sample_sampler": "set sample.sampler",
+    "sample_at_first": "set sample.at_first",
+    "resolution": "set dataset.resolution",
+    "vae": "set model.vae",
+    "v2": "set model.family = \"sd2\"",
+    "v_parameterization": "set model.v_parameterization",
+    "clip_l": "set model.clip_l",
+    "t5xxl": "set model.t5xxl",
+    "ae": "set model.ae",
+}
+
+# dataset_config subset keys kohya-wrap writes for each concept.
+OWNED_SUBSET_KEYS: dict[str, str] = {
+    "image_dir": "kohya-wrap uses the concept's folder image/<repeats>_<token> <class>",
+    "num_repeats": "set repeats",
+    "class_tokens": "set token and class",
+    "is_reg": "set is_reg on the concept itself",
+    "metadata_file": "kohya-wrap trains from concept folders",
+    "conditioning_data_dir": "ControlNet datasets are not supported",
+}
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One argparse option of a training script (no help text: that stays in sd-scripts)."""
+
+    name: str
+    type: str  # int | float | str | bool | custom:<callable>
+    action: str
+    nargs: Any = None
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+
+    @property
+    def is_list(self) -> bool:
+        if self.type == "bool":  # store_true/store_false record nargs=0
+            return False
+        return self.nargs not in (None, "?", 0) or self.action in ("append", "extend")
+
+
+@dataclass(frozen=True)
+class OptionSchema:
+    source: str  # human-readable: where this schema was read from
+    commit: str | None
+    scripts: dict[str, dict[str, OptionInfo]]
+    dataset_keys: dict[str, dict[str, str]]  # level (general | dataset | subset) -> key -> type name
+
+    # ------------------------------------------------------------------ lookups
+
+    def options(self, script: str) -> dict[str, OptionInfo]:
+        try:
+            return self.scripts[script]
+        except KeyError:
+            raise KohyaWrapError(
+                f"the sd-scripts option schema ({self.source}) has no {script}",
+                f"this sd-scripts version lacks that script; pick another model.family or upgrade sd-scripts",
+            ) from None
+
+    def default(self, script: str, name: str) -> Any:
+        option = self.options(script).get(name)
+        return option.default if option else None
+
+    # ------------------------------------------------------------------ checks
+
+    def check_spec_dict(self, data: dict[str, Any]) -> list[Problem]:
+        """Check the sd-scripts-named parts of a raw (merged) spec dict; the Pydantic models check the rest."""
+        model = data.get("model") if isinstance(data.get("model"), dict) else {}
+        family = model.get("family", "sd15")
+        from kohya_wrap.spec.models import SCRIPT_FOR_FAMILY
+
+        script = SCRIPT_FOR_FAMILY.get(family) if isinstance(family, str) else None
+        if script is None or script not in self.scripts:
+            return []
+        problems: list[Problem] = []
+        training = data.get("training")
+        if isinstance(training, dict):
+            problems += self.check_training(script, training)
+        dataset = data.get("dataset")
+        if isinstance(dataset, dict):
+            problems += self.check_dataset(dataset)
+        concepts = data.get("concepts")
+        if isinstance(concepts, list):
+            for index, concept in enumerate(concepts):
+                if isinstance(concept, dict):
+                    problems += self.check_subset(index, concept)
+        sample = data.get("sample")
+        if isinstance(sample, dict) and isinstance(sample.get("sampler"), str):
+            problems += self._check_choice(script, "sample_sampler", sample["sampler"], "sample.sampler")
+        return problems
+
+    def check_training(self, script: str, training: dict[str, Any]) -> list[Problem]:
+        options = self.options(script)
+        general = self.dataset_keys.get("general", {})
+        problems = []
+        for key, value in training.items():
+            where = f"training.{key}"
+            if key in OWNED_OPTIONS:
+                problems.append(Problem(where, "is set by kohya-wrap", OWNED_OPTIONS[key] + " instead and remove this key"))
+            elif key in general and key != "batch_size":
+                problems.append(Problem(where, "is a dataset option", f"move it to [dataset] ({key} = {_toml_repr(value)})"))
+            elif key not in options:
+                problems.append(Problem(where, f"{script} of {self.source} has no such option", _did_you_mean(key, options)))
+            else:
+                problem = _check_option_value(options[key], value)
+                if problem:
+                    problems.append(Problem(where, *problem))
+        return problems
+
+    def check_dataset(self, dataset: dict[str, Any]) -> list[Problem]:
+        general = self.dataset_keys.get("general", {})
+        problems = []
+        for key, value in dataset.items():
+            if key in OWNED_SUBSET_KEYS:
+                problems.append(Problem(f"dataset.{key}", "is set by kohya-wrap per concept", OWNED_SUBSET_KEYS[key]))
+            elif key not in general:
+                problems.append(Problem(f"dataset.{key}", f"sd-scripts' dataset_config ({self.source}) has no such key", _did_you_mean(key, general)))
+            else:
+                problem = _check_dataset_value(general[key], value)
+                if problem:
+                    problems.append(Problem(f"dataset.{key}", *problem))
+        return problems
+
+    def check_subset(self, index: int, concept: dict[str, Any]) -> list[Problem]:
+        from kohya_wrap.spec.models import ConceptSpec
+
+        own = {info.alias or name for name, info in ConceptSpec.model_fields.items()}
+        subset = self.dataset_keys.get("subset", {})
+        problems = []
+        for key, value in concept.items():
+            where = f"concepts[{index}].{key}"
+            if key in own:
+                continue
+            if key in OWNED_SUBSET_KEYS:
+                problems.append(Problem(where, "is set by kohya-wrap", OWNED_SUBSET_KEYS[key]))
+            elif key not in subset:
+                problems.append(Problem(where, "is neither a concept field nor an sd-scripts subset option", _did_you_mean(key, [*own, *subset])))
+            else:
+                problem = _check_dataset_value(subset[key], value)
+                if problem:
+                    problems.append(Problem(where, *problem))
+        return problems
+
+    def _check_choice(self, script: str, option: str, value: Any, where: str) -> list[Problem]:
+        info = self.options(script).get(option)
+        if info and info.choices and value not in info.choices:
+            return [Problem(where, f"'{value}' is not one of sd-scripts' choices", "use one of: " + ", ".join(map(str, info.choices)))]
+        return []
+
+
+def _toml_repr(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
+def _did_you_mean(key: str, names) -> str:
+    close = difflib.get_close_matches(key, list(names), n=1, cutoff=0.75)
+    return f"did you mean '{close[0]}'?" if close else "remove it, or check the spelling against sd-scripts' --help"
+
+
+_SCALAR_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+}
+_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string (in quotes)", "bool": "true or false"}
+
+
+def _scalar_ok(type_name: str, value: Any) -> bool:
+    allowed = _SCALAR_TYPES.get(type_name)
+    if allowed is None:  # a custom argparse type: sd-scripts never applies it to config values
+        return isinstance(value, (str, int, float, bool))
+    if isinstance(value, bool) and bool not in allowed:
+        return False
+    return isinstance(value, allowed)
+
+
+def _check_option_value(option: OptionInfo, value: Any) -> tuple[str, str] | None:
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and not option.is_list:
+        return (f"{_toml_repr(value)} is a list, but this option takes one value", "write a single value")
+    if option.nargs == "+" and isinstance(value, list) and not value:
+        return ("is an empty list", "give at least one value or remove the key")
+    for item in items:
+        if not _scalar_ok(option.type, item):
+            word = _TYPE_WORDS.get(option.type, option.type)
+            return (f"{_toml_repr(item)} is not {word}", f"write it as {word}")
+        if option.choices and item not in option.choices:
+            return (f"{_toml_repr(item)} is not one of sd-scripts' choices", "use one of: " + ", ".join(map(str, option.choices)))
+    return None
+
+
+def _matches_type_name(type_name: str, value: Any) -> bool:
+    """Check a value against a dataset_config type name from the schema snapshot (int, float|int,
+    int_or_pair, float_pair, dict, list[str], ...). Integers pass for floats: we render them as floats."""
+    alternatives = type_name.split("|")
+    if len(alternatives) > 1:
+        return any(_matches_type_name(alt, value) for alt in alternatives)
+    if type_name.endswith("_or_pair"):
+        inner = type_name[: -len("_or_pair")]
+        return _matches_type_name(inner, value) or _matches_type_name(f"{inner}_pair", value)
+    if type_name.endswith("_pair"):
+        inner = type_name[: -len("_pair")]
+        return isinstance(value, list) and len(value) == 2 and all(_matches_type_name(inner, v) for v in value)
+    if type_name.startswith("list[") and type_name.endswith("]"):
+        return isinstance(value, list) and all(_matches_type_name(type_name[5:-1], v) for v in value)
+    if type_name == "dict":
+        return isinstance(value, dict)
+    if type_name in _SCALAR_TYPES:
+        return _scalar_ok(type_name, value)
+    return True  # a type name this version of kohya-wrap does not know: sd-scripts will judge it
+
+
+def _type_words(type_name: str) -> str:
+    words = []
+    for alt in type_name.split("|"):
+        if alt.endswith("_or_pair"):
+            inner = _TYPE_WORDS.get(alt[: -len("_or_pair")], alt)
+            words.append(f"{inner} or a pair of them, e.g. [a, b]")
+        elif alt.endswith("_pair"):
+            words.append(f"a pair [a, b] of {alt[: -len('_pair')]}s")
+        else:
+            words.append(_TYPE_WORDS.get(alt, {"dict": "a table"}.get(alt, alt)))
+    return " or ".join(dict.fromkeys(words))
+
+
+def _check_dataset_value(type_name: str, value: Any) -> tuple[str, str] | None:
+    if _matches_type_name(type_name, value):
+        return None
+    words = _type_words(type_name)
+    return (f"{_toml_repr(value)} is not {words}", f"write it as {words}")
+
+
+def coerce_dataset_value(type_name: str, value: Any) -> Any:
+    """voluptuous rejects an integer literal where sd-scripts' dataset_config wants a float."""
+    if type_name == "float" and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type_name.endswith("float_pair") and isinstance(value, list):
+        return [float(v) for v in value]
+    return value
+
+
+def coerce_option_value(option: OptionInfo, value: Any) -> Any:
+    """The value as sd-scripts' code expects it, since --config_file values skip argparse conversion."""
+    if option.is_list and not isinstance(value, list):
+        value = [value]
+    if option.type == "float":
+        return [float(v) for v in value] if isinstance(value, list) else float(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def _parse_schema(data: dict[str, Any], source: str) -> OptionSchema:
+    scripts = {
+        script: {
+            name: OptionInfo(
+                name=name,
+                type=info["type"],
+                action=info.get("action", "store"),
+                nargs=info.get("nargs"),
+                default=info.get("default"),
+                choices=tuple(info["choices"]) if info.get("choices") is not None else None,
+            )
+            for name, info in body["options"].items()
+        }
+        for script, body in data["scripts"].items()
+    }
+    return OptionSchema(
+        source=source,
+        commit=(data.get("sd_scripts") or {}).get("commit"),
+        scripts=scripts,
+        dataset_keys={level: dict(keys) for level, keys in data.get("dataset_config", {}).items() if level in DATASET_LEVELS},
+    )
+
+
+def snapshot_files() -> list[Path]:
+    return sorted(SNAPSHOT_DIR.glob("sd-scripts-*.json"))
+
+
+def load_snapshot(path: Path) -> OptionSchema:
+    data = json.loads(path.read_text(encoding="utf-8"))
+    describe = (data.get("sd_scripts") or {}).get("describe") or path.stem.removeprefix("sd-scripts-")
+    return _parse_schema(data, f"sd-scripts {describe} (snapshot)")
+
+
+def load_option_schema() -> OptionSchema:
+    """The schema to validate against. The single swap point: the live reader of the installed
+    sd-scripts (issue 3) takes over here; until then the snapshot of the pinned version."""
+    files = snapshot_files()
+    if not files:
+        raise KohyaWrapError(f"no sd-scripts option schema in {SNAPSHOT_DIR}", "reinstall kohya-wrap")
+    return load_snapshot(files[-1])

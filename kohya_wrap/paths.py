@@ -1,0 +1,107 @@
+"""Where things live: a project's kohya folder tree, user presets, the vendored sd-scripts.
+
+Everything here is computed from the environment at call time, so tests redirect it with env vars.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+SPEC_FILENAME = "kohya-wrap.toml"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ProjectLayout:
+    """The folder tree kohya users already know, rooted at an absolute project directory."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, directory: str | os.PathLike[str]) -> "ProjectLayout":
+        return cls(Path(directory).expanduser().absolute())
+
+    @property
+    def spec_file(self) -> Path:
+        return self.root / SPEC_FILENAME
+
+    @property
+    def image_dir(self) -> Path:
+        return self.root / "image"
+
+    @property
+    def reg_dir(self) -> Path:
+        return self.root / "reg"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.root / "config"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def train_config(self) -> Path:
+        return self.config_dir / "train.toml"
+
+    @property
+    def dataset_config(self) -> Path:
+        return self.config_dir / "dataset.toml"
+
+    @property
+    def sample_prompts(self) -> Path:
+        return self.config_dir / "sample_prompts.txt"
+
+    def tree(self) -> tuple[Path, ...]:
+        """The folders `init` creates (concept folders come from the spec)."""
+        return (self.image_dir, self.log_dir, self.model_dir, self.config_dir, self.runs_dir)
+
+
+def user_config_dir() -> Path:
+    if sys.platform == "win32" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "kohya-wrap"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "kohya-wrap"
+
+
+def user_data_dir() -> Path:
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "kohya-wrap"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "kohya-wrap"
+
+
+def user_preset_dirs() -> list[Path]:
+    """KOHYA_WRAP_PRESETS (os.pathsep-separated) first, then the user config dir's presets/."""
+    dirs = [Path(p).expanduser() for p in os.environ.get("KOHYA_WRAP_PRESETS", "").split(os.pathsep) if p]
+    dirs.append(user_config_dir() / "presets")
+    return dirs
+
+
+def builtin_presets_dir() -> Path:
+    """Presets ship inside the wheel as kohya_wrap/_presets; a source checkout reads presets/ directly."""
+    packaged = PACKAGE_DIR / "_presets"
+    return packaged if packaged.is_dir() else PACKAGE_DIR.parent / "presets"
+
+
+def vendor_dir() -> Path:
+    """Home of the sd-scripts checkout, its venv and the lock: KOHYA_WRAP_VENDOR, the source checkout's
+    vendor/, or (installed as a package) the user data dir."""
+    if os.environ.get("KOHYA_WRAP_VENDOR"):
+        return Path(os.environ["KOHYA_WRAP_VENDOR"]).expanduser().absolute()
+    source_vendor = PACKAGE_DIR.parent / "vendor"
+    if (source_vendor / "sd-scripts.lock").is_file():
+        return source_vendor
+    return user_data_dir() / "vendor"

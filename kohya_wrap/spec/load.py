@@ -1,0 +1,266 @@
+"""Read a spec: TOML → preset chain merged → `--set` overrides → one validation that reports every problem.
+
+The result is a `LoadedSpec`: the frozen ProjectSpec, its project layout and where each part came from.
+Relative paths in a spec (model files, concept sources) are relative to the project directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import sys
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable
+
+from kohya_wrap.errors import KohyaWrapError, Problem, SpecError
+from kohya_wrap.paths import SPEC_FILENAME, ProjectLayout
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+    from kohya_wrap.kohya.schema import OptionSchema
+    from kohya_wrap.spec.models import ProjectSpec
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    spec: "ProjectSpec"
+    layout: ProjectLayout
+    chain: tuple[str, ...]  # the spec file, then each preset it extends, nearest first
+    schema: "OptionSchema"
+
+
+def find_spec_file(directory: str | Path) -> Path:
+    path = Path(directory).expanduser()
+    candidate = path if path.is_file() else path / SPEC_FILENAME
+    if not candidate.is_file():
+        raise KohyaWrapError(f"{candidate}: no project spec here", f"run `kohya-wrap init {directory}` to create one")
+    return candidate.absolute()
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise KohyaWrapError(f"{path}: not valid TOML ({exc})", "fix the syntax at that line") from None
+    except OSError as exc:
+        raise KohyaWrapError(f"{path}: cannot be read ({exc.strerror})", "check the path and its permissions") from None
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Tables merge key by key; anything else (arrays included) in `override` replaces `base`'s."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def resolve_extends(data: dict[str, Any], origin: str, base_dir: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """Merge `data` over the chain of presets it extends; returns the merged dict and the chain of sources."""
+    from kohya_wrap.presets import find_preset
+
+    chain = [origin]
+    merged = data
+    seen = {origin}
+    parent_ref, parent_dir = data.get("extends"), base_dir
+    while parent_ref is not None:
+        if not isinstance(parent_ref, str):
+            raise SpecError(origin, [Problem("extends", f"{parent_ref!r} is not a preset name or path", "write extends = \"sd15-character\"")])
+        preset = find_preset(parent_ref, relative_to=parent_dir)
+        key = str(preset.path)
+        if key in seen:
+            cycle = " → ".join([*chain, key])
+            raise SpecError(origin, [Problem("extends", f"presets extend each other in a cycle: {cycle}", "remove one of the extends lines")])
+        seen.add(key)
+        chain.append(key)
+        parent_data = read_toml(preset.path)
+        merged = deep_merge(parent_data, merged)
+        parent_ref, parent_dir = parent_data.get("extends"), preset.path.parent
+    merged["extends"] = data.get("extends")
+    return merged, tuple(chain)
+
+
+def parse_override(text: str) -> tuple[list[str | int], Any]:
+    """`training.learning_rate=2e-4` → (["training", "learning_rate"], 0.0002); values are TOML, else plain strings."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise KohyaWrapError(f"--set {text}: expected KEY.PATH=VALUE", "e.g. --set training.learning_rate=2e-4")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    path: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    result = copy.deepcopy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node: Any = result
+        for part in path[:-1]:
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    raise KohyaWrapError(f"--set {text}: there is no item {part} at that path", "count items from 0")
+                node = node[part]
+            else:
+                node = node.setdefault(part, {}) if isinstance(node, dict) else None
+                if node is None:
+                    raise KohyaWrapError(f"--set {text}: '{part}' is not a table", "check the key path")
+        last = path[-1]
+        if isinstance(last, int):
+            if not isinstance(node, list) or last >= len(node):
+                raise KohyaWrapError(f"--set {text}: there is no item {last} at that path", "count items from 0")
+        elif not isinstance(node, dict):
+            raise KohyaWrapError(f"--set {text}: the parent of '{last}' is not a table", "check the key path")
+        node[last] = value
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- errors
+
+
+def _format_loc(loc: Iterable[str | int]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _model_class(annotation: Any) -> "type[BaseModel] | None":
+    """The BaseModel inside an annotation (X, list[X], X | None), for walking error locations."""
+    from pydantic import BaseModel
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_class(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _field_names(model: "type[BaseModel]") -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _walk(loc: tuple[Any, ...], root: "type[BaseModel]") -> tuple[tuple[Any, ...], "type[BaseModel] | None"]:
+    """Cut an error location at the end of the real field path (pydantic appends union member names)."""
+    model: type[BaseModel] | None = root
+    kept: list[Any] = []
+    for part in loc:
+        if isinstance(part, int):
+            kept.append(part)
+            continue
+        if model is None:
+            break
+        fields = {info.alias or name: info for name, info in model.model_fields.items()}
+        if part not in fields:
+            break
+        kept.append(part)
+        model = _model_class(fields[part].annotation)
+    return tuple(kept), model
+
+
+_EXPECTED = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number",
+    "bool_type": "true or false", "bool_parsing": "true or false",
+    "string_type": "a string (in quotes)", "list_type": "a list", "tuple_type": "a list",
+    "dict_type": "a table", "model_type": "a table", "model_attributes_type": "a table",
+}
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    shown = repr(value) if not isinstance(value, (dict, list)) else kind
+    return f"{shown} ({kind})" if shown != kind else kind
+
+
+def problems_from_validation(exc: "ValidationError", root: "type[BaseModel]") -> list[Problem]:
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    problems: list[Problem] = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        if error["type"] == "extra_forbidden":
+            path, model = _walk(loc[:-1], root)
+            key = loc[-1]
+            allowed = _field_names(model) if model is not None else []
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            fix = f"did you mean '{close[0]}'?" if close else f"remove it (allowed here: {', '.join(allowed)})"
+            problems.append(Problem(_format_loc((*path, key)), "unknown key", fix))
+            continue
+        path, _ = _walk(loc, root)
+        groups.setdefault(path, []).append(error)
+    for path, errors in groups.items():
+        problems.append(_problem_for(path, errors))
+    return problems
+
+
+def _problem_for(path: tuple[Any, ...], errors: list[dict[str, Any]]) -> Problem:
+    where = _format_loc(path)
+    first = errors[0]
+    if first["type"] == "missing":
+        return Problem(where, "is required", "add it to the spec")
+    if first["type"] == "value_error":
+        message = str(first["ctx"]["error"]) if "ctx" in first else first["msg"]
+        head, sep, rest = message.partition(": ")
+        if sep and head.replace(".", "").replace("_", "").isalnum() and " " not in head:
+            where = f"{where}.{head}" if where and not head.startswith(where.split(".")[0] + ".") else head
+            message = rest
+        what, _, fix = message.partition(" — ")
+        return Problem(where, what, fix)
+    expected = [(_EXPECTED.get(e["type"]) or e["msg"].removeprefix("Input should be ")) for e in errors]
+    expected = list(dict.fromkeys(expected))
+    got = _describe(first["input"])
+    if all(e["type"] in _EXPECTED for e in errors):
+        return Problem(where, f"{got} is not {' or '.join(expected)}", "fix the value's type")
+    return Problem(where, f"{got}: should be {' or '.join(expected)}", "")
+
+
+def validate_spec(data: dict[str, Any], source: str, schema: "OptionSchema") -> "ProjectSpec":
+    """Validate once: the Pydantic models, then every sd-scripts key against the option schema."""
+    from pydantic import ValidationError
+
+    from kohya_wrap.spec.models import ProjectSpec
+
+    problems: list[Problem] = []
+    try:
+        spec = ProjectSpec.model_validate(data)
+    except ValidationError as exc:
+        problems = problems_from_validation(exc, ProjectSpec)
+    problems += schema.check_spec_dict(data)
+    if problems:
+        raise SpecError(source, _unique(problems))
+    return spec
+
+
+def _unique(problems: list[Problem]) -> list[Problem]:
+    seen: dict[str, Problem] = {}
+    for problem in problems:
+        seen.setdefault(problem.where, problem)
+    return list(seen.values())
+
+
+def load_project(directory: str | Path, overrides: Iterable[str] = (), schema: "OptionSchema | None" = None) -> LoadedSpec:
+    from kohya_wrap.kohya.schema import load_option_schema
+
+    spec_file = find_spec_file(directory)
+    layout = ProjectLayout.at(spec_file.parent)
+    raw = read_toml(spec_file)
+    merged, chain = resolve_extends(raw, str(spec_file), spec_file.parent)
+    merged = apply_overrides(merged, overrides)
+    schema = schema or load_option_schema()
+    spec = validate_spec(merged, str(spec_file), schema)
+    return LoadedSpec(spec=spec, layout=layout, chain=chain, schema=schema)

@@ -1,0 +1,436 @@
+"""The project spec users write (`kohya-wrap.toml`), as frozen Pydantic models.
+
+Friendly names where sd-scripts is awkward (`[model]`, `[[concepts]]`, `[sample]`, `[launch]`), sd-scripts'
+own names elsewhere (`[dataset]` = its dataset_config keys, `[training]` = its argparse dests). The common
+options are typed here with bounds, so a wrong type fails before any model loads; every other key in
+`[training]`, `[dataset]` and a concept is allowed by the model and then checked against the option
+schema of the installed sd-scripts (kohya/schema.py), so an sd-scripts upgrade needs no code change.
+Each cross-field rule is one small validator whose message names the fix.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Family = Literal["sd15", "sd2", "sdxl", "flux"]
+
+SCRIPT_FOR_FAMILY: dict[str, str] = {
+    "sd15": "train_network.py",
+    "sd2": "train_network.py",
+    "sdxl": "sdxl_train_network.py",
+    "flux": "flux_train_network.py",
+}
+
+DEFAULT_NETWORK_MODULE: dict[str, str] = {
+    "sd15": "networks.lora",
+    "sd2": "networks.lora",
+    "sdxl": "networks.lora",
+    "flux": "networks.lora_flux",
+}
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+HF_PREFIX = "hf://"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _OpenSection(BaseModel):
+    """A section whose extra keys are sd-scripts' own names, checked later against its option schema."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    def set_fields(self) -> dict[str, Any]:
+        """Every key the user set (typed or extra), in sd-scripts' names, None-valued typed fields left out."""
+        return self.model_dump(exclude_none=True)
+
+
+class ModelRef(BaseModel):
+    """A parsed model reference: a local file/folder, or a Hugging Face repo (optionally one file in it)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    raw: str
+    hub_repo: str | None = None
+    hub_file: str | None = None
+
+    @property
+    def is_hub(self) -> bool:
+        return self.hub_repo is not None
+
+    def local_path(self, relative_to: Path) -> Path:
+        path = Path(self.raw).expanduser()
+        return path if path.is_absolute() else relative_to / path
+
+
+def parse_model_ref(value: str) -> ModelRef:
+    if not value.startswith(HF_PREFIX):
+        return ModelRef(raw=value)
+    parts = value[len(HF_PREFIX):].strip("/").split("/")
+    if len(parts) < 2 or not all(parts):
+        raise ValueError(f"'{value}' is not a hub reference — write hf://owner/repo or hf://owner/repo/file.safetensors")
+    return ModelRef(raw=value, hub_repo="/".join(parts[:2]), hub_file="/".join(parts[2:]) or None)
+
+
+class ModelSpec(_Section):
+    base: str = Field(description="Base checkpoint: a .safetensors/.ckpt file, a diffusers folder, or hf://owner/repo[/file].")
+    family: Family = Field("sd15", description="Model family; picks the sd-scripts training script.")
+    vae: str | None = Field(None, description="Optional VAE file or folder to use instead of the checkpoint's.")
+    v_parameterization: bool = Field(False, description="SD2 768-v models only.")
+    clip_l: str | None = Field(None, description="FLUX: the CLIP-L text encoder file.")
+    t5xxl: str | None = Field(None, description="FLUX: the T5-XXL text encoder file.")
+    ae: str | None = Field(None, description="FLUX: the autoencoder file.")
+
+    @field_validator("base", "vae", "clip_l", "t5xxl", "ae")
+    @classmethod
+    def check_ref(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not value.strip():
+                raise ValueError("is empty — give a file, folder or hf://owner/repo")
+            parse_model_ref(value)
+        return value
+
+    @model_validator(mode="after")
+    def check_v_parameterization_is_sd2(self) -> "ModelSpec":
+        if self.v_parameterization and self.family != "sd2":
+            raise ValueError(f"v_parameterization: is for SD2 768-v models, but family is '{self.family}' — set family = \"sd2\" or remove v_parameterization")
+        return self
+
+    @model_validator(mode="after")
+    def check_flux_parts(self) -> "ModelSpec":
+        flux_parts = {"clip_l": self.clip_l, "t5xxl": self.t5xxl, "ae": self.ae}
+        if self.family == "flux":
+            missing = [k for k, v in flux_parts.items() if v is None]
+            if missing:
+                raise ValueError(f"{missing[0]}: FLUX needs {', '.join(missing)} — set model.{missing[0]} to the file's path")
+        else:
+            extra = [k for k, v in flux_parts.items() if v is not None]
+            if extra:
+                raise ValueError(f"{extra[0]}: {', '.join(extra)} only apply to family = \"flux\" — remove them or set family = \"flux\"")
+        return self
+
+    @property
+    def base_ref(self) -> ModelRef:
+        return parse_model_ref(self.base)
+
+    @property
+    def script(self) -> str:
+        return SCRIPT_FOR_FAMILY[self.family]
+
+
+_FOLDER_UNSAFE = re.compile(r'[/\\\x00-\x1f<>:"|?*]')
+
+
+class ConceptSpec(_OpenSection):
+    """One subset of training (or regularization) images: the folder `image/<repeats>_<token> <class>`."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    token: str = Field("", description="Trigger word the LoRA learns (empty for regularization concepts).")
+    class_: str = Field("", alias="class", description="Class word, e.g. woman, dog, style.")
+    repeats: int = Field(description="How many times each image is seen per epoch.", ge=1, le=10_000)
+    source: str | None = Field(None, description="Folder that `init --images`/`prep` import from; never modified.")
+    is_reg: bool = Field(False, description="Regularization images (folder reg/<repeats>_<class>).")
+
+    @field_validator("token", "class_")
+    @classmethod
+    def check_folder_safe(cls, value: str) -> str:
+        if value != value.strip():
+            raise ValueError("has leading or trailing spaces — remove them")
+        if _FOLDER_UNSAFE.search(value):
+            raise ValueError(f"'{value}' contains a character that cannot be part of a folder name (/ \\ : * ? \" < > |) — remove it")
+        return value
+
+    @model_validator(mode="after")
+    def check_words(self) -> "ConceptSpec":
+        if self.is_reg:
+            if not self.class_:
+                raise ValueError("class: a regularization concept needs a class word (e.g. class = \"woman\")")
+            if self.token:
+                raise ValueError("token: regularization images show the class without your token — remove token from this concept")
+        elif not self.token:
+            raise ValueError("token: is required — set the trigger word, e.g. token = \"mytoken\"")
+        return self
+
+    @property
+    def class_tokens(self) -> str:
+        """The caption sd-scripts uses for images without a caption file."""
+        return " ".join(w for w in (self.token, self.class_) if w)
+
+    @property
+    def folder_name(self) -> str:
+        return f"{self.repeats}_{self.class_tokens}"
+
+    @property
+    def label(self) -> str:
+        return self.token or self.class_
+
+    def subset_options(self) -> dict[str, Any]:
+        """Per-subset sd-scripts dataset_config keys the user set on this concept."""
+        return dict(self.model_extra or {})
+
+
+class DatasetSpec(_OpenSection):
+    """sd-scripts dataset_config keys, rendered into its [general] section."""
+
+    resolution: Union[int, Annotated[list[int], Field(min_length=2, max_length=2)], None] = Field(None, description="Training resolution: 512, or [width, height].")
+    enable_bucket: bool | None = Field(None, description="Aspect-ratio bucketing.")
+    min_bucket_reso: int | None = Field(None, ge=64, le=8192)
+    max_bucket_reso: int | None = Field(None, ge=64, le=8192)
+    bucket_reso_steps: int | None = Field(None, ge=8, le=1024)
+    bucket_no_upscale: bool | None = None
+    caption_extension: str = Field(".txt", description="Caption sidecar extension (sd-scripts' own default is .caption).")
+    shuffle_caption: bool | None = None
+    keep_tokens: int | None = Field(None, ge=0)
+    flip_aug: bool | None = None
+    color_aug: bool | None = None
+    random_crop: bool | None = None
+
+    @field_validator("resolution")
+    @classmethod
+    def check_resolution(cls, value):
+        sides = (value, value) if isinstance(value, int) else value
+        if sides is not None and not all(64 <= s <= 8192 for s in sides):
+            raise ValueError(f"{value} is out of range — use 64 to 8192 pixels per side, e.g. 512 or 1024")
+        return value
+
+    @field_validator("caption_extension")
+    @classmethod
+    def check_caption_extension(cls, value: str) -> str:
+        if not re.fullmatch(r"\.[A-Za-z0-9_.-]+", value):
+            raise ValueError(f"'{value}' is not a file extension — write it with the dot, e.g. \".txt\"")
+        return value
+
+    @model_validator(mode="after")
+    def check_bucket_range(self) -> "DatasetSpec":
+        if self.min_bucket_reso and self.max_bucket_reso and self.min_bucket_reso > self.max_bucket_reso:
+            raise ValueError(f"min_bucket_reso: ({self.min_bucket_reso}) is above max_bucket_reso ({self.max_bucket_reso}) — swap them")
+        return self
+
+    @property
+    def size(self) -> tuple[int, int] | None:
+        value = self.resolution
+        return (value, value) if isinstance(value, int) else tuple(value) if value else None
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class TrainingSpec(_OpenSection):
+    """sd-scripts training arguments by their own names; typed ones get bounds, the rest the live schema."""
+
+    learning_rate: float | None = Field(None, gt=0, le=1.0)
+    unet_lr: float | None = Field(None, ge=0, le=1.0)
+    text_encoder_lr: Union[float, list[float], None] = None
+    network_module: str | None = None
+    network_dim: int | None = Field(None, ge=1, le=4096)
+    network_alpha: float | None = Field(None, gt=0, le=4096)
+    network_args: list[str] | None = None
+    network_train_unet_only: bool | None = None
+    optimizer_type: str | None = None
+    optimizer_args: list[str] | None = None
+    lr_scheduler: str | None = None
+    lr_warmup_steps: Union[int, float, None] = Field(None, ge=0)
+    max_train_epochs: int | None = Field(None, ge=1)
+    max_train_steps: int | None = Field(None, ge=1)
+    train_batch_size: int | None = Field(None, ge=1, le=1024)
+    gradient_accumulation_steps: int | None = Field(None, ge=1, le=1024)
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = None
+    save_precision: Literal["float", "fp16", "bf16"] | None = None
+    save_every_n_epochs: int | None = Field(None, ge=1)
+    save_every_n_steps: int | None = Field(None, ge=1)
+    save_model_as: Literal["safetensors", "ckpt", "pt"] | None = None
+    seed: int | None = Field(None, ge=0, le=2**32 - 1)
+    gradient_checkpointing: bool | None = None
+    cache_latents: bool | None = None
+    cache_latents_to_disk: bool | None = None
+    cache_text_encoder_outputs: bool | None = None
+    clip_skip: int | None = Field(None, ge=1, le=12)
+    max_token_length: Literal[150, 225] | None = Field(None, description="Omit for 75 tokens; 150 or 225 for longer captions.")
+    xformers: bool | None = None
+    sdpa: bool | None = None
+    noise_offset: float | None = Field(None, ge=0, le=1)
+    min_snr_gamma: float | None = Field(None, ge=0)
+    max_data_loader_n_workers: int | None = Field(None, ge=0)
+
+    @field_validator("text_encoder_lr")
+    @classmethod
+    def check_text_encoder_lr(cls, value):
+        values = value if isinstance(value, list) else [value] if value is not None else []
+        if any(v < 0 or v > 1 for v in values):
+            raise ValueError(f"{value} is out of range — use 0 (frozen text encoder) up to 1, e.g. 5e-5")
+        return value
+
+    @model_validator(mode="after")
+    def check_attention(self) -> "TrainingSpec":
+        if self.xformers and self.sdpa:
+            raise ValueError("xformers: xformers and sdpa are both enabled — choose one (sdpa needs no extra package)")
+        return self
+
+    @model_validator(mode="after")
+    def check_cache_to_disk(self) -> "TrainingSpec":
+        if self.cache_latents_to_disk and self.cache_latents is False:
+            raise ValueError("cache_latents: cache_latents_to_disk is set but cache_latents is false — set cache_latents = true")
+        return self
+
+
+class SamplePrompt(_Section):
+    """A sample prompt with its own settings; unset ones fall back to the [sample] section's."""
+
+    text: str
+    negative: str | None = None
+    width: int | None = Field(None, ge=64, le=8192)
+    height: int | None = Field(None, ge=64, le=8192)
+    steps: int | None = Field(None, ge=1, le=1000)
+    cfg: float | None = Field(None, ge=0, le=100)
+    seed: int | None = Field(None, ge=0)
+    sampler: str | None = None
+
+
+class SampleSpec(_Section):
+    """Images sd-scripts renders during training, to watch the LoRA learn."""
+
+    prompts: list[Union[str, SamplePrompt]] = Field(default_factory=list)
+    negative: str | None = None
+    width: int | None = Field(None, ge=64, le=8192, description="Default: the training width.")
+    height: int | None = Field(None, ge=64, le=8192, description="Default: the training height.")
+    steps: int = Field(20, ge=1, le=1000)
+    cfg: float = Field(7.0, ge=0, le=100)
+    seed: int | None = Field(1, ge=0, description="Fixed seed so samples are comparable across epochs.")
+    sampler: str = Field("euler_a", description="sd-scripts' --sample_sampler (checked against the installed version).")
+    every_n_epochs: int | None = Field(None, ge=1)
+    every_n_steps: int | None = Field(None, ge=1)
+    at_first: bool = Field(False, description="Also sample before training starts (a base-model reference).")
+
+    @field_validator("prompts")
+    @classmethod
+    def check_prompt_text(cls, prompts):
+        for prompt in prompts:
+            text = prompt if isinstance(prompt, str) else prompt.text
+            if not text.strip():
+                raise ValueError("a prompt is empty — write the prompt text")
+            if "\n" in text or " --" in text:
+                raise ValueError(f"'{text[:40]}' contains a newline or ' --', which sd-scripts' prompt file reads as an option — remove it")
+        return prompts
+
+    @model_validator(mode="after")
+    def check_schedule(self) -> "SampleSpec":
+        scheduled = self.every_n_epochs or self.every_n_steps or self.at_first
+        if self.prompts and not scheduled:
+            raise ValueError("prompts: are set but never used — set every_n_epochs (e.g. 1), every_n_steps or at_first = true")
+        if scheduled and not self.prompts:
+            raise ValueError("prompts: a sampling schedule is set but there are no prompts — add prompts = [\"mytoken woman, portrait\"]")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.prompts)
+
+
+class LaunchSpec(_Section):
+    """accelerate launch options: how many processes, GPUs and machines."""
+
+    num_processes: int = Field(1, ge=1, description="Total processes (GPUs) across all machines.")
+    num_machines: int = Field(1, ge=1)
+    machine_rank: int = Field(0, ge=0)
+    main_process_ip: str | None = None
+    main_process_port: int | None = Field(None, ge=1, le=65535)
+    gpu_ids: str | None = Field(None, description="GPUs of this machine to use, e.g. \"0,1\" or \"all\".")
+    multi_gpu: bool | None = Field(None, description="Default: true when num_processes > 1.")
+    num_cpu_threads_per_process: int | None = Field(None, ge=1, description="Default: this machine's cores / processes per machine.")
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(None, description="Default: training.mixed_precision.")
+
+    @field_validator("gpu_ids")
+    @classmethod
+    def check_gpu_ids(cls, value: str | None) -> str | None:
+        if value is not None and value != "all" and not re.fullmatch(r"\d+(,\d+)*", value):
+            raise ValueError(f"'{value}' is not a GPU list — write \"0\", \"0,1\" or \"all\"")
+        return value
+
+    @model_validator(mode="after")
+    def check_machines(self) -> "LaunchSpec":
+        if self.machine_rank >= self.num_machines:
+            raise ValueError(f"machine_rank: {self.machine_rank} needs num_machines > {self.machine_rank} — ranks count from 0")
+        if self.num_processes % self.num_machines:
+            raise ValueError(f"num_processes: ({self.num_processes}) is the total over all machines and must be a multiple of num_machines ({self.num_machines})")
+        if self.num_machines > 1 and (not self.main_process_ip or not self.main_process_port):
+            raise ValueError("main_process_ip: several machines need main_process_ip and main_process_port (the rank-0 machine's address) — set both")
+        return self
+
+    @property
+    def processes_per_machine(self) -> int:
+        return self.num_processes // self.num_machines
+
+
+class ProjectSpec(_Section):
+    """A whole project: what to train on, from which model, with which settings."""
+
+    extends: Union[str, None] = Field(None, description="Preset name or path this spec builds on.")
+    name: str = Field(description="LoRA output name: ASCII letters, digits, - _ . only.")
+    model: ModelSpec
+    concepts: list[ConceptSpec] = Field(min_length=1)
+    dataset: DatasetSpec = Field(default_factory=DatasetSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    sample: SampleSpec = Field(default_factory=SampleSpec)
+    launch: LaunchSpec = Field(default_factory=LaunchSpec)
+
+    @field_validator("name")
+    @classmethod
+    def check_name(cls, value: str) -> str:
+        if not NAME_PATTERN.fullmatch(value) or value in {".", ".."}:
+            kept = re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip("._-")
+            suggestion = kept if kept and kept != value else "my_lora"
+            raise ValueError(
+                f"'{value}' must use only ASCII letters, digits, - _ . (sd-scripts puts it in file names and "
+                f"metadata; other characters come out garbled in other tools) — e.g. name = \"{suggestion}\""
+            )
+        return value
+
+    @model_validator(mode="after")
+    def check_has_training_concept(self) -> "ProjectSpec":
+        if all(c.is_reg for c in self.concepts):
+            raise ValueError("concepts: all are regularization images — add a concept with a token")
+        return self
+
+    @model_validator(mode="after")
+    def check_unique_folders(self) -> "ProjectSpec":
+        seen: set[tuple[bool, str]] = set()
+        for concept in self.concepts:
+            key = (concept.is_reg, concept.folder_name)
+            if key in seen:
+                raise ValueError(f"concepts: two concepts map to the same folder '{concept.folder_name}' — give them different tokens or classes")
+            seen.add(key)
+        return self
+
+    @model_validator(mode="after")
+    def check_epochs_or_steps(self) -> "ProjectSpec":
+        if self.training.max_train_epochs is None and self.training.max_train_steps is None:
+            raise ValueError("training.max_train_epochs: training length is not set — set training.max_train_epochs (e.g. 10) or training.max_train_steps")
+        return self
+
+    @model_validator(mode="after")
+    def check_mixed_precision_agrees(self) -> "ProjectSpec":
+        launch_mp, train_mp = self.launch.mixed_precision, self.training.mixed_precision
+        if launch_mp and train_mp and launch_mp != train_mp:
+            raise ValueError(f"launch.mixed_precision: ('{launch_mp}') differs from training.mixed_precision ('{train_mp}') — remove launch.mixed_precision; it follows training's")
+        return self
+
+    @model_validator(mode="after")
+    def check_resolution_set(self) -> "ProjectSpec":
+        if self.dataset.resolution is None:
+            hint = 1024 if self.model.family in ("sdxl", "flux") else 512
+            raise ValueError(f"dataset.resolution: is not set — set dataset.resolution = {hint}")
+        return self
+
+    @property
+    def training_concepts(self) -> list[ConceptSpec]:
+        return [c for c in self.concepts if not c.is_reg]
+
+    @property
+    def network_module(self) -> str:
+        return self.training.network_module or DEFAULT_NETWORK_MODULE[self.model.family]
