@@ -1,0 +1,116 @@
+"""Shared fixtures: tiny real images, projects on disk, and the CLI run through its real entry point."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import pytest
+
+from kohya_wrap.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory, monkeypatch):
+    """No test sees the developer's presets, config dir, HF cache or sd-scripts."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("KOHYA_WRAP_PRESETS", "KOHYA_WRAP_VENDOR", "KOHYA_WRAP_SD_SCRIPTS", "KOHYA_WRAP_SD_PYTHON", "NO_COLOR"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def make_image(path: Path, size: tuple[int, int], color=(120, 80, 200)) -> Path:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+def make_images(folder: Path, sizes: Iterable[tuple[int, int]], ext: str = ".png", caption: str | None = "mytoken woman") -> list[Path]:
+    paths = []
+    for index, size in enumerate(sizes):
+        path = make_image(folder / f"img{index:03d}{ext}", size, (index * 7 % 255, 90, 160))
+        if caption is not None:
+            path.with_suffix(".txt").write_text(f"{caption}, photo {index}", encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def base_model(tmp_path) -> Path:
+    """A stand-in local model file: check only needs it to exist."""
+    path = tmp_path / "models" / "base.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\0" * 16)
+    return path
+
+
+SPEC_TEMPLATE = """\
+extends = "sd15-character"
+name = "mytoken_v1"
+
+[model]
+base = "{base}"
+
+[[concepts]]
+token = "mytoken"
+class = "woman"
+repeats = 10
+{extra}
+"""
+
+
+@pytest.fixture
+def project(tmp_path, base_model):
+    """A valid project with 10 captioned images; returns its folder."""
+
+    def build(extra: str = "", sizes=None, folder_name: str = "proj") -> Path:
+        root = tmp_path / folder_name
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "kohya-wrap.toml").write_text(SPEC_TEMPLATE.format(base=base_model.as_posix(), extra=extra), encoding="utf-8")
+        make_images(root / "image" / "10_mytoken woman", sizes or [(512, 512)] * 10)
+        return root
+
+    return build
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `kohya-wrap ARGS` through the real entry point (error boundary included)."""
+
+    def run(*args: str | os.PathLike) -> Result:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run
+
+
+def copy_fixture(name: str, target: Path) -> Path:
+    source = REPO / "tests" / "fixtures" / name
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copyfile(source, target)
+    return target
