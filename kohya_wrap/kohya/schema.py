@@ -224,8 +224,7 @@ def _check_option_value(option: OptionInfo, value: Any) -> tuple[str, str] | Non
         return ("is an empty list", "give at least one value or remove the key")
     for item in items:
         if not _scalar_ok(option.type, item):
-            word = _TYPE_WORDS.get(option.type, option.type)
-            return (f"{_toml_repr(item)} is not {word}", f"write it as {word}")
+            return (f"{_toml_repr(item)} has the wrong type", f"write {_TYPE_WORDS.get(option.type, option.type)}")
         if option.choices and item not in option.choices:
             return (f"{_toml_repr(item)} is not one of sd-scripts' choices", "use one of: " + ", ".join(map(str, option.choices)))
     return None
@@ -257,7 +256,7 @@ def _type_words(type_name: str) -> str:
     for alt in type_name.split("|"):
         if alt.endswith("_or_pair"):
             inner = _TYPE_WORDS.get(alt[: -len("_or_pair")], alt)
-            words.append(f"{inner} or a pair of them, e.g. [a, b]")
+            words.append(f"{inner} or a pair of them like [512, 768]")
         elif alt.endswith("_pair"):
             words.append(f"a pair [a, b] of {alt[: -len('_pair')]}s")
         else:
@@ -268,8 +267,7 @@ def _type_words(type_name: str) -> str:
 def _check_dataset_value(type_name: str, value: Any) -> tuple[str, str] | None:
     if _matches_type_name(type_name, value):
         return None
-    words = _type_words(type_name)
-    return (f"{_toml_repr(value)} is not {words}", f"write it as {words}")
+    return (f"{_toml_repr(value)} has the wrong type", f"write {_type_words(type_name)}")
 
 
 def coerce_dataset_value(type_name: str, value: Any) -> Any:

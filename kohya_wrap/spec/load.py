@@ -221,12 +221,23 @@ def _problem_for(path: tuple[Any, ...], errors: list[dict[str, Any]]) -> Problem
             message = rest
         what, _, fix = message.partition(" — ")
         return Problem(where, what, fix)
+    if first["type"] in _BOUNDS:
+        return Problem(where, f"{_describe(first['input'])} is {_BOUNDS[first['type']]}", "it " + first["msg"].removeprefix("Input ").lower())
     expected = [(_EXPECTED.get(e["type"]) or e["msg"].removeprefix("Input should be ")) for e in errors]
     expected = list(dict.fromkeys(expected))
-    got = _describe(first["input"])
-    if all(e["type"] in _EXPECTED for e in errors):
-        return Problem(where, f"{got} is not {' or '.join(expected)}", "fix the value's type")
-    return Problem(where, f"{got}: should be {' or '.join(expected)}", "")
+    return Problem(where, f"{_describe(first['input'])} has the wrong type", f"write {' or '.join(expected)}")
+
+
+_BOUNDS = {
+    "greater_than": "too small", "greater_than_equal": "too small", "less_than": "too large", "less_than_equal": "too large",
+    "too_short": "too short", "too_long": "too long",
+}
+_SECTION_ORDER = ("extends", "name", "model", "concepts", "dataset", "training", "sample", "launch")
+
+
+def _section_rank(problem: Problem) -> int:
+    head = problem.where.split(".")[0].split("[")[0]
+    return _SECTION_ORDER.index(head) if head in _SECTION_ORDER else len(_SECTION_ORDER)
 
 
 def validate_spec(data: dict[str, Any], source: str, schema: "OptionSchema") -> "ProjectSpec":
@@ -247,10 +258,11 @@ def validate_spec(data: dict[str, Any], source: str, schema: "OptionSchema") -> 
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
+    """One line per field (Pydantic's wins over the schema's), in the spec's section order."""
     seen: dict[str, Problem] = {}
     for problem in problems:
         seen.setdefault(problem.where, problem)
-    return list(seen.values())
+    return sorted(seen.values(), key=_section_rank)
 
 
 def load_project(directory: str | Path, overrides: Iterable[str] = (), schema: "OptionSchema | None" = None) -> LoadedSpec:

@@ -37,13 +37,14 @@ HF_PREFIX = "hf://"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: TOML has types, so "16" for an integer is a mistake to report, not to guess at
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class _OpenSection(BaseModel):
     """A section whose extra keys are sd-scripts' own names, checked later against its option schema."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True)
 
     def set_fields(self) -> dict[str, Any]:
         """Every key the user set (typed or extra), in sd-scripts' names, None-valued typed fields left out."""
@@ -129,7 +130,7 @@ _FOLDER_UNSAFE = re.compile(r'[/\\\x00-\x1f<>:"|?*]')
 class ConceptSpec(_OpenSection):
     """One subset of training (or regularization) images: the folder `image/<repeats>_<token> <class>`."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="allow", frozen=True, strict=True, populate_by_name=True)
 
     token: str = Field("", description="Trigger word the LoRA learns (empty for regularization concepts).")
     class_: str = Field("", alias="class", description="Class word, e.g. woman, dog, style.")

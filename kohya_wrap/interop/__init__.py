@@ -1,0 +1,1 @@
+"""Converters between kohya-wrap specs and other tools' configuration formats."""

@@ -1,0 +1,38 @@
+"""`kohya-wrap --help` stays fast: no torch, transformers, gitpython or pydantic at start-up."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "transformers", "git", "pydantic", "huggingface_hub", "PIL")
+
+
+def test_help_imports_nothing_heavy():
+    code = (
+        "import sys, json\n"
+        "from kohya_wrap.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+    assert "init" in result.stdout and "plan" in result.stdout
+
+
+def test_every_command_has_help():
+    from click.testing import CliRunner
+
+    from kohya_wrap.cli import cli, commands  # noqa: F401
+
+    runner = CliRunner()
+    names = [[name] for name in cli.commands] + [["presets", name] for name in cli.commands["presets"].commands]
+    for name in names:
+        result = runner.invoke(cli, [*name, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output, name
+
+
+def test_python_dash_m_and_version():
+    result = subprocess.run([sys.executable, "-m", "kohya_wrap", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and "kohya-wrap" in result.stdout
