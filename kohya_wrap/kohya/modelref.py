@@ -30,10 +30,18 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
 
 
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache as huggingface_hub finds it, read from the environment at call time."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
 def _cached(repo: str, filename: str) -> str | None:
     from huggingface_hub import try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo, filename)
+    found = try_to_load_from_cache(repo, filename, cache_dir=hub_cache_dir())
     return found if isinstance(found, str) else None
 
 
