@@ -36,3 +36,14 @@ def test_every_command_has_help():
 def test_python_dash_m_and_version():
     result = subprocess.run([sys.executable, "-m", "kohya_wrap", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and "kohya-wrap" in result.stdout
+
+
+def test_every_command_is_documented_in_the_readme():
+    from pathlib import Path
+
+    from kohya_wrap.cli import cli, commands  # noqa: F401
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    names = [name for name in cli.commands if name != "presets"] + [f"presets {name}" for name in cli.commands["presets"].commands]
+    for name in names:
+        assert f"kohya-wrap {name}" in readme, name
