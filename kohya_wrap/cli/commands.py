@@ -124,6 +124,13 @@ def init(directory: Path, preset, token, class_, repeats, images, base_model, na
             user, report = _user_spec_from_kohya_ss(from_kohya_ss, name, base_model, preset)
             if token:
                 user["concepts"] = [*user.get("concepts", []), _concept(token, class_, repeats, images)]
+            if not user.get("concepts"):
+                for line in report:
+                    _print(f"  kohya_ss: {line}", style="yellow")
+                raise KohyaWrapError(
+                    f"{from_kohya_ss}: no concepts: its train_data_dir holds no <repeats>_<name> folders on this machine",
+                    "add --token T (and --class C, --images SRC) to define one",
+                )
         else:
             user = _user_spec_from_options(preset or "sd15-character", token, class_, repeats, images, base_model, name)
         user = apply_overrides(user, overrides)

@@ -26,9 +26,11 @@ Written by reading kohya_ss at commit ``45088f04af78e11cec5407ff4652ea3ed2c14422
   ``lora_network_weights``, ``use_wandb``, ``use_8bit_adam``, and what an empty
   string becomes for each numeric key) and ``resolve_lr_warmup_steps``.
 * ``kohya_gui/class_*.py``: the GUI's default value of each field.
-* sd-scripts (``train_network.py``, ``library/train_util.py``,
-  ``library/config_util.py``) for the argument names, the dataset-config keys
-  and the argument defaults.
+* sd-scripts v0.10.1 (kohya-wrap's pin; ``train_network.py``,
+  ``library/train_util.py``, ``library/config_util.py``, and the option schema
+  in ``kohya_wrap/data/option_schema``) for the argument names, types, choices
+  and defaults, and the dataset-config keys. Every ``training`` key the importer
+  writes is an argument of the script its model family uses.
 
 The rules
 ---------
@@ -48,8 +50,14 @@ The rules
   parameters of the four model families kohya-wrap does not train (their
   checkboxes are written, unchecked). A key the spec does not set gets the
   value that makes sd-scripts use its own default (``max_bucket_reso`` 1024,
-  ``max_data_loader_n_workers`` 8, ``caption_extension`` ".caption", ...), not
-  the GUI's default, so that the file means what the spec means.
+  ``max_data_loader_n_workers`` 8, ``optimizer`` AdamW, ...), or the spec's own
+  default where kohya-wrap has one (``caption_extension`` ".txt"; [sample]
+  steps 20, cfg 7, seed 1, sampler euler_a, size = the training resolution),
+  never the GUI's default, so that the file means what the spec means.
+* The spec shape is kohya_wrap/spec/models.py: v_parameterization only with
+  family sd2, repeats >= 1, a regularisation concept has no token, sample
+  prompts are plain strings or ``{text, negative, width, height, steps, cfg,
+  seed, sampler}`` tables and need a schedule.
 """
 
 from __future__ import annotations
@@ -258,7 +266,7 @@ _GUI_BASE: dict[str, object] = {
     "lr_warmup": 0, "lr_warmup_steps": 0, "train_batch_size": 1, "epoch": 1,
     "save_every_n_epochs": 0, "seed": 0, "cache_latents": False,
     "cache_latents_to_disk": False, "train_inpainting": False,
-    "caption_extension": ".caption", "enable_bucket": False,
+    "caption_extension": ".txt", "enable_bucket": False,
     "stop_text_encoder_training": 0, "min_bucket_reso": 256, "max_bucket_reso": 1024,
     "max_train_epochs": 0, "max_train_steps": 1600, "lr_scheduler_num_cycles": 1,
     "lr_scheduler_power": 1.0, "optimizer": "AdamW", "optimizer_args": "",
@@ -302,7 +310,7 @@ _GUI_BASE: dict[str, object] = {
     "train_norm": False, "decompose_both": False, "train_on_input": True,
     "conv_dim": 1, "conv_alpha": 1,
     # samples
-    "sample_every_n_steps": 0, "sample_every_n_epochs": 0, "sample_sampler": "ddim",
+    "sample_every_n_steps": 0, "sample_every_n_epochs": 0, "sample_sampler": "euler_a",
     "sample_prompts": "",
     # block-wise LoRA
     "down_lr_weight": "", "mid_lr_weight": "", "up_lr_weight": "",
@@ -342,8 +350,7 @@ _GUI_BASE: dict[str, object] = {
 # whether an inactive key holds a setting worth reporting).
 _GUI_FACTORY: dict[str, object] = {
     "train_double_block_indices": "all", "train_single_block_indices": "all",
-    "sample_sampler": "euler_a", "max_bucket_reso": 2048, "caption_extension": ".txt",
-    "max_data_loader_n_workers": 0,
+    "max_bucket_reso": 2048, "max_data_loader_n_workers": 0,
 }
 
 
@@ -371,13 +378,16 @@ class _Field:
     (both values are settings), ``int``, ``float``, ``str``, ``args`` (text the
     GUI splits into a list). ``keep_zero``: the GUI passes 0 on (it is not
     "unset"). ``blank``: what the GUI's "Open config" turns an empty string
-    into. ``when``: the model family the GUI passes the key for.
+    into. ``unset``: more values that mean "not set" (sd-scripts' own
+    default, which its argument parser would not accept written out).
+    ``when``: the model family the GUI passes the key for.
     """
 
     dest: tuple[str, str]
     kind: str
     keep_zero: bool = False
     blank: object = _NOTHING
+    unset: tuple[object, ...] = ()
     when: str = ""
 
 
@@ -392,7 +402,8 @@ _FIELDS: dict[str, _Field] = {
     "min_bucket_reso": _F("dataset", "min_bucket_reso", "int"),
     "max_bucket_reso": _F("dataset", "max_bucket_reso", "int"),
     "bucket_reso_steps": _F("dataset", "bucket_reso_steps", "int"),
-    "caption_extension": _F("dataset", "caption_extension", "str"),
+    # "": the GUI passes nothing and sd-scripts reads .caption files; the spec's default is .txt
+    "caption_extension": _F("dataset", "caption_extension", "str", blank=".caption"),
     "shuffle_caption": _F("dataset", "shuffle_caption", "flag"),
     "flip_aug": _F("dataset", "flip_aug", "flag"),
     "color_aug": _F("dataset", "color_aug", "flag"),
@@ -456,7 +467,8 @@ _FIELDS: dict[str, _Field] = {
     "huber_scale": _F("training", "huber_scale", "float"),
     # training: text encoder
     "clip_skip": _F("training", "clip_skip", "int"),
-    "max_token_length": _F("training", "max_token_length", "int", blank=75, when="not_flux"),
+    # sd-scripts' choices are None/150/225: the GUI's 75 is the default, not a setting
+    "max_token_length": _F("training", "max_token_length", "int", unset=(75,), when="not_flux"),
     # training: network
     "network_dim": _F("training", "network_dim", "int"),
     "network_alpha": _F("training", "network_alpha", "float"),
@@ -474,7 +486,6 @@ _FIELDS: dict[str, _Field] = {
     "huggingface_repo_type": _F("training", "huggingface_repo_type", "str"),
     "huggingface_repo_visibility": _F("training", "huggingface_repo_visibility", "str"),
     "huggingface_path_in_repo": _F("training", "huggingface_path_in_repo", "str"),
-    "resume_from_huggingface": _F("training", "resume_from_huggingface", "str"),
     "save_state_to_huggingface": _F("training", "save_state_to_huggingface", "flag"),
     "async_upload": _F("training", "async_upload", "flag"),
     "metadata_author": _F("training", "metadata_author", "str"),
@@ -507,7 +518,7 @@ _FIELDS: dict[str, _Field] = {
     "num_cpu_threads_per_process": _F("launch", "num_cpu_threads_per_process", "int"),
     "num_processes": _F("launch", "num_processes", "int"),
     "num_machines": _F("launch", "num_machines", "int"),
-    "multi_gpu": _F("launch", "multi_gpu", "flag"),
+    "multi_gpu": _F("launch", "multi_gpu", "bool"),  # the spec turns it on by default with num_processes > 1
     "gpu_ids": _F("launch", "gpu_ids", "str"),
     "main_process_port": _F("launch", "main_process_port", "int"),
 }
@@ -535,6 +546,7 @@ _NO_FIELD: dict[str, str] = {
     "single_blocks_to_swap": f"{R_NO_EQUIV} for LoRA (deprecated; use blocks_to_swap)",
     "double_blocks_to_swap": f"{R_NO_EQUIV} for LoRA (deprecated; use blocks_to_swap)",
     "show_timesteps": f"{R_NO_SPEC_FIELD} (timestep visualisation)",
+    "resume_from_huggingface": f"{R_NO_SPEC_FIELD}: sd-scripts' --resume_from_huggingface is a switch and the Hub location goes in resume; set training.resume_from_huggingface = true and training.resume by hand",
     "show_timesteps_resolution": f"{R_NO_SPEC_FIELD} (timestep visualisation)",
     # keys of older GUI versions that the current GUI ignores
     "stop_text_encoder_training_pct": f"{R_NO_EQUIV} (obsolete GUI key)",
@@ -595,7 +607,8 @@ _CONCEPT_DIR_RE = re.compile(r"^(\d+)_(.+)$", re.DOTALL)
 # "truthy" (only when non-empty/non-zero), "positive" (only when > 0), "flag"
 # (``arg=True`` when checked), "conv" (kohya LoHa/LoKr: int, when > 0),
 # "with_conv" (passed with conv_dim), "factor" (when not -1), "split_mode"
-# (train_blocks=single when split_mode is on), "ggpo" (when train_lora_ggpo).
+# (train_blocks=single when split_mode is on; see _network_args), "ggpo" (when
+# train_lora_ggpo is checked).
 _Arg = tuple[str, str, str]
 
 
@@ -723,8 +736,6 @@ def _emitted(rule: str, key: str, value: object, gui: dict[str, object]) -> bool
         return isinstance(value, (int, float)) and int(value) != -1
     if rule == "ggpo":
         return gui.get("train_lora_ggpo") is True and bool(value)
-    if rule == "split_mode":
-        return gui.get("split_mode") is True
     raise AssertionError(rule)
 
 
@@ -743,7 +754,7 @@ def _arg_text(rule: str, arg: str, key: str, value: object) -> str:
 # --------------------------------------------------------------------------
 
 # sd-scripts prompt-line options (library/train_util.py line_to_prompt_dict)
-# that have a place in the spec's [sample] table.
+# that have a place in the spec: a [sample] key and a per-prompt table key.
 _PROMPT_FLAGS: dict[str, tuple[str, str]] = {
     "n": ("negative", r"n (.+)"),
     "w": ("width", r"w (\d+)"),
@@ -751,49 +762,55 @@ _PROMPT_FLAGS: dict[str, tuple[str, str]] = {
     "d": ("seed", r"d (\d+)"),
     "l": ("cfg", r"l ([\d.]+)"),
     "s": ("steps", r"s (\d+)"),
+    "ss": ("sampler", r"ss (\S+)"),
 }
 _SAMPLE_TYPES: dict[str, Callable[[object], Any]] = {
     "negative": _to_str, "width": _to_int, "height": _to_int, "seed": _to_int,
-    "cfg": _to_float, "steps": _to_int,
+    "cfg": _to_float, "steps": _to_int, "sampler": _to_str,
 }
+# Options the [sample] section holds for all prompts (a per-prompt --ss stays per prompt).
+_SECTION_OPTIONS = ("negative", "width", "height", "seed", "cfg", "steps")
+# kohya-wrap's own [sample] defaults (kohya_wrap/spec/models.py SampleSpec); the exporter
+# writes them out because a GUI prompt without --s/--l/--d gets sd-scripts' defaults instead.
+_SPEC_SAMPLE_DEFAULTS: dict[str, object] = {"steps": 20, "cfg": 7.0, "seed": 1, "sampler": "euler_a"}
+
+_Option = tuple["str | None", str, object]  # (spec name or None, raw text, value)
 
 
-def _parse_prompt_line(line: str) -> tuple[str, list[tuple[str | None, str, object]]]:
+def _parse_prompt_line(line: str) -> tuple[str, list[_Option]]:
     parts = line.split(" --")
-    options: list[tuple[str | None, str, object]] = []
+    options: list[_Option] = []
     for part in parts[1:]:
-        for flag, (name, pattern) in _PROMPT_FLAGS.items():
+        for name, pattern in _PROMPT_FLAGS.values():
             match = re.fullmatch(pattern, part.strip(), re.IGNORECASE | re.DOTALL)
             if match:
-                options.append((flag, part, _SAMPLE_TYPES[name](match.group(1))))
+                options.append((name, part.strip(), _SAMPLE_TYPES[name](match.group(1))))
                 break
         else:
-            options.append((None, part, None))
+            options.append((None, part.strip(), None))
     return parts[0].strip(), options
 
 
-def _prompts_to_sample(text: str) -> tuple[dict[str, object], bool]:
-    """GUI prompt text -> spec [sample] keys; True when options stayed inline."""
+def _prompts_to_sample(text: str) -> tuple[dict[str, object], list[str]]:
+    """GUI prompt text -> spec [sample] keys, and the prompt options the spec cannot hold.
+
+    An option equal on every line goes into the section; the others go into a
+    per-prompt table ``{text = ..., width = ...}``.
+    """
     lines = [ln.strip() for ln in text.splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    parsed = [_parse_prompt_line(ln) for ln in lines]
-    lifted: dict[str, object] = {}
-    for flag, (name, _pattern) in _PROMPT_FLAGS.items():
-        values = []
-        for _prompt, options in parsed:
-            found = [v for f, _raw, v in options if f == flag]
-            values.append(found[-1] if found else _NOTHING)
-        if values and all(v is not _NOTHING and v == values[0] for v in values):
-            lifted[name] = values[0]
-    flag_of = {name: flag for flag, (name, _p) in _PROMPT_FLAGS.items()}
-    lifted_flags = {flag_of[name] for name in lifted}
-    prompts = []
-    inline = False
+    parsed = [_parse_prompt_line(ln) for ln in lines if ln and not ln.startswith("#")]
+    section: dict[str, object] = {}
+    for name in _SECTION_OPTIONS:
+        values = [next((v for n, _raw, v in reversed(options) if n == name), _NOTHING) for _p, options in parsed]
+        if values and values[0] is not _NOTHING and all(v == values[0] for v in values):
+            section[name] = values[0]
+    prompts: list[object] = []
+    dropped: list[str] = []
     for prompt, options in parsed:
-        rest = [raw for f, raw, _v in options if f not in lifted_flags]
-        inline = inline or bool(rest)
-        prompts.append(prompt + "".join(" --" + raw.strip() for raw in rest))
-    return {"prompts": prompts, **lifted}, inline
+        own = {n: v for n, _raw, v in options if n is not None and n not in section}
+        dropped += [f"--{raw}" for n, raw, _v in options if n is None]
+        prompts.append({"text": prompt, **own} if own else prompt)
+    return {"prompts": prompts, **section}, dropped
 
 
 # --------------------------------------------------------------------------
@@ -813,7 +830,6 @@ class _Import:
         self.consumed: dict[str, None] = {}
         self.reported: set[str] = set()
         self.family: str | None = None
-        self.lora_type: str | None = None
         self.network_module: str | None = None
 
     # bookkeeping ---------------------------------------------------------
@@ -892,20 +908,24 @@ def _import_family(imp: _Import) -> None:
         else:
             imp.take("v2")
     if "v_parameterization" in imp.gui and not imp.done("v_parameterization"):
-        if flags.get("v_parameterization") and imp.family in ("sd15", "sd2", "sdxl"):
+        if flags.get("v_parameterization") and imp.family == "sd2":
             imp.put("model", "v_parameterization", True)
             imp.take("v_parameterization")
         elif flags.get("v_parameterization"):
-            imp.report("v_parameterization", True, _inactive(f"not used for {imp.family or chosen} models"))
+            imp.report("v_parameterization", True, f"{R_NO_SPEC_FIELD}: kohya-wrap takes v_parameterization only with family sd2 (this config: {imp.family or chosen})")
         else:
             imp.take("v_parameterization")
-    # parameters of the families kohya-wrap does not train
+    _import_other_families(imp, unsupported_box)
+
+
+def _import_other_families(imp: _Import, chosen_box: str | None) -> None:
+    """Parameters of the families kohya-wrap does not train (SD3, HunyuanImage, Anima, Lumina)."""
     idle = 0
     for key in list(imp.gui):
         box = _unsupported_family_of(key)
         if box is None or imp.done(key):
             continue
-        if box == unsupported_box:
+        if box == chosen_box:
             imp.report(key, imp.gui[key], f"belongs to model family {_UNSUPPORTED_FAMILIES[box]}, which kohya-wrap does not support")
         else:
             imp.take(key)
@@ -970,7 +990,8 @@ def _concepts_from(imp: _Import, key: str, root: str, is_reg: bool) -> list[dict
             if not klass:
                 imp.notes.append(f"Concept folder {name!r} has only one word: token {token!r}, no class.")
         if repeats == 0:
-            imp.notes.append(f"Concept folder {name!r} has 0 repeats: sd-scripts uses none of its images.")
+            imp.report(key, path, "0 repeats: sd-scripts uses none of its images (kohya-wrap needs repeats >= 1)")
+            continue
         concepts.append(concept)
     return concepts
 
@@ -1173,9 +1194,8 @@ def _import_noise(imp: _Import) -> None:
                 imp.inactive(key, f"noise_offset_type is {kind}")
 
 
-def _import_network(imp: _Import) -> None:
-    if not any(k in imp.gui for k in ("LoRA_type", *_NET_KEYS)):
-        return
+def _lora_type(imp: _Import) -> tuple[str, _NetType] | None:
+    """The GUI's LoRA_type, repaired like "Open config" does; None (reported) if unusable."""
     raw_type = imp.raw("LoRA_type")
     type_name = "Standard" if _blank(raw_type) else str(raw_type).strip()
     if type_name in _LEGACY_TYPES:
@@ -1187,16 +1207,17 @@ def _import_network(imp: _Import) -> None:
             imp.report("LoRA_type", raw_type, f"LoRA type for model family {_UNSUPPORTED_TYPES[type_name]}, which kohya-wrap does not support")
         else:
             imp.report("LoRA_type", raw_type, _bad("unknown LoRA type"))
-        for key in (*_NET_KEYS,):
-            imp.inactive(key, "LoRA_type not mapped")
-        return
+        return None
     imp.take("LoRA_type")
-    imp.lora_type = type_name
     if nettype.requires and nettype.requires != imp.family:
         imp.notes.append(f"LoRA_type {type_name!r} needs the {_WHEN[nettype.requires][1]} model checkbox; the GUI refuses to train this config.")
     if imp.family == "flux" and nettype.requires != "flux" and nettype.module != "lycoris.kohya":
         imp.notes.append(f"FLUX.1 needs LoRA_type Flux1, Flux1 OFT or LyCORIS; the GUI refuses to train with {type_name!r}.")
+    return type_name, nettype
 
+
+def _network_values(imp: _Import) -> dict[str, object]:
+    """The network keys of the file, converted; plus the switches the rules look at."""
     values: dict[str, object] = {}
     for key, kind in _NET_KEYS.items():
         if key in imp.gui:
@@ -1204,20 +1225,20 @@ def _import_network(imp: _Import) -> None:
             if ok:
                 values[key] = _GUI_BASE.get(key) if value is None else value
     try:
-        split_on = imp.family == "flux" and not _blank(imp.gui.get("split_mode")) \
-            and _to_bool(imp.gui.get("split_mode"))
+        split = imp.gui.get("split_mode")
+        values["split_mode"] = imp.family == "flux" and not _blank(split) and _to_bool(split)
     except _BadValue:
-        split_on = False  # reported with the other one-to-one keys
-    values["split_mode"] = split_on
-    t5xxl_ignored = imp.family != "flux" and values.get("train_t5xxl") is True
-    if t5xxl_ignored:
-        values["train_t5xxl"] = False  # the GUI passes train_t5xxl only with the FLUX.1 checkbox
+        values["split_mode"] = False  # reported with the one-to-one keys
+    return values
 
+
+def _network_args(imp: _Import, nettype: _NetType, values: dict[str, object]) -> tuple[list[str], set[str]]:
+    """What train_model passes as network_args, and the GUI keys it looked at."""
     args: list[str] = [f"algo={nettype.algo}"] if nettype.algo else []
     used: set[str] = set()
     for arg, key, rule in (*nettype.args, *((k, k, "truthy") for k in _LORAPLUS)):
         if rule == "split_mode":
-            if split_on:
+            if values["split_mode"]:
                 used.add(key)
                 if values.get(key) not in ("single", "all", None, ""):
                     imp.notes.append(f"split_mode is on: the GUI trains train_blocks=single, not {values[key]!r}.")
@@ -1230,16 +1251,32 @@ def _import_network(imp: _Import) -> None:
         else:
             continue
         used.add(key)
-        if not _emitted(rule, key, value, values):
-            continue
-        try:
-            args.append(_arg_text(rule, arg, key, value))
-        except _BadValue as exc:
-            imp.report(key, imp.gui.get(key), _bad(str(exc)))
+        if _emitted(rule, key, value, values):
+            try:
+                args.append(_arg_text(rule, arg, key, value))
+            except _BadValue as exc:
+                imp.report(key, imp.gui.get(key), _bad(str(exc)))
+    if nettype.module == "networks.lora_flux":
+        used.add("train_lora_ggpo")
+    return args, used
+
+
+def _import_network(imp: _Import) -> None:
+    if not any(k in imp.gui for k in ("LoRA_type", *_NET_KEYS)):
+        return
+    chosen = _lora_type(imp)
+    if chosen is None:
+        for key in _NET_KEYS:
+            imp.inactive(key, "LoRA_type not mapped")
+        return
+    type_name, nettype = chosen
+    values = _network_values(imp)
+    t5xxl_ignored = imp.family != "flux" and values.get("train_t5xxl") is True
+    if t5xxl_ignored:
+        values["train_t5xxl"] = False  # the GUI passes train_t5xxl only with the FLUX.1 checkbox
+    args, used = _network_args(imp, nettype, values)
     if t5xxl_ignored:
         used.discard("train_t5xxl")
-    if nettype.requires == "flux" and type_name == "Flux1":
-        used.add("train_lora_ggpo")
     imp.network_module = nettype.module
     imp.put("training", "network_module", nettype.module)
     if args:
@@ -1256,49 +1293,56 @@ def _import_network(imp: _Import) -> None:
         else:
             imp.inactive(key, f"not used by LoRA_type {type_name}")
     if nettype.module in ("networks.loha", "networks.lokr"):
-        imp.notes.append(f"{nettype.module} ships with sd-scripts releases newer than some pins; check that yours has it.")
+        imp.notes.append(f"{nettype.module} is a recent sd-scripts module (absent from sd-scripts v0.10.1, kohya-wrap's pin); check that the sd-scripts you run has it.")
 
 
 def _import_sample(imp: _Import) -> None:
     keys = ("sample_prompts", "sample_sampler", "sample_every_n_epochs", "sample_every_n_steps")
     if not any(k in imp.gui for k in keys):
         return
-    ok, text = imp.value("sample_prompts", "str", blank="") if "sample_prompts" in imp.gui else (True, "")
-    if not ok:
-        text = ""
-    sample: dict[str, object] = {}
-    if text:
-        try:
-            parsed, inline = _prompts_to_sample(text)
-        except _BadValue as exc:
-            imp.report("sample_prompts", text, _bad(str(exc)))
-        else:
-            sample.update(parsed if parsed.get("prompts") else {})
-            imp.take("sample_prompts")
-            if inline:
-                imp.notes.append("Some sample-prompt options differ between prompts; they stay inline in sample.prompts.")
-    elif ok:
-        imp.take("sample_prompts")
-    has_prompts = bool(sample.get("prompts"))
+    schedule: dict[str, object] = {}
     for key, dest, kind in (("sample_every_n_epochs", "every_n_epochs", "int"),
                             ("sample_every_n_steps", "every_n_steps", "int"),
                             ("sample_sampler", "sampler", "str")):
-        if key not in imp.gui:
+        if key in imp.gui:
+            ok, value = imp.value(key, kind)
+            if ok and value:
+                schedule[dest] = value
+            elif ok:
+                imp.take(key)
+    ok, text = imp.value("sample_prompts", "str", blank="") if "sample_prompts" in imp.gui else (True, "")
+    parsed: dict[str, object] = {}
+    if ok and text:
+        try:
+            parsed, dropped = _prompts_to_sample(text)
+        except _BadValue as exc:
+            imp.report("sample_prompts", text, _bad(str(exc)))
+            ok = False
+        else:
+            for option in dropped:
+                imp.notes.append(f"Sample prompt option {option!r} has no place in the spec; left out.")
+    if ok:
+        imp.take("sample_prompts")
+    has_schedule = bool(schedule.get("every_n_epochs") or schedule.get("every_n_steps"))
+    if parsed.get("prompts") and not has_schedule:
+        del imp.consumed["sample_prompts"]
+        imp.report("sample_prompts", text, _inactive("sample_every_n_epochs and sample_every_n_steps are 0, so sd-scripts makes no samples"))
+        parsed = {}
+    for dest, key in (("every_n_epochs", "sample_every_n_epochs"), ("every_n_steps", "sample_every_n_steps"),
+                      ("sampler", "sample_sampler")):
+        if dest not in schedule:
             continue
-        ok, value = imp.value(key, kind)
-        if not ok:
-            continue
-        if not value:
-            imp.take(key)
-        elif has_prompts:
-            sample[dest] = value
+        if parsed.get("prompts"):
             imp.take(key)
         else:
+            del schedule[dest]
             imp.inactive(key, "no sample_prompts")
-    if has_prompts and not (sample.get("every_n_epochs") or sample.get("every_n_steps")):
-        imp.notes.append("Sample prompts are set but neither sample_every_n_epochs nor sample_every_n_steps: sd-scripts makes no samples.")
-    if sample:
-        imp.spec["sample"] = sample
+    if parsed.get("prompts"):
+        missing = [f"--{flag}" for flag, (name, _p) in _PROMPT_FLAGS.items()
+                   if name in ("steps", "cfg", "seed") and name not in parsed]
+        if missing:
+            imp.notes.append(f"Sample prompts without {', '.join(missing)} got sd-scripts' defaults in the GUI; the spec's [sample] defaults apply now.")
+        imp.spec["sample"] = {**parsed, **schedule}
 
 
 def _import_mixed_precision(imp: _Import) -> None:
@@ -1362,7 +1406,13 @@ def _import_no_field(imp: _Import) -> None:
         kind = str(imp.gui["model_type"] or "flux").strip().lower()
         if kind == "chroma" and imp.family == "flux":
             imp.put("training", "model_type", "chroma")
-            imp.notes.append("model_type chroma: sd-scripts trains Chroma, which needs no clip_l and guidance_scale 0.")
+            # train_model forces these two for Chroma, guidance_scale even when it is 0
+            imp.put("training", "apply_t5_attn_mask", True)
+            ok, scale = imp.value("guidance_scale", "float", blank=0.0) if "guidance_scale" in imp.gui else (True, 0.0)
+            if ok:
+                imp.put("training", "guidance_scale", scale)
+                imp.take("guidance_scale")
+            imp.notes.append("model_type chroma: sd-scripts trains Chroma, which uses no clip_l (kohya-wrap's spec still asks for model.clip_l).")
             imp.take("model_type")
         elif kind in ("flux", ""):
             imp.take("model_type")
@@ -1392,6 +1442,8 @@ def _import_fields(imp: _Import) -> None:
 
 
 def _unset(value: object, field: _Field) -> bool:
+    if value in field.unset:
+        return True
     if field.kind == "flag":
         return value is False
     if field.kind == "bool":
@@ -1603,77 +1655,88 @@ def _export_resolution(exp: _Export) -> None:
     exp.gui["max_resolution"] = f"{width},{height}"
 
 
-def _export_network(exp: _Export) -> None:
-    module = exp.get("training", "network_module")
+def _spec_network_args(exp: _Export) -> list[tuple[str, str]]:
     raw_args = exp.get("training", "network_args") or []
-    exp.use("training", "network_module", "network_args")
     if isinstance(raw_args, str):
         raw_args = raw_args.split()
     pairs: list[tuple[str, str]] = []
     for item in raw_args if isinstance(raw_args, (list, tuple)) else [raw_args]:
-        text = str(item)
-        key, sep, val = text.partition("=")
-        if not sep:
-            exp.report("training.network_args", text, _bad("expected key=value"))
-            continue
-        pairs.append((key.strip(), val.strip()))
-    given = dict(pairs)
+        key, sep, val = str(item).partition("=")
+        if sep:
+            pairs.append((key.strip(), val.strip()))
+        else:
+            exp.report("training.network_args", str(item), _bad("expected key=value"))
+    return pairs
+
+
+def _gui_lora_type(exp: _Export, module: object, given: dict[str, str]) -> str | None:
+    """The GUI LoRA_type for a network_module (+ LyCORIS algo); None (reported) if none fits."""
     if module is None:
-        type_name = "Flux1" if exp.family == "flux" else "Standard"
-    elif module == "lycoris.kohya":
+        return "Flux1" if exp.family == "flux" else "Standard"
+    if module == "lycoris.kohya":
         algo = given.get("algo", "lora").lower()
-        type_name = _ALGO_TO_TYPE.get(algo, "")
-        if not type_name:
+        if algo not in _ALGO_TO_TYPE:
             exp.report("training.network_args", f"algo={algo}", f"{R_NO_GUI_FIELD}: the GUI has no LyCORIS type for this algo")
-            return
-    elif module == "networks.lora":
-        type_name = "Kohya LoCon" if "conv_dim" in given or "conv_alpha" in given else "Standard"
-    elif module in _MODULE_TO_TYPE:
-        type_name = _MODULE_TO_TYPE[module]
-    else:
-        exp.report("training.network_module", module, f"{R_NO_GUI_FIELD}: no GUI LoRA type uses this module")
-        if pairs:
-            exp.report("training.network_args", list(raw_args), f"{R_NO_GUI_FIELD}: no GUI LoRA type uses this module")
+        return _ALGO_TO_TYPE.get(algo)
+    if module == "networks.lora":
+        return "Kohya LoCon" if "conv_dim" in given or "conv_alpha" in given else "Standard"
+    if module in _MODULE_TO_TYPE:
+        return _MODULE_TO_TYPE[str(module)]
+    exp.report("training.network_module", module, f"{R_NO_GUI_FIELD}: no GUI LoRA type uses this module")
+    if given:
+        exp.report("training.network_args", [f"{k}={v}" for k, v in given.items()], f"{R_NO_GUI_FIELD}: no GUI LoRA type uses this module")
+    return None
+
+
+def _set_network_arg(exp: _Export, key: str, rule: str, arg: str, text: str) -> bool:
+    """Put one network arg into its GUI field; False when it could not be."""
+    shown = f"{arg}={text}"
+    value = _parse_scalar(text)
+    if rule == "split_mode":
+        if text == "single" and exp.get("training", "split_mode") is True:
+            exp.gui["train_blocks"] = "single"
+        elif text != "all":
+            exp.report("training.network_args", shown, f"{R_NO_GUI_FIELD}: the GUI sets train_blocks only as 'single', with split_mode")
+        return False
+    if rule == "flag" and value is not True:
+        if value is not False:
+            exp.report("training.network_args", shown, _bad("expected True or False"))
+        return False
+    try:
+        exp.gui[key] = text if _NET_KEYS.get(key) == "str" else _gui_value(key, value)
+    except _BadValue as exc:
+        exp.report("training.network_args", shown, _bad(str(exc)))
+        return False
+    if rule == "ggpo":
+        exp.gui["train_lora_ggpo"] = True
+    return True
+
+
+def _export_network(exp: _Export) -> None:
+    exp.use("training", "network_module", "network_args")
+    pairs = _spec_network_args(exp)
+    given = dict(pairs)
+    type_name = _gui_lora_type(exp, exp.get("training", "network_module"), given)
+    if type_name is None:
         return
     nettype = _NET_TYPES[type_name]
     exp.gui["LoRA_type"] = type_name
     by_arg = {arg: (key, rule) for arg, key, rule in nettype.args}
-    for key in _LORAPLUS:
-        by_arg[key] = (key, "truthy")
-    spec_split_mode = exp.get("training", "split_mode") is True
+    by_arg.update({key: (key, "truthy") for key in _LORAPLUS})
     set_keys: set[str] = set()
     for arg, text in pairs:
         if arg == "algo" and nettype.algo:
             continue
         if arg not in by_arg:
             exp.report("training.network_args", f"{arg}={text}", f"{R_NO_GUI_FIELD} for LoRA_type {type_name}")
-            continue
-        key, rule = by_arg[arg]
-        value = _parse_scalar(text)
-        if rule == "split_mode":
-            if text == "single" and spec_split_mode:
-                exp.gui["train_blocks"] = "single"
-            elif text != "all":
-                exp.report("training.network_args", f"{arg}={text}", f"{R_NO_GUI_FIELD}: the GUI sets train_blocks only as 'single', with split_mode")
-            continue
-        if rule == "ggpo":
-            exp.gui["train_lora_ggpo"] = True
-        if rule == "flag" and value is not True:
-            if value is not False:
-                exp.report("training.network_args", f"{arg}={text}", _bad("expected True or False"))
-            continue
-        try:
-            exp.gui[key] = text if _NET_KEYS.get(key) == "str" else _gui_value(key, value)
-        except _BadValue as exc:
-            exp.report("training.network_args", f"{arg}={text}", _bad(str(exc)))
-            continue
-        set_keys.add(key)
-    filled = [f"{_LYCORIS_ARG.get(k, k)}={_fmt_arg(k, exp.gui[k])}" for a, k, rule in nettype.args
-              if rule == "always" and k not in set_keys]
+        elif _set_network_arg(exp, *by_arg[arg], arg, text):
+            set_keys.add(by_arg[arg][0])
+    filled = [f"{arg}={_fmt_arg(key, exp.gui[key])}" for arg, key, rule in nettype.args
+              if rule == "always" and key not in set_keys]
     if filled:
         exp.report("training.network_args", filled, f"the GUI always passes these for LoRA_type {type_name}; the file has the GUI defaults")
-    if type_name == "Flux1" and spec_split_mode and "train_blocks" not in given:
-        exp.gui["train_blocks"] = "single"
+    if type_name == "Flux1" and exp.get("training", "split_mode") is True:
+        exp.gui["train_blocks"] = "single"  # the GUI forces it with split_mode
 
 
 def _export_learning_rates(exp: _Export) -> None:
@@ -1786,38 +1849,49 @@ def _export_switches(exp: _Export) -> None:
             exp.report(f"training.{key}", value, _bad(str(exc)))
 
 
+def _prompt_line(exp: _Export, index: int, prompt: object, section: dict[str, object]) -> str | None:
+    """One GUI prompt line: the text, then the section's options overridden by the prompt's own."""
+    own = dict(prompt) if isinstance(prompt, dict) else {"text": prompt}
+    text = own.pop("text", None)
+    if not isinstance(text, str) or "\n" in text or " --" in text:
+        exp.report(f"sample.prompts[{index}]", prompt, _bad("expected one line of text without ' --'"))
+        return None
+    line = text.strip()
+    for flag, (name, _pattern) in _PROMPT_FLAGS.items():
+        value = own.pop(name, section.get(name))
+        if value is None or (name == "sampler" and value == section.get("sampler")):
+            continue
+        shown = _fmt_number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+        if " --" in shown or "\n" in shown:
+            exp.report(f"sample.prompts[{index}].{name}", value, _bad("contains ' --' or a line break"))
+            continue
+        line += f" --{flag} {shown}"
+    for key, value in own.items():
+        exp.report(f"sample.prompts[{index}].{key}", value, R_NO_GUI_FIELD)
+    return line
+
+
 def _export_sample(exp: _Export) -> None:
     sample = exp.section("sample")
     if not sample:
         return
+    section = {**_SPEC_SAMPLE_DEFAULTS, **{k: v for k, v in sample.items() if v is not None}}
+    size = exp.get("dataset", "resolution")
+    if isinstance(size, int) or (isinstance(size, (list, tuple)) and len(size) == 2):
+        width, height = (size, size) if isinstance(size, int) else size
+        section.setdefault("width", width)  # the spec's default sample size is the training size
+        section.setdefault("height", height)
     prompts = sample.get("prompts") or []
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    suffix = ""
-    for flag, (name, _pattern) in _PROMPT_FLAGS.items():
-        if sample.get(name) is None:
-            continue
-        value = sample[name]
-        text = _fmt_number(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
-        if " --" in text or "\n" in text:
-            exp.report(f"sample.{name}", value, _bad("contains ' --' or a line break, which the prompt file cannot hold"))
-            continue
-        suffix += f" --{flag} {text}"
-    lines = []
-    for index, prompt in enumerate(prompts):
-        if not isinstance(prompt, str) or "\n" in prompt:
-            exp.report(f"sample.prompts[{index}]", prompt, _bad("expected one line of text"))
-            continue
-        lines.append(prompt.strip() + suffix)
-    exp.gui["sample_prompts"] = "\n".join(lines)
+    lines = [_prompt_line(exp, i, p, section) for i, p in enumerate(prompts if isinstance(prompts, list) else [prompts])]
+    exp.gui["sample_prompts"] = "\n".join(line for line in lines if line is not None)
     for name, key in (("every_n_epochs", "sample_every_n_epochs"), ("every_n_steps", "sample_every_n_steps"),
                       ("sampler", "sample_sampler")):
-        if sample.get(name) is not None:
+        if section.get(name) is not None:
             try:
-                exp.gui[key] = _gui_value(key, sample[name])
+                exp.gui[key] = _gui_value(key, section[name])
             except _BadValue as exc:
-                exp.report(f"sample.{name}", sample[name], _bad(str(exc)))
-    handled = {"prompts", "every_n_epochs", "every_n_steps", "sampler", *(n for n, _ in _PROMPT_FLAGS.values())}
+                exp.report(f"sample.{name}", section[name], _bad(str(exc)))
+    handled = {"prompts", "every_n_epochs", "every_n_steps", *(n for n, _ in _PROMPT_FLAGS.values())}
     for key, value in sample.items():
         if key not in handled and not (key == "at_first" and value is False):
             exp.report(f"sample.{key}", value, R_NO_GUI_FIELD)
