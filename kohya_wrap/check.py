@@ -14,6 +14,7 @@ from kohya_wrap.dataset.scan import FolderScan, scan_folder
 from kohya_wrap.kohya.install import SdScripts, locate_sd_scripts
 from kohya_wrap.kohya.modelref import ResolvedRef, resolve_model_refs
 from kohya_wrap.kohya.render import concept_dir
+from kohya_wrap.kohya.stepmath import BucketError, BucketSelector, BucketSettings
 from kohya_wrap.spec.load import LoadedSpec
 from kohya_wrap.spec.models import ConceptSpec
 
@@ -159,6 +160,48 @@ def _check_stray_folders(report: CheckReport) -> None:
                 report.add("error", where, "is not a concept in the spec, so its images are not trained", f"add a [[concepts]] entry with repeats = {match.group(1)} for '{words}', or move it out of {parent.name}/")
 
 
+def effective(spec_value, fallback):
+    """A spec value, or sd-scripts' own default where the spec leaves it unset."""
+    return spec_value if spec_value is not None else fallback
+
+
+def bucket_settings(loaded: LoadedSpec) -> BucketSettings:
+    """The bucketing sd-scripts will do: the spec's [dataset] values over its argparse defaults."""
+    dataset, schema, script = loaded.spec.dataset, loaded.schema, loaded.spec.model.script
+    size = dataset.size
+    assert size is not None  # the spec validator requires it
+    return BucketSettings(
+        resolution=size,
+        enable_bucket=bool(effective(dataset.enable_bucket, schema.default(script, "enable_bucket"))),
+        min_reso=effective(dataset.min_bucket_reso, schema.default(script, "min_bucket_reso")),
+        max_reso=effective(dataset.max_bucket_reso, schema.default(script, "max_bucket_reso")),
+        reso_steps=effective(dataset.bucket_reso_steps, schema.default(script, "bucket_reso_steps")),
+        no_upscale=bool(effective(dataset.bucket_no_upscale, schema.default(script, "bucket_no_upscale"))),
+    )
+
+
+def _check_buckets(report: CheckReport) -> None:
+    settings = bucket_settings(report.loaded)
+    selector = BucketSelector(settings)
+    for item in report.concepts:
+        failed = []
+        for image in item.scan.images:
+            if image.size is None:
+                continue
+            try:
+                selector.select(*image.size)
+            except BucketError:
+                failed.append(image)
+        if failed:
+            example = failed[0]
+            report.add(
+                "error", _rel(report.loaded.layout.root, item.folder),
+                f"{len(failed)} image(s) get a zero-pixel bucket at resolution {settings.resolution[0]}×{settings.resolution[1]} "
+                f"with bucket_reso_steps {settings.reso_steps}, e.g. {example.path.name} ({example.size[0]}×{example.size[1]}); sd-scripts crashes on them",
+                "raise dataset.resolution, lower dataset.bucket_reso_steps, or crop those images closer to square",
+            )
+
+
 def _check_models(report: CheckReport) -> None:
     for ref in report.models:
         if ref.problem is not None:
@@ -193,6 +236,7 @@ def check_project(loaded: LoadedSpec, read_sizes: bool = True) -> CheckReport:
     report = CheckReport(loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root), locate_sd_scripts())
     for item in concepts:
         _check_concept(report, item)
+    _check_buckets(report)
     _check_stray_folders(report)
     _check_models(report)
     _check_output(report)

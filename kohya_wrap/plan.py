@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kohya_wrap.check import CheckReport
+from kohya_wrap.check import CheckReport, bucket_settings, effective
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.kohya.render import RenderedConfigs, render_configs
 from kohya_wrap.kohya.stepmath import BucketSettings, EpochMath, SubsetImages, checkpoint_names, epoch_math
@@ -68,10 +68,6 @@ class TrainingPlan:
         }
 
 
-def _effective(spec_value: Any, fallback: Any) -> Any:
-    return spec_value if spec_value is not None else fallback
-
-
 def build_plan(report: CheckReport) -> TrainingPlan:
     """Needs a report without errors: the math divides by image sizes that must be readable."""
     if report.errors:
@@ -83,18 +79,9 @@ def build_plan(report: CheckReport) -> TrainingPlan:
     extras = dataset.model_extra or {}
     default = lambda name: schema.default(script, name)  # noqa: E731 - sd-scripts' argparse defaults
 
-    size = dataset.size
-    assert size is not None
-    bucket = BucketSettings(
-        resolution=size,
-        enable_bucket=bool(_effective(dataset.enable_bucket, default("enable_bucket"))),
-        min_reso=_effective(dataset.min_bucket_reso, default("min_bucket_reso")),
-        max_reso=_effective(dataset.max_bucket_reso, default("max_bucket_reso")),
-        reso_steps=_effective(dataset.bucket_reso_steps, default("bucket_reso_steps")),
-        no_upscale=bool(_effective(dataset.bucket_no_upscale, default("bucket_no_upscale"))),
-    )
+    bucket = bucket_settings(loaded)
     batch_size = extras.get("batch_size") or training.train_batch_size or default("train_batch_size") or 1
-    accumulation = _effective(training.gradient_accumulation_steps, default("gradient_accumulation_steps")) or 1
+    accumulation = effective(training.gradient_accumulation_steps, default("gradient_accumulation_steps")) or 1
     subsets = [
         SubsetImages(tuple(image.size for image in item.scan.images if image.size), item.concept.repeats, item.concept.is_reg)
         for item in report.concepts
@@ -106,7 +93,7 @@ def build_plan(report: CheckReport) -> TrainingPlan:
         gradient_accumulation_steps=accumulation,
         num_processes=spec.launch.num_processes,
         max_train_epochs=training.max_train_epochs,
-        max_train_steps=_effective(training.max_train_steps, default("max_train_steps")),
+        max_train_steps=effective(training.max_train_steps, default("max_train_steps")),
     )
     extension = "." + (training.save_model_as or default("save_model_as") or "safetensors")
     checkpoints = checkpoint_names(

@@ -190,3 +190,12 @@ def test_presets_commands(cli, tmp_path, monkeypatch):
     assert any(p["name"] == "low" and p["origin"] == "user" for p in json.loads(cli("presets", "list", "--json").out))
     missing = cli("presets", "show", "sd15-caracter")
     assert missing.code == 2 and "did you mean 'sd15-character'?" in missing.err
+
+
+def test_images_that_cannot_be_bucketed_are_reported(project, cli):
+    root = project(sizes=[(64, 64), (64, 96)] * 5)
+    spec = root / "kohya-wrap.toml"
+    spec.write_text(spec.read_text(encoding="utf-8") + "\n[dataset]\nresolution = 64\nmin_bucket_reso = 64\nmax_bucket_reso = 128\n", encoding="utf-8")
+    result = cli("check", root)
+    assert result.code == 2
+    assert "5 image(s) get a zero-pixel bucket at resolution 64×64 with bucket_reso_steps 64, e.g. img001.png (64×96)" in result.out

@@ -155,3 +155,8 @@ def test_missing_spec_says_how_to_create_one(tmp_path):
     with pytest.raises(KohyaWrapError) as info:
         load_project(tmp_path)
     assert "kohya-wrap init" in info.value.hint
+
+
+def test_bucket_steps_must_suit_the_script():
+    assert "multiple of 64, which train_network.py requires" in problems(minimal(dataset={"resolution": 512, "bucket_reso_steps": 32}))["dataset.bucket_reso_steps"]
+    validate_spec(minimal(model={"family": "sdxl"}, dataset={"resolution": 1024, "bucket_reso_steps": 32}), "x", SCHEMA)

@@ -68,3 +68,14 @@ def test_checkpoint_names_follow_sd_scripts():
     assert names == ["lora-000004.safetensors", "lora-000008.safetensors", "lora.safetensors"]
     steps = checkpoint_names("lora", ".safetensors", 10, 1, 10, None, 5)
     assert steps == ["lora-step00000005.safetensors", "lora-step00000010.safetensors", "lora.safetensors"]
+
+
+def test_images_sd_scripts_cannot_bucket_raise():
+    import pytest
+
+    from kohya_wrap.kohya.stepmath import BucketError
+
+    selector = BucketSelector(BucketSettings((64, 64), True, 64, 128, 64, no_upscale=True))
+    assert selector.select(64, 64) == (64, 64)
+    with pytest.raises(BucketError):
+        selector.select(64, 96)  # scaled to 52×78, rounded down to a 0-pixel width: sd-scripts divides by zero

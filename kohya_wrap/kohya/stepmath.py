@@ -39,6 +39,12 @@ def make_bucket_resolutions(max_reso: tuple[int, int], min_size: int, max_size: 
     return sorted(resos)
 
 
+class BucketError(ValueError):
+    def __init__(self, width: int, height: int) -> None:
+        super().__init__(f"no bucket for {width}×{height}")
+        self.size = (width, height)
+
+
 class BucketSelector:
     """Assigns an image size to its bucket resolution exactly as sd-scripts' BucketManager does."""
 
@@ -60,6 +66,17 @@ class BucketSelector:
         return value - value % self.settings.reso_steps
 
     def select(self, width: int, height: int) -> tuple[int, int]:
+        """The bucket of an image; raises BucketError where sd-scripts would divide by zero or make a
+        zero-pixel bucket (an image far from square at a resolution close to bucket_reso_steps)."""
+        try:
+            bucket = self._select(width, height)
+        except ZeroDivisionError:
+            raise BucketError(width, height) from None
+        if 0 in bucket:
+            raise BucketError(width, height)
+        return bucket
+
+    def _select(self, width: int, height: int) -> tuple[int, int]:
         aspect_ratio = width / height
         if not (self.settings.enable_bucket and self.settings.no_upscale):
             if (width, height) in self.predefined_set:

@@ -32,6 +32,9 @@ DEFAULT_NETWORK_MODULE: dict[str, str] = {
     "flux": "networks.lora_flux",
 }
 
+# sd-scripts asserts bucket_reso_steps % N == 0 at start-up (verify_bucket_reso_steps in each script).
+BUCKET_STEP_MULTIPLE: dict[str, int] = {"sd15": 64, "sd2": 64, "sdxl": 32, "flux": 32}
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
 HF_PREFIX = "hf://"
 
@@ -419,6 +422,13 @@ class ProjectSpec(_Section):
         launch_mp, train_mp = self.launch.mixed_precision, self.training.mixed_precision
         if launch_mp and train_mp and launch_mp != train_mp:
             raise ValueError(f"launch.mixed_precision: ('{launch_mp}') differs from training.mixed_precision ('{train_mp}') — remove launch.mixed_precision; it follows training's")
+        return self
+
+    @model_validator(mode="after")
+    def check_bucket_steps_fit_the_script(self) -> "ProjectSpec":
+        steps, needed = self.dataset.bucket_reso_steps, BUCKET_STEP_MULTIPLE[self.model.family]
+        if steps is not None and steps % needed:
+            raise ValueError(f"dataset.bucket_reso_steps: {steps} is not a multiple of {needed}, which {self.model.script} requires — use {needed * max(1, round(steps / needed))}")
         return self
 
     @model_validator(mode="after")
