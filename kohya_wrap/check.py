@@ -170,14 +170,31 @@ def bucket_settings(loaded: LoadedSpec) -> BucketSettings:
     dataset, schema, script = loaded.spec.dataset, loaded.schema, loaded.spec.model.script
     size = dataset.size
     assert size is not None  # the spec validator requires it
+    enable = bool(effective(dataset.enable_bucket, schema.default(script, "enable_bucket")))
+    steps = effective(dataset.bucket_reso_steps, schema.default(script, "bucket_reso_steps"))
+    min_reso = effective(dataset.min_bucket_reso, schema.default(script, "min_bucket_reso"))
+    max_reso = effective(dataset.max_bucket_reso, schema.default(script, "max_bucket_reso"))
+    if enable:  # sd-scripts' adjust_min_max_bucket_reso_by_steps: min rounds down, max up, to steps
+        min_reso -= min_reso % steps
+        max_reso += (steps - max_reso % steps) % steps
     return BucketSettings(
-        resolution=size,
-        enable_bucket=bool(effective(dataset.enable_bucket, schema.default(script, "enable_bucket"))),
-        min_reso=effective(dataset.min_bucket_reso, schema.default(script, "min_bucket_reso")),
-        max_reso=effective(dataset.max_bucket_reso, schema.default(script, "max_bucket_reso")),
-        reso_steps=effective(dataset.bucket_reso_steps, schema.default(script, "bucket_reso_steps")),
+        resolution=size, enable_bucket=enable, min_reso=min_reso, max_reso=max_reso, reso_steps=steps,
         no_upscale=bool(effective(dataset.bucket_no_upscale, schema.default(script, "bucket_no_upscale"))),
     )
+
+
+def _check_bucket_range(report: CheckReport) -> None:
+    """sd-scripts asserts these at start-up, after loading the model; say so before."""
+    settings, dataset = bucket_settings(report.loaded), report.loaded.spec.dataset
+    if not settings.enable_bucket:
+        return
+    short, long = min(settings.resolution), max(settings.resolution)
+    if settings.min_reso > short:
+        origin = "" if dataset.min_bucket_reso is not None else " (sd-scripts' default)"
+        report.add("error", "dataset.min_bucket_reso", f"{settings.min_reso}{origin} is above the resolution's short side {short}; sd-scripts stops on it", f"set dataset.min_bucket_reso = {short - short % settings.reso_steps or settings.reso_steps}")
+    if settings.max_reso < long:
+        origin = "" if dataset.max_bucket_reso is not None else " (sd-scripts' default)"
+        report.add("error", "dataset.max_bucket_reso", f"{settings.max_reso}{origin} is below the resolution's long side {long}; sd-scripts stops on it", f"set dataset.max_bucket_reso = {2 * long}")
 
 
 def _check_buckets(report: CheckReport) -> None:
@@ -236,6 +253,7 @@ def check_project(loaded: LoadedSpec, read_sizes: bool = True) -> CheckReport:
     report = CheckReport(loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root), locate_sd_scripts())
     for item in concepts:
         _check_concept(report, item)
+    _check_bucket_range(report)
     _check_buckets(report)
     _check_stray_folders(report)
     _check_models(report)

@@ -199,3 +199,13 @@ def test_images_that_cannot_be_bucketed_are_reported(project, cli):
     result = cli("check", root)
     assert result.code == 2
     assert "5 image(s) get a zero-pixel bucket at resolution 64×64 with bucket_reso_steps 64, e.g. img001.png (64×96)" in result.out
+
+
+def test_bucket_range_sd_scripts_asserts_is_checked_first(project, cli):
+    root = project(sizes=[(64, 64)] * 10)
+    spec = root / "kohya-wrap.toml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace('extends = "sd15-character"\n', "") + "\n[training]\nmax_train_epochs = 1\n[dataset]\nresolution = 64\nenable_bucket = true\nmax_bucket_reso = 100\n", encoding="utf-8")
+    result = cli("check", root)
+    assert result.code == 2
+    assert "dataset.min_bucket_reso: 256 (sd-scripts' default) is above the resolution's short side 64; sd-scripts stops on it — set dataset.min_bucket_reso = 64" in result.out
+    assert "max_bucket_reso" not in result.out  # 100 rounds up to 128, as sd-scripts does

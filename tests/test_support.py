@@ -83,3 +83,14 @@ def test_launch_command_is_an_argument_list(tmp_path, monkeypatch):
     assert argv[-5] == str(tmp_path / "sd scripts" / "sdxl_train_network.py")
     assert argv[-3] == str(layout.train_config)
     assert "'" + str(layout.train_config).replace("'", "'\"'\"'") + "'" in command_line(argv)
+
+
+def test_bucket_settings_round_like_sd_scripts(project):
+    from kohya_wrap.check import bucket_settings
+    from kohya_wrap.spec.load import load_project
+
+    root = project()
+    loaded = load_project(root, ["dataset.min_bucket_reso=100", "dataset.max_bucket_reso=1000"])
+    settings = bucket_settings(loaded)
+    assert (settings.min_reso, settings.max_reso, settings.reso_steps) == (64, 1024, 64)
+    assert bucket_settings(load_project(root, ["dataset.enable_bucket=false", "dataset.min_bucket_reso=100"])).min_reso == 100
