@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from kohya_wrap.dataset.scan import FolderScan, scan_folder
+from kohya_wrap.errors import Problem
 from kohya_wrap.kohya.install import SdScripts, locate_sd_scripts
 from kohya_wrap.kohya.modelref import ResolvedRef, resolve_model_refs
 from kohya_wrap.kohya.render import concept_dir
@@ -24,15 +25,8 @@ MAX_LISTED = 5  # per problem kind and folder; the rest are counted
 
 
 @dataclass(frozen=True)
-class Finding:
-    severity: Severity
-    where: str
-    what: str
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{self.where}: {self.what}" if self.where else self.what
-        return f"{text} — {self.fix}" if self.fix else text
+class Finding(Problem):
+    severity: Severity = "error"
 
     def as_dict(self) -> dict[str, str]:
         return {"severity": self.severity, "where": self.where, "what": self.what, "fix": self.fix}
@@ -58,7 +52,7 @@ class CheckReport:
         return [f for f in self.findings if f.severity == "error"]
 
     def add(self, severity: Severity, where: str, what: str, fix: str = "") -> None:
-        self.findings.append(Finding(severity, where, what, fix))
+        self.findings.append(Finding(where, what, fix, severity))
 
 
 def _rel(layout_root: Path, path: Path) -> str:

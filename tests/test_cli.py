@@ -61,6 +61,11 @@ def test_init_is_idempotent_and_keeps_the_spec(tmp_path, cli, base_model):
     again = cli("init", root, "--token", "t", "--images", photos, "--base-model", base_model)
     assert again.code == 0 and "kept the existing" in again.out and "0 image(s) and 0 caption(s) copied, 6 already there" in again.out
     assert (root / "kohya-wrap.toml").read_text(encoding="utf-8") == spec_text
+    for path in photos.iterdir():
+        path.unlink()
+    photos.rmdir()
+    gone = cli("init", root)
+    assert gone.code == 0 and "is gone; nothing imported" in gone.out
     forced = cli("init", root, "--token", "other", "--base-model", base_model, "--force")
     assert forced.code == 0
     assert (root / "kohya-wrap.toml.bak").read_text(encoding="utf-8") == spec_text

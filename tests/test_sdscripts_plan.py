@@ -81,14 +81,14 @@ def sd_scripts_plan_block(command: list[str], timeout: float = 300) -> dict[str,
     return found
 
 
-def write_project(root: Path, tiny: tuple[Path, Path], body: str) -> None:
+def write_project(root: Path, tiny: tuple[Path, Path], spec: str, training: str) -> None:
+    """A spec for the tiny model on the CPU: fp32, a small network, the offline tokenizer."""
     model, tokenizers = tiny
     root.mkdir(parents=True, exist_ok=True)
     (root / "kohya-wrap.toml").write_text(
-        body.format(model=model.as_posix())
-        + f'\n[training]\nmixed_precision = "no"\nnetwork_dim = 4\ntokenizer_cache_dir = "{tokenizers.as_posix()}"\n'
-        + "max_data_loader_n_workers = 0\n"
-        + "{training}\n",
+        spec.format(model=model.as_posix())
+        + '\n[training]\nmixed_precision = "no"\nnetwork_dim = 4\nmax_data_loader_n_workers = 0\n'
+        + f'tokenizer_cache_dir = "{tokenizers.as_posix()}"\n{training}\n',
         encoding="utf-8",
     )
 
@@ -145,9 +145,7 @@ max_bucket_reso = 512
 bucket_reso_steps = 64
 bucket_no_upscale = false
 """
-    write_project(root, tiny_model, body.replace("{training}", ""))
-    text = (root / "kohya-wrap.toml").read_text(encoding="utf-8").replace("{training}", "max_train_epochs = 3\ntrain_batch_size = 3\ngradient_accumulation_steps = 2")
-    (root / "kohya-wrap.toml").write_text(text, encoding="utf-8")
+    write_project(root, tiny_model, body, "max_train_epochs = 3\ntrain_batch_size = 3\ngradient_accumulation_steps = 2")
     make_images(root / "image" / "3_mytoken dog", [(300, 200), (200, 300), (256, 256), (400, 100), (150, 450), (333, 222), (90, 300)])
     make_images(root / "reg" / "1_dog", [(256, 256), (320, 240), (240, 320), (500, 200)], caption="dog")
     plan = plan_json(cli, root)
@@ -172,9 +170,7 @@ is_reg = true
 resolution = [128, 64]
 enable_bucket = false
 """
-    write_project(root, tiny_model, body)
-    text = (root / "kohya-wrap.toml").read_text(encoding="utf-8").replace("{training}", "max_train_steps = 7\ntrain_batch_size = 2")
-    (root / "kohya-wrap.toml").write_text(text, encoding="utf-8")
+    write_project(root, tiny_model, body, "max_train_steps = 7\ntrain_batch_size = 2")
     make_images(root / "image" / "2_mytoken cat", [(128, 64), (100, 100), (64, 128)])
     make_images(root / "reg" / "2_cat", [(64, 64)] * 9, caption=None)
     plan = plan_json(cli, root)

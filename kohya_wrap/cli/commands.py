@@ -60,7 +60,8 @@ def _user_spec_from_options(
     return data
 
 
-def _user_spec_from_kohya_ss(path: Path, name: str | None, base_model: str | None, preset: str | None) -> tuple[dict[str, Any], list[str]]:
+def _user_spec_from_kohya_ss(path: Path, name: str | None, base_model: str | None, preset: str | None) -> dict[str, Any]:
+    """The spec a GUI config describes; what does not map is reported as it is read."""
     from kohya_wrap.interop.kohya_ss import spec_from_kohya_ss
 
     try:
@@ -75,6 +76,10 @@ def _user_spec_from_kohya_ss(path: Path, name: str | None, base_model: str | Non
         return sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
 
     result = spec_from_kohya_ss(gui, subfolders=subfolders)
+    for item in result.unmapped:
+        _print(f"  kohya_ss: {item.key} = {item.value!r}: {item.reason}", style="yellow")
+    for note in result.notes:
+        _print(f"  kohya_ss: {note}", style="yellow")
     data = dict(result.spec)
     if preset:
         data["extends"] = preset
@@ -82,8 +87,7 @@ def _user_spec_from_kohya_ss(path: Path, name: str | None, base_model: str | Non
         data["name"] = name
     if base_model:
         data.setdefault("model", {})["base"] = base_model
-    report = [f"{u.key} = {u.value!r}: {u.reason}" for u in result.unmapped] + list(result.notes)
-    return data, report
+    return data
 
 
 @cli.command()
@@ -100,70 +104,80 @@ def _user_spec_from_kohya_ss(path: Path, name: str | None, base_model: str | Non
 @set_option
 def init(directory: Path, preset, token, class_, repeats, images, base_model, name, from_kohya_ss, force, overrides) -> int:
     """Create a project: kohya-wrap.toml, the kohya folder tree, and (with --images) the photos."""
-    from kohya_wrap.dataset.importer import import_images
-    from kohya_wrap.fsutil import copy_file_atomic, write_text_atomic
-    from kohya_wrap.kohya.render import concept_dir
-    from kohya_wrap.kohya.schema import load_option_schema
     from kohya_wrap.paths import ProjectLayout
-    from kohya_wrap.spec.load import apply_overrides, load_project, resolve_extends, validate_spec
-    from kohya_wrap.spec.write import render_spec_toml
+    from kohya_wrap.spec.load import load_project
 
     layout = ProjectLayout.at(directory)
     if layout.root.exists() and not layout.root.is_dir():
         raise KohyaWrapError(f"{layout.root}: exists and is not a folder", "choose another project folder")
     kept = layout.spec_file.exists() and not force
     if kept:
-        loaded = load_project(layout.root, overrides)
-        spec = loaded.spec
+        spec = load_project(layout.root, overrides).spec
         _print(f"kept the existing {layout.spec_file} (--force rewrites it)")
         if from_kohya_ss or token:
             _print("  the spec options given were not applied; edit the spec or pass --force", style="yellow")
     else:
-        report: list[str] = []
         if from_kohya_ss:
-            user, report = _user_spec_from_kohya_ss(from_kohya_ss, name, base_model, preset)
+            user = _user_spec_from_kohya_ss(from_kohya_ss, name, base_model, preset)
             if token:
                 user["concepts"] = [*user.get("concepts", []), _concept(token, class_, repeats, images)]
             if not user.get("concepts"):
-                for line in report:
-                    _print(f"  kohya_ss: {line}", style="yellow")
                 raise KohyaWrapError(
                     f"{from_kohya_ss}: no concepts: its train_data_dir holds no <repeats>_<name> folders on this machine",
                     "add --token T (and --class C, --images SRC) to define one",
                 )
         else:
             user = _user_spec_from_options(preset or "sd15-character", token, class_, repeats, images, base_model, name)
-        user = apply_overrides(user, overrides)
-        merged, _ = resolve_extends(user, str(layout.spec_file), layout.root)
-        spec = validate_spec(merged, str(layout.spec_file), load_option_schema())
-        layout.root.mkdir(parents=True, exist_ok=True)
-        if layout.spec_file.exists():
-            copy_file_atomic(layout.spec_file, layout.spec_file.with_name(layout.spec_file.name + ".bak"))
-        write_text_atomic(layout.spec_file, render_spec_toml({k: v for k, v in user.items() if v is not None}))
-        _print(f"wrote {layout.spec_file}")
-        for line in report:
-            _print(f"  kohya_ss: {line}", style="yellow")
-
+        spec = _write_new_spec(layout, user, overrides)
     for folder in layout.tree():
         folder.mkdir(parents=True, exist_ok=True)
+    _import_concept_images(layout, spec, extra_images=images if kept else None)
+    _print(f"next: kohya-wrap check {_shell_path(directory)}   then   kohya-wrap plan {_shell_path(directory)}")
+    return ExitCode.OK
+
+
+def _write_new_spec(layout, user: dict[str, Any], overrides: tuple[str, ...]):
+    """Validate first, so an invalid spec is never written; keep the previous spec as .bak (undo)."""
+    from kohya_wrap.fsutil import copy_file_atomic, write_text_atomic
+    from kohya_wrap.kohya.schema import load_option_schema
+    from kohya_wrap.spec.load import apply_overrides, resolve_extends, validate_spec
+    from kohya_wrap.spec.write import render_spec_toml
+
+    user = apply_overrides(user, overrides)
+    merged, _ = resolve_extends(user, str(layout.spec_file), layout.root)
+    spec = validate_spec(merged, str(layout.spec_file), load_option_schema())
+    layout.root.mkdir(parents=True, exist_ok=True)
+    if layout.spec_file.exists():
+        copy_file_atomic(layout.spec_file, layout.spec_file.with_name(layout.spec_file.name + ".bak"))
+    write_text_atomic(layout.spec_file, render_spec_toml({k: v for k, v in user.items() if v is not None}))
+    _print(f"wrote {layout.spec_file}")
+    return spec
+
+
+def _import_concept_images(layout, spec, extra_images: Path | None) -> None:
+    """Create every concept folder and copy in its `source`; `extra_images` (init --images on an
+    existing project) go to the first training concept."""
+    from kohya_wrap.dataset.importer import import_images
+    from kohya_wrap.kohya.render import concept_dir
+
     for concept in spec.concepts:
         target = concept_dir(layout, concept)
         target.mkdir(parents=True, exist_ok=True)
         source = Path(concept.source).expanduser() if concept.source else None
-        if images is not None and kept and concept is spec.training_concepts[0]:
-            source = images
+        if extra_images is not None and concept is spec.training_concepts[0]:
+            source = extra_images
         if source is None:
             continue
-        if not source.is_absolute():
-            source = layout.root / source
+        source = source if source.is_absolute() else layout.root / source
+        if not source.is_dir():
+            _print(f"  {target.relative_to(layout.root)}: its source {source} is gone; nothing imported", style="yellow")
+            continue
         result = import_images(source, target)
         _print(f"{target.relative_to(layout.root)}: {result.copied} image(s) and {result.captions} caption(s) copied, {result.unchanged} already there")
         for path in result.conflicts:
             _print(f"  kept {path.name}: a different file with that name is already in the folder", style="yellow")
         if result.unsupported:
             _print(f"  skipped {len(result.unsupported)} image(s) sd-scripts cannot read (e.g. {result.unsupported[0].name}); convert them to PNG or JPEG", style="yellow")
-    _print(f"next: kohya-wrap check {_shell_path(directory)}   then   kohya-wrap plan {_shell_path(directory)}")
-    return ExitCode.OK
 
 
 def _shell_path(path: Path) -> str:
