@@ -12,7 +12,7 @@ from typing import Literal
 
 from kohya_wrap.dataset.scan import FolderScan, scan_folder
 from kohya_wrap.errors import Problem
-from kohya_wrap.kohya.install import SdScripts, locate_sd_scripts
+from kohya_wrap.kohya.install import SdScripts
 from kohya_wrap.kohya.modelref import ResolvedRef, resolve_model_refs
 from kohya_wrap.kohya.render import concept_dir
 from kohya_wrap.kohya.stepmath import BucketError, BucketSelector, BucketSettings
@@ -233,10 +233,12 @@ def _check_output(report: CheckReport) -> None:
 
 def _check_sd_scripts(report: CheckReport) -> None:
     sd = report.sd_scripts
+    where = "sd_scripts.path" if sd.origin == "project" else "sd-scripts"
     if not sd.present:
-        report.add("info", "sd-scripts", f"not found at {sd.root} (needed to train, not to plan)", "set KOHYA_WRAP_SD_SCRIPTS to an existing checkout")
+        severity = "error" if sd.origin == "project" else "info"
+        report.add(severity, where, f"not found at {sd.root} (needed to train, not to plan; options were checked against {report.loaded.schema.source})", "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH` for an existing checkout")
     elif not sd.python_present:
-        report.add("info", "sd-scripts", f"found at {sd.root} but not its Python {sd.python}", "set KOHYA_WRAP_SD_PYTHON to the Python of its venv")
+        report.add("error" if sd.origin == "project" else "info", where, f"found at {sd.root} but not its Python {sd.python}", "`kohya-wrap vendor use PATH --python PY` names it")
 
 
 def check_project(loaded: LoadedSpec, read_sizes: bool = True) -> CheckReport:
@@ -244,7 +246,7 @@ def check_project(loaded: LoadedSpec, read_sizes: bool = True) -> CheckReport:
     for concept in loaded.spec.concepts:
         folder = concept_dir(loaded.layout, concept)
         concepts.append(ConceptScan(concept, folder, scan_folder(folder, read_sizes=read_sizes)))
-    report = CheckReport(loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root), locate_sd_scripts())
+    report = CheckReport(loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root), loaded.sd_scripts)
     for item in concepts:
         _check_concept(report, item)
     _check_bucket_range(report)

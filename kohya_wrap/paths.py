@@ -83,6 +83,13 @@ def user_data_dir() -> Path:
     return Path(base) / "kohya-wrap"
 
 
+def user_cache_dir() -> Path:
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "kohya-wrap" / "cache"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "kohya-wrap"
+
+
 def user_preset_dirs() -> list[Path]:
     """KOHYA_WRAP_PRESETS (os.pathsep-separated) first, then the user config dir's presets/."""
     dirs = [Path(p).expanduser() for p in os.environ.get("KOHYA_WRAP_PRESETS", "").split(os.pathsep) if p]

@@ -23,7 +23,9 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    for var in ("KOHYA_WRAP_PRESETS", "KOHYA_WRAP_VENDOR", "KOHYA_WRAP_SD_SCRIPTS", "KOHYA_WRAP_SD_PYTHON", "NO_COLOR"):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.setenv("KOHYA_WRAP_VENDOR", str(home / "vendor"))
+    for var in ("KOHYA_WRAP_PRESETS", "KOHYA_WRAP_SD_SCRIPTS", "KOHYA_WRAP_SD_PYTHON", "NO_COLOR"):
         monkeypatch.delenv(var, raising=False)
 
 

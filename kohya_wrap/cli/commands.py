@@ -139,13 +139,16 @@ def init(directory: Path, preset, token, class_, repeats, images, base_model, na
 def _write_new_spec(layout, user: dict[str, Any], overrides: tuple[str, ...]):
     """Validate first, so an invalid spec is never written; keep the previous spec as .bak (undo)."""
     from kohya_wrap.fsutil import copy_file_atomic, write_text_atomic
+    from kohya_wrap.kohya.install import locate_sd_scripts
     from kohya_wrap.kohya.schema import load_option_schema
     from kohya_wrap.spec.load import apply_overrides, resolve_extends, validate_spec
     from kohya_wrap.spec.write import render_spec_toml
 
     user = apply_overrides(user, overrides)
     merged, _ = resolve_extends(user, str(layout.spec_file), layout.root)
-    spec = validate_spec(merged, str(layout.spec_file), load_option_schema())
+    setting = merged.get("sd_scripts")
+    sd = locate_sd_scripts(layout.root, setting if isinstance(setting, dict) else None)
+    spec = validate_spec(merged, str(layout.spec_file), load_option_schema(sd))
     layout.root.mkdir(parents=True, exist_ok=True)
     if layout.spec_file.exists():
         copy_file_atomic(layout.spec_file, layout.spec_file.with_name(layout.spec_file.name + ".bak"))

@@ -2,21 +2,28 @@
 
 sd-scripts silently ignores unknown keys in `--config_file` (a misspelt `network_dimm` trains with the
 default and exits 0) and never converts value types, so every key we render is checked here first.
-`load_option_schema()` is the one place that decides where the schema comes from: today the snapshot
-shipped in `kohya_wrap/data/option_schema/` for the pinned sd-scripts, extracted from its real argparse
-parsers and dataset_config validators by `scripts/dump_option_schema.py`.
+`load_option_schema()` is the one place that decides where the schema comes from: the installed
+sd-scripts' own, read by running `introspect.py` inside its venv (cached per version), or, when none is
+installed, the snapshot shipped in `kohya_wrap/data/option_schema/` for the pinned version.
 """
 
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import os
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kohya_wrap.errors import KohyaWrapError, Problem
 from kohya_wrap.paths import PACKAGE_DIR
+
+if TYPE_CHECKING:
+    from kohya_wrap.kohya.install import SdScripts
+    from kohya_wrap.kohya.vendor import Vendor
 
 SNAPSHOT_DIR = PACKAGE_DIR / "data" / "option_schema"
 DATASET_LEVELS = ("general", "dataset", "subset")
@@ -45,6 +52,12 @@ OWNED_OPTIONS: dict[str, str] = {
     "clip_l": "set model.clip_l",
     "t5xxl": "set model.t5xxl",
     "ae": "set model.ae",
+}
+
+# Options sd-scripts removed in favour of another one (a did-you-mean cannot guess these).
+KNOWN_REWRITES: dict[str, str] = {
+    "use_8bit_adam": "set optimizer_type = \"AdamW8bit\" instead",
+    "use_lion_optimizer": "set optimizer_type = \"Lion\" instead",
 }
 
 # dataset_config subset keys kohya-wrap writes for each concept.
@@ -137,7 +150,7 @@ class OptionSchema:
             elif key in general and key != "batch_size":
                 problems.append(Problem(where, "is a dataset option", f"move it to [dataset] ({key} = {_toml_repr(value)})"))
             elif key not in options:
-                problems.append(Problem(where, f"{script} of {self.source} has no such option", _did_you_mean(key, options)))
+                problems.append(Problem(where, f"{script} of {self.source} has no such option", KNOWN_REWRITES.get(key) or _did_you_mean(key, options)))
             else:
                 problem = _check_option_value(options[key], value)
                 if problem:
@@ -203,8 +216,14 @@ _SCALAR_TYPES: dict[str, tuple[type, ...]] = {
     "float": (int, float),
     "str": (str,),
     "bool": (bool,),
+    # argparse type callables sd-scripts uses; what each accepts on a command line
+    "custom:int_or_float": (int, float),
+    "custom:Path": (str,),
 }
-_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string (in quotes)", "bool": "true or false"}
+_TYPE_WORDS = {
+    "int": "an integer", "float": "a number", "str": "a string (in quotes)", "bool": "true or false",
+    "custom:int_or_float": "a number", "custom:Path": "a path (a string in quotes)",
+}
 
 
 def _scalar_ok(type_name: str, value: Any) -> bool:
@@ -324,10 +343,86 @@ def load_snapshot(path: Path) -> OptionSchema:
     return _parse_schema(data, f"sd-scripts {describe} (snapshot)")
 
 
-def load_option_schema() -> OptionSchema:
-    """The schema to validate against. The single swap point: the live reader of the installed
-    sd-scripts (issue 3) takes over here; until then the snapshot of the pinned version."""
+def shipped_schema() -> OptionSchema:
     files = snapshot_files()
     if not files:
         raise KohyaWrapError(f"no sd-scripts option schema in {SNAPSHOT_DIR}", "reinstall kohya-wrap")
     return load_snapshot(files[-1])
+
+
+# ---------------------------------------------------------------------------------------------- live
+
+INTROSPECT = Path(__file__).with_name("introspect.py")
+
+
+def schema_cache_dir() -> Path:
+    from kohya_wrap.paths import user_cache_dir
+
+    return user_cache_dir() / "option-schema"
+
+
+def fingerprint(sd: "SdScripts") -> str:
+    """Identifies what the introspection would read: the scripts and library sources (paths, sizes,
+    modification times) and the Python that imports them. Stats only, so the cached path stays fast."""
+    digest = hashlib.sha256(f"{sd.root}\0{sd.python}\0{INTROSPECT.stat().st_mtime_ns}".encode())
+    files = sorted([*sd.root.glob("*.py"), *(sd.root / "library").rglob("*.py")])
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(sd.root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+def run_introspection(python: Path, tree: Path, out: Path) -> None:
+    """Build each script's argparse parser inside sd-scripts' own venv and dump it (introspect.py)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    try:
+        result = subprocess.run(
+            [str(python), str(INTROSPECT), "--sd-scripts", str(tree), "--out", str(out)],
+            capture_output=True, text=True, timeout=600, env=env, stdin=subprocess.DEVNULL,
+        )
+    except OSError as exc:
+        raise KohyaWrapError(f"cannot run {python} ({exc.strerror})", "check the sd-scripts venv (`kohya-wrap vendor status`)") from None
+    if result.returncode != 0:
+        tail = [line for line in result.stderr.strip().splitlines() if line.strip()][-1:] or [f"exit code {result.returncode}"]
+        raise KohyaWrapError(
+            f"reading sd-scripts' options from {tree} with {python} failed: {tail[0]}",
+            "check that its venv is complete (`kohya-wrap vendor status`, `kohya-wrap vendor install`)",
+        )
+
+
+def live_schema(sd: "SdScripts") -> OptionSchema:
+    """The options of the installed sd-scripts, introspected once per version and cached."""
+    path = schema_cache_dir() / f"{fingerprint(sd)}.json"
+    if not path.is_file():
+        run_introspection(sd.python, sd.root, path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    info = data.get("sd_scripts") or {}
+    label = info.get("describe") or (info.get("commit") or "")[:12] or "unknown version"
+    return _parse_schema(data, f"sd-scripts {label} ({sd.origin})")
+
+
+def load_option_schema(sd: "SdScripts | None" = None) -> OptionSchema:
+    """The schema to validate against: the installed sd-scripts' own when there is one (read live,
+    cached per version), else the snapshot shipped for the pinned version."""
+    if sd is not None and sd.usable:
+        return live_schema(sd)
+    return shipped_schema()
+
+
+def schema_at_ref(vendor: "Vendor", ref: str) -> OptionSchema:
+    """The options of any ref of the vendored repository, read from its sources with the venv's Python
+    (cached per commit), without touching the checkout."""
+    import tempfile
+
+    from kohya_wrap.kohya.vendor import archive_tree, open_repo, resolve_commit
+
+    if not vendor.python.is_file():
+        raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")
+    commit = resolve_commit(open_repo(vendor.checkout), ref)
+    path = schema_cache_dir() / f"commit-{commit}.json"
+    if not path.is_file():
+        with tempfile.TemporaryDirectory(prefix="kohya-wrap-ref-") as temp:
+            archive_tree(vendor, commit, Path(temp))
+            run_introspection(vendor.python, Path(temp) / "tree", path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return _parse_schema(data, f"sd-scripts {ref} ({commit[:12]})")

@@ -25,6 +25,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
+    from kohya_wrap.kohya.install import SdScripts
     from kohya_wrap.kohya.schema import OptionSchema
     from kohya_wrap.spec.models import ProjectSpec
 
@@ -35,6 +36,7 @@ class LoadedSpec:
     layout: ProjectLayout
     chain: tuple[str, ...]  # the spec file, then each preset it extends, nearest first
     schema: "OptionSchema"
+    sd_scripts: "SdScripts"
 
 
 def find_spec_file(directory: str | Path) -> Path:
@@ -232,7 +234,7 @@ _BOUNDS = {
     "greater_than": "too small", "greater_than_equal": "too small", "less_than": "too large", "less_than_equal": "too large",
     "too_short": "too short", "too_long": "too long",
 }
-_SECTION_ORDER = ("extends", "name", "model", "concepts", "dataset", "training", "sample", "launch")
+_SECTION_ORDER = ("extends", "name", "model", "concepts", "dataset", "training", "sample", "launch", "sd_scripts")
 
 
 def _section_rank(problem: Problem) -> int:
@@ -266,6 +268,8 @@ def _unique(problems: list[Problem]) -> list[Problem]:
 
 
 def load_project(directory: str | Path, overrides: Iterable[str] = (), schema: "OptionSchema | None" = None) -> LoadedSpec:
+    """`schema` replaces the one of the project's sd-scripts (e.g. another version's, for a diff)."""
+    from kohya_wrap.kohya.install import locate_sd_scripts
     from kohya_wrap.kohya.schema import load_option_schema
 
     spec_file = find_spec_file(directory)
@@ -273,6 +277,8 @@ def load_project(directory: str | Path, overrides: Iterable[str] = (), schema: "
     raw = read_toml(spec_file)
     merged, chain = resolve_extends(raw, str(spec_file), spec_file.parent)
     merged = apply_overrides(merged, overrides)
-    schema = schema or load_option_schema()
+    setting = merged.get("sd_scripts")
+    sd = locate_sd_scripts(layout.root, setting if isinstance(setting, dict) else None)
+    schema = schema or load_option_schema(sd)
     spec = validate_spec(merged, str(spec_file), schema)
-    return LoadedSpec(spec=spec, layout=layout, chain=chain, schema=schema)
+    return LoadedSpec(spec=spec, layout=layout, chain=chain, schema=schema, sd_scripts=sd)

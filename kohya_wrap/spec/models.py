@@ -371,6 +371,14 @@ class LaunchSpec(_Section):
         return self.num_processes // self.num_machines
 
 
+class SdScriptsSpec(_Section):
+    """An existing sd-scripts checkout for this project (`kohya-wrap vendor use PATH`) instead of the
+    vendored one; e.g. the one inside a kohya_ss GUI install."""
+
+    path: str | None = Field(None, description="The sd-scripts checkout (relative to the project, or absolute).")
+    python: str | None = Field(None, description="The Python of its venv (default: venv/bin/python beside or inside it).")
+
+
 class ProjectSpec(_Section):
     """A whole project: what to train on, from which model, with which settings."""
 
@@ -382,6 +390,7 @@ class ProjectSpec(_Section):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     sample: SampleSpec = Field(default_factory=SampleSpec)
     launch: LaunchSpec = Field(default_factory=LaunchSpec)
+    sd_scripts: SdScriptsSpec = Field(default_factory=SdScriptsSpec)
 
     @field_validator("name")
     @classmethod

@@ -1,0 +1,149 @@
+"""A stand-in sd-scripts: a local git repository with two tagged versions whose training scripts build
+argparse parsers the way sd-scripts does (`setup_parser()` in each script, shared options in
+`library/train_util.py`, dataset_config keys in `library/config_util.py`), standard library only.
+
+v1.0.0 → v1.1.0: `--network_dropout` added, `--use_8bit_adam` removed, `--lr_scheduler` default
+changed, `--mixed_precision` choices extended, `flux_train_network.py` added, requirements.txt changed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+TRAIN_UTIL = '''\
+import argparse
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pretrained_model_name_or_path", type=str, default=None)
+    parser.add_argument("--tokenizer_cache_dir", type=str, default=None)
+    parser.add_argument("--output_dir", type=str, default=None)
+    parser.add_argument("--output_name", type=str, default=None)
+    parser.add_argument("--logging_dir", type=str, default=None)
+    parser.add_argument("--resolution", type=str, default=None)
+    parser.add_argument("--train_batch_size", type=int, default=1)
+    parser.add_argument("--max_train_steps", type=int, default=1600)
+    parser.add_argument("--max_train_epochs", type=int, default=None)
+    parser.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    parser.add_argument("--learning_rate", type=float, default=2e-6)
+    parser.add_argument("--lr_scheduler", type=str, default="{lr_scheduler}")
+    parser.add_argument("--lr_warmup_steps", type=int, default=0)
+    parser.add_argument("--optimizer_type", type=str, default="")
+    parser.add_argument("--mixed_precision", type=str, default="no", choices={precisions})
+    parser.add_argument("--save_precision", type=str, default=None, choices=[None, "float", "fp16", "bf16"])
+    parser.add_argument("--save_model_as", type=str, default="safetensors", choices=[None, "ckpt", "pt", "safetensors"])
+    parser.add_argument("--save_every_n_epochs", type=int, default=None)
+    parser.add_argument("--save_every_n_steps", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--sdpa", action="store_true")
+    parser.add_argument("--xformers", action="store_true")
+    parser.add_argument("--cache_latents", action="store_true")
+    parser.add_argument("--gradient_checkpointing", action="store_true")
+    parser.add_argument("--max_data_loader_n_workers", type=int, default=8)
+    parser.add_argument("--sample_prompts", type=str, default=None)
+    parser.add_argument("--sample_every_n_epochs", type=int, default=None)
+    parser.add_argument("--sample_sampler", type=str, default="ddim", choices=["ddim", "euler", "euler_a"])
+    parser.add_argument("--enable_bucket", action="store_true")
+    parser.add_argument("--min_bucket_reso", type=int, default=256)
+    parser.add_argument("--max_bucket_reso", type=int, default=1024)
+    parser.add_argument("--bucket_reso_steps", type=int, default=64)
+    parser.add_argument("--bucket_no_upscale", action="store_true")
+    parser.add_argument("--caption_extension", type=str, default=".caption")
+{extra}
+'''
+
+CONFIG_UTIL = '''\
+class ConfigSanitizer:
+    def __init__(self, support_dreambooth, support_finetuning, support_controlnet, support_dropout):
+        subset = {"image_dir": str, "num_repeats": int, "class_tokens": str, "is_reg": bool,
+                  "caption_extension": str, "keep_tokens": int, "flip_aug": bool, "shuffle_caption": bool}
+        self.db_subset_schema = subset
+        self.db_dataset_schema = {"resolution": int, "batch_size": int, "enable_bucket": bool,
+                                  "min_bucket_reso": int, "max_bucket_reso": int, "bucket_reso_steps": int,
+                                  "bucket_no_upscale": bool, "subsets": [subset]}
+        self.general_schema = {**{k: v for k, v in subset.items() if k != "image_dir"},
+                               **{k: v for k, v in self.db_dataset_schema.items() if k != "subsets"}}
+'''
+
+TRAIN_NETWORK = '''\
+import argparse
+
+from library import train_util
+
+
+def setup_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    train_util.add_training_arguments(parser)
+    parser.add_argument("--network_module", type=str, default=None)
+    parser.add_argument("--network_dim", type=int, default=None)
+    parser.add_argument("--network_alpha", type=float, default=1)
+    parser.add_argument("--network_args", type=str, default=None, nargs="*")
+    parser.add_argument("--unet_lr", type=float, default=None)
+    parser.add_argument("--text_encoder_lr", type=float, default=None, nargs="*")
+{extra}
+    return parser
+
+
+if __name__ == "__main__":
+    print("stand-in sd-scripts", setup_parser().parse_args())
+'''
+
+SUBSCRIPT = '''\
+import train_network
+
+
+def setup_parser():
+    parser = train_network.setup_parser()
+    parser.add_argument("--cache_text_encoder_outputs", action="store_true")
+{extra}
+    return parser
+'''
+
+VERSIONS = {
+    "v1.0.0": {
+        "lr_scheduler": "constant",
+        "precisions": '["no", "fp16", "bf16"]',
+        "train_util_extra": '    parser.add_argument("--use_8bit_adam", action="store_true")',
+        "network_extra": "",
+        "flux": False,
+        "requirements": "# stand-in: nothing to install\n",
+    },
+    "v1.1.0": {
+        "lr_scheduler": "cosine",
+        "precisions": '["no", "fp16", "bf16", "fp8"]',
+        "train_util_extra": "",
+        "network_extra": '    parser.add_argument("--network_dropout", type=float, default=None)',
+        "flux": True,
+        "requirements": "# stand-in: nothing to install (v1.1.0)\n",
+    },
+}
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": str(repo), "PATH": "/usr/bin:/bin:/usr/local/bin"})
+
+
+def build_standin_repo(repo: Path) -> Path:
+    """Create the repository with tags v1.0.0 and v1.1.0; returns its path."""
+    repo.mkdir(parents=True)
+    _git(repo, "init", "-q", "-b", "main")
+    for tag, version in VERSIONS.items():
+        (repo / "library").mkdir(exist_ok=True)
+        (repo / "library" / "__init__.py").write_text("", encoding="utf-8")
+        (repo / "library" / "train_util.py").write_text(
+            TRAIN_UTIL.format(lr_scheduler=version["lr_scheduler"], precisions=version["precisions"], extra=version["train_util_extra"]), encoding="utf-8")
+        (repo / "library" / "config_util.py").write_text(CONFIG_UTIL, encoding="utf-8")
+        (repo / "train_network.py").write_text(TRAIN_NETWORK.format(extra=version["network_extra"]), encoding="utf-8")
+        (repo / "sdxl_train_network.py").write_text(SUBSCRIPT.format(extra=""), encoding="utf-8")
+        if version["flux"]:
+            (repo / "flux_train_network.py").write_text(SUBSCRIPT.format(extra='    parser.add_argument("--t5xxl", type=str, default=None)'), encoding="utf-8")
+        (repo / "requirements.txt").write_text(version["requirements"], encoding="utf-8")
+        (repo / "bitsandbytes_windows").mkdir(exist_ok=True)
+        (repo / "bitsandbytes_windows" / "libbitsandbytes_cuda118.dll").write_bytes(b"windows only")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", f"stand-in {tag}")
+        _git(repo, "tag", tag)
+    return repo
