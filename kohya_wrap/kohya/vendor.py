@@ -247,13 +247,19 @@ def resolve_commit(repo, ref: str) -> str:
     raise KohyaWrapError(f"'{ref}' is not a tag, branch or commit of the source", "list tags with `git -C <vendor>/sd-scripts tag`")
 
 
-def dirty_files(checkout: Path) -> list[str]:
-    """Changed tracked files (stdout of git status only: sparse-excluded blobs make git warn on stderr)."""
+def is_excluded(path: str, exclude: tuple[str, ...]) -> bool:
+    return any(path == p.rstrip("/") or path.startswith(p.rstrip("/") + "/") for p in exclude)
+
+
+def dirty_files(checkout: Path, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Changed tracked files (stdout of git status only: sparse-excluded blobs make git warn on stderr);
+    paths under `ignore` (being excluded from the checkout anyway) are not counted."""
     result = subprocess.run(
         ["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
         capture_output=True, text=True, check=False,
     )
-    return [line[3:] for line in result.stdout.splitlines() if line.strip()]
+    paths = [line[3:] for line in result.stdout.splitlines() if line.strip()]
+    return [p for p in paths if not is_excluded(p, ignore)]
 
 
 def checkout_commit(vendor: Vendor, commit: str, exclude: tuple[str, ...], log: PhaseLog) -> str:
@@ -377,7 +383,7 @@ def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], Non
         raise KohyaWrapError("no sd-scripts version is pinned here", "pass --ref TAG, e.g. --ref v0.10.1")
     exclude = normalise_excludes(options.exclude, pinned.exclude if pinned else ())
     if (vendor.checkout / ".git").exists() and not options.force:
-        changed = dirty_files(vendor.checkout)
+        changed = dirty_files(vendor.checkout, ignore=exclude)
         if changed:
             raise KohyaWrapError(f"{vendor.checkout} has local changes ({', '.join(changed[:3])})", "commit or discard them, or pass --force to overwrite them")
     lock = Lock(source, ref, "", exclude)
@@ -426,7 +432,7 @@ def upgrade(vendor: Vendor, ref: str, source: str | None, exclude: tuple[str, ..
     old = vendor.lock()
     if old is None or not (vendor.checkout / ".git").exists() or not vendor.python.is_file():
         raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")
-    changed = dirty_files(vendor.checkout)
+    changed = dirty_files(vendor.checkout, ignore=normalise_excludes(exclude, old.exclude))
     if changed and not force:
         raise KohyaWrapError(f"{vendor.checkout} has local changes ({', '.join(changed[:3])})", "commit or discard them, or pass --force to overwrite them")
     live_schema(vendor.sd_scripts())  # the old version's options, cached for the diff
