@@ -76,13 +76,18 @@ def _run_phases(work) -> Any:
 @click.option("--torch", "torch", default=None, metavar="SPEC", help='Torch packages for the venv (default: "torch==2.14.1 torchvision==0.29.1"; "none" skips).')
 @click.option("--torch-index-url", metavar="URL", help="Package index for torch, e.g. https://download.pytorch.org/whl/cu128 for a CUDA 12.8 build.")
 @click.option("--python", "base_python", default=sys.executable, show_default="this Python", help="Python that creates the venv.")
+@click.option("--pip-constraint", "constraints", multiple=True, metavar="SPEC", help='An extra pin for the venv\'s requirements, e.g. "numpy<2" (repeatable).')
 @click.option("--force", is_flag=True, help="Overwrite local changes in the checkout.")
-def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, force) -> int:
+def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, constraints, force) -> int:
     """Clone (or fetch) sd-scripts, check out the pinned commit, build its venv, read its options."""
     from kohya_wrap.kohya.vendor import DEFAULT_TORCH, InstallOptions, install
 
     vendor = _vendor()
-    options = InstallOptions(ref, source, tuple(exclude), torch or vendor.state().get("torch") or DEFAULT_TORCH, torch_index_url, base_python, force)
+    state = vendor.state()
+    options = InstallOptions(
+        ref, source, tuple(exclude), torch or state.get("torch") or DEFAULT_TORCH, torch_index_url, base_python, force,
+        tuple(constraints) or tuple(state.get("constraints", ())),
+    )
     lock = _run_phases(lambda report: install(vendor, options, report))
     _print(f"sd-scripts {lock.ref} ({lock.commit[:12]}) is installed in {vendor.root}; pinned in {vendor.lock_path}", style="bold green")
     return ExitCode.OK
@@ -119,9 +124,10 @@ def vendor_status(as_json: bool, no_torch: bool) -> int:
 @click.option("--ref", required=True, help="The tag, branch or commit to move to.")
 @click.option("--source", help="Fetch from here instead of the lock's source.")
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="Leave another path out of the checkout (repeatable).")
+@click.option("--pip-constraint", "constraints", multiple=True, metavar="SPEC", help='Replace the venv\'s extra pins, e.g. "numpy<2" (repeatable; reinstalls the requirements).')
 @click.option("--force", is_flag=True, help="Overwrite local changes in the checkout.")
 @click.argument("directory", required=False, default=".", type=click.Path(path_type=Path))
-def vendor_upgrade(ref, source, exclude, force, directory: Path) -> int:
+def vendor_upgrade(ref, source, exclude, constraints, force, directory: Path) -> int:
     """Move to another sd-scripts version: fetch, check out, reinstall requirements if they changed,
     update the lock, show the option diff, re-check the project in DIRECTORY (default: here)."""
     from kohya_wrap.kohya.schema import live_schema
@@ -130,8 +136,11 @@ def vendor_upgrade(ref, source, exclude, force, directory: Path) -> int:
     from kohya_wrap.paths import SPEC_FILENAME
 
     vendor = _vendor()
-    before = live_schema(vendor.sd_scripts()) if vendor.sd_scripts().usable else None
-    result = _run_phases(lambda report: upgrade(vendor, ref, source, tuple(exclude), force, report))
+    try:  # the current version's options, for the diff; a broken venv has none to offer
+        before = live_schema(vendor.sd_scripts()) if vendor.sd_scripts().usable else None
+    except KohyaWrapError:
+        before = None
+    result = _run_phases(lambda report: upgrade(vendor, ref, source, tuple(exclude), force, tuple(constraints) or None, report))
     after = live_schema(vendor.sd_scripts())
     _print(f"sd-scripts {result.old.ref} ({result.old.commit[:12]}) → {result.new.ref} ({result.new.commit[:12]}); lock updated", style="bold green")
     if before is not None:

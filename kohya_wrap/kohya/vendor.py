@@ -19,9 +19,10 @@ import shlex
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
@@ -319,18 +320,20 @@ def install_torch(vendor: Vendor, torch: str, index_url: str | None, log: PhaseL
     return " ".join(packages)
 
 
-def install_requirements(vendor: Vendor, torch: str, log: PhaseLog) -> str:
+def install_requirements(vendor: Vendor, torch: str, constraints: tuple[str, ...], log: PhaseLog) -> str:
+    """sd-scripts' requirements.txt, with the chosen torch held (requirements such as diffusers[torch]
+    must not replace it) and the user's extra pins (e.g. numpy<2 for an older release)."""
     requirements = vendor.checkout / "requirements.txt"
     if not requirements.is_file():
         return "no requirements.txt"
     argv = [str(vendor.python), "-m", "pip", "install", "-r", "requirements.txt"]
-    packages = torch_requirements(torch)
-    if packages:  # keep the chosen torch: requirements such as diffusers[torch] must not replace it
-        constraints = vendor.root / "torch-constraints.txt"
-        write_text_atomic(constraints, "\n".join(packages) + "\n")
-        argv += ["-c", str(constraints)]
+    pins = [*torch_requirements(torch), *constraints]
+    if pins:
+        path = vendor.root / "constraints.txt"
+        write_text_atomic(path, "\n".join(pins) + "\n")
+        argv += ["-c", str(path)]
     log.run(argv, cwd=vendor.checkout)
-    return "requirements.txt installed"
+    return "requirements.txt installed" + (f" (pinned: {', '.join(constraints)})" if constraints else "")
 
 
 def torch_info(python: Path) -> dict[str, Any]:
@@ -370,6 +373,7 @@ class InstallOptions:
     torch_index_url: str | None = None
     python: str = sys.executable
     force: bool = False
+    constraints: tuple[str, ...] = ()
 
 
 def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], None]) -> Lock:
@@ -404,7 +408,7 @@ def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], Non
         log.phase(f"check out {ref}", pick_commit)
         log.phase("create venv", lambda: create_venv(vendor, options.python, log))
         log.phase("install torch", lambda: install_torch(vendor, options.torch, options.torch_index_url, log))
-        log.phase("install requirements", lambda: install_requirements(vendor, options.torch, log))
+        log.phase("install requirements", lambda: install_requirements(vendor, options.torch, options.constraints, log))
 
         def read_options() -> str:
             schema = live_schema(vendor.sd_scripts())
@@ -414,7 +418,7 @@ def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], Non
     write_text_atomic(vendor.lock_path, lock.text())
     write_state(
         vendor, commit=lock.commit, requirements_sha256=file_sha256(vendor.checkout / "requirements.txt"),
-        torch=options.torch, torch_index_url=options.torch_index_url, python=options.python,
+        torch=options.torch, torch_index_url=options.torch_index_url, python=options.python, constraints=list(options.constraints),
     )
     return lock
 
@@ -426,7 +430,11 @@ class UpgradeResult:
     requirements_reinstalled: bool
 
 
-def upgrade(vendor: Vendor, ref: str, source: str | None, exclude: tuple[str, ...], force: bool, report: Callable[[str], None]) -> UpgradeResult:
+def upgrade(
+    vendor: Vendor, ref: str, source: str | None, exclude: tuple[str, ...], force: bool,
+    constraints: tuple[str, ...] | None, report: Callable[[str], None],
+) -> UpgradeResult:
+    """`constraints` None keeps the installed pins; a tuple replaces them (and reinstalls)."""
     from kohya_wrap.kohya.schema import live_schema
 
     old = vendor.lock()
@@ -435,11 +443,11 @@ def upgrade(vendor: Vendor, ref: str, source: str | None, exclude: tuple[str, ..
     changed = dirty_files(vendor.checkout, ignore=normalise_excludes(exclude, old.exclude))
     if changed and not force:
         raise KohyaWrapError(f"{vendor.checkout} has local changes ({', '.join(changed[:3])})", "commit or discard them, or pass --force to overwrite them")
-    live_schema(vendor.sd_scripts())  # the old version's options, cached for the diff
     state = vendor.state()
+    pins = tuple(state.get("constraints", ())) if constraints is None else constraints
     new = Lock(source or old.source, ref, "", normalise_excludes(exclude, old.exclude))
     reinstalled = False
-    with PhaseLog(_new_log(vendor, "upgrade"), report, total=4) as log:
+    with PhaseLog(_new_log(vendor, "upgrade"), report, total=4) as log, _rollback_hint(old, ref):
         log.phase("fetch sd-scripts", lambda: fetch_or_clone(vendor, new.source, log))
 
         def move() -> str:
@@ -451,16 +459,30 @@ def upgrade(vendor: Vendor, ref: str, source: str | None, exclude: tuple[str, ..
 
         def requirements() -> str:
             nonlocal reinstalled
-            if file_sha256(vendor.checkout / "requirements.txt") == state.get("requirements_sha256"):
+            same_file = file_sha256(vendor.checkout / "requirements.txt") == state.get("requirements_sha256")
+            if same_file and pins == tuple(state.get("constraints", ())):
                 return "requirements.txt unchanged: nothing to install"
             reinstalled = True
-            return install_requirements(vendor, state.get("torch", DEFAULT_TORCH), log)
+            return install_requirements(vendor, state.get("torch", DEFAULT_TORCH), pins, log)
 
         log.phase("update requirements", requirements)
         log.phase("read options", lambda: f"{sum(len(o) for o in live_schema(vendor.sd_scripts()).scripts.values())} options")
     write_text_atomic(vendor.lock_path, new.text())
-    write_state(vendor, commit=new.commit, requirements_sha256=file_sha256(vendor.checkout / "requirements.txt"))
+    write_state(vendor, commit=new.commit, requirements_sha256=file_sha256(vendor.checkout / "requirements.txt"), constraints=list(pins))
     return UpgradeResult(old, new, reinstalled)
+
+
+@contextmanager
+def _rollback_hint(old: Lock, ref: str) -> Iterator[None]:
+    """A failed upgrade leaves the checkout where it got to and the lock on the old version: say so."""
+    try:
+        yield
+    except PhaseFailed as exc:
+        exc.hint = (
+            f"{exc.hint}\nthe lock still pins {old.ref} ({old.commit[:12]}); `kohya-wrap vendor upgrade --ref {old.ref}` "
+            f"goes back, or retry {ref} with --pip-constraint (e.g. \"numpy<2\" for releases built against NumPy 1)"
+        )
+        raise
 
 
 def status(vendor: Vendor, with_torch: bool = True) -> dict[str, Any]:

@@ -1,0 +1,189 @@
+"""`kohya-wrap vendor …` against a stand-in sd-scripts repository with two tagged versions (tests/standin.py):
+install from a local repo, status, options, upgrade, diff, use, and the live option schema."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_images
+from standin import build_standin_repo
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+PROJECT = """\
+# my project: comments survive `vendor use`
+name = "t"
+[model]
+base = "{base}"
+[[concepts]]
+token = "tok"
+repeats = 2
+[dataset]
+resolution = 64
+[training]
+max_train_steps = 5
+mixed_precision = "no"
+{extra}
+"""
+
+
+@pytest.fixture(scope="session")
+def standin_repo(tmp_path_factory) -> Path:
+    return build_standin_repo(tmp_path_factory.mktemp("standin") / "sd-scripts")
+
+
+def git_out(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.fixture
+def installed(standin_repo, tmp_path, monkeypatch, cli) -> Path:
+    """A vendor dir with the stand-in installed at v1.0.0 (a venv without torch)."""
+    vendor = tmp_path / "vendor home"
+    monkeypatch.setenv("KOHYA_WRAP_VENDOR", str(vendor))
+    result = cli("vendor", "install", "--source", standin_repo, "--ref", "v1.0.0", "--torch", "none")
+    assert result.code == 0, result.out + result.err
+    return vendor
+
+
+def make_project(root: Path, extra: str = "") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "m.safetensors").write_bytes(b"x")
+    (root / "kohya-wrap.toml").write_text(PROJECT.format(base=(root / "m.safetensors").as_posix(), extra=extra), encoding="utf-8")
+    make_images(root / "image" / "2_tok", [(64, 64)] * 3)
+    return root
+
+
+def test_install_pins_and_checks_out_the_commit(installed, standin_repo, cli):
+    lock = tomllib.loads((installed / "sd-scripts.lock").read_text(encoding="utf-8"))
+    assert lock["source"] == str(standin_repo) and lock["ref"] == "v1.0.0"
+    assert lock["commit"] == git_out(standin_repo, "rev-parse", "v1.0.0^{commit}")
+    checkout = installed / "sd-scripts"
+    assert git_out(checkout, "rev-parse", "HEAD") == lock["commit"]
+    assert (checkout / "train_network.py").is_file()
+    assert not (checkout / "bitsandbytes_windows").exists()  # Windows-only folder left out by default
+    assert (installed / "venv" / "bin" / "python").is_file()
+    log = next((installed / "logs").glob("install-*.log")).read_text(encoding="utf-8")
+    assert "==== create venv" in log and "-m venv" in log
+
+    status = json.loads(cli("vendor", "status", "--json", "--no-torch").out)
+    assert status["commit"] == lock["commit"] and status["matches_lock"] and status["dirty"] == []
+    assert status["describe"] == "v1.0.0" and status["python_present"]
+
+    options = cli("vendor", "options", "--grep", "network_dim")
+    assert options.code == 0 and "network_dim" in options.out and "int" in options.out
+    assert "sd-scripts v1.0.0 (vendor)" in options.out
+
+
+def test_the_installed_options_validate_projects(installed, tmp_path, cli, monkeypatch):
+    project = make_project(tmp_path / "p", "use_8bit_adam = true\nnetwork_dimm = 4\n")
+    result = cli("check", project)
+    assert result.code == 2
+    assert "training.network_dimm: train_network.py of sd-scripts v1.0.0 (vendor) has no such option — did you mean 'network_dim'?" in result.err
+    assert "use_8bit_adam" not in result.err  # v1.0.0 still has it
+
+    from kohya_wrap.kohya import schema
+
+    def no_second_run(*args):
+        raise AssertionError("the option schema was read again instead of from the cache")
+
+    monkeypatch.setattr(schema, "run_introspection", no_second_run)
+    assert cli("check", project).code == 2  # served from the cache
+
+
+def test_diff_and_upgrade(installed, tmp_path, cli):
+    project = make_project(tmp_path / "p", "use_8bit_adam = true\nlr_scheduler = \"constant\"\n")
+    assert cli("check", project).code == 0
+
+    diff = cli("vendor", "diff", "v1.0.0", "v1.1.0", project)
+    assert diff.code == 0, diff.err
+    assert "flux_train_network.py: new script" in diff.out
+    assert "+ network_dropout" in diff.out and "- use_8bit_adam" in diff.out
+    assert "~ lr_scheduler: default 'constant' → 'cosine'" in diff.out
+    assert 'training.use_8bit_adam: train_network.py of sd-scripts v1.1.0' in diff.out
+    assert 'set optimizer_type = "AdamW8bit" instead' in diff.out
+    data = json.loads(cli("vendor", "diff", "v1.0.0", "v1.1.0", project, "--json").out)
+    train = next(s for s in data["scripts"] if s["script"] == "train_network.py")
+    assert [o["name"] for o in train["added"]] == ["network_dropout"] and [o["name"] for o in train["removed"]] == ["use_8bit_adam"]
+    assert train["changed"]["mixed_precision"]["choices"][1] == ["no", "fp16", "bf16", "fp8"]
+
+    upgraded = cli("vendor", "upgrade", "--ref", "v1.1.0", project)
+    assert upgraded.code == 0, upgraded.err
+    assert "update requirements: requirements.txt installed" in upgraded.out  # it changed between the tags
+    assert "your project does not validate against the new version" in upgraded.out
+    lock = tomllib.loads((installed / "sd-scripts.lock").read_text(encoding="utf-8"))
+    assert lock["ref"] == "v1.1.0" and lock["commit"] == git_out(installed / "sd-scripts", "rev-parse", "HEAD")
+
+    after = cli("check", project)
+    assert after.code == 2 and 'set optimizer_type = "AdamW8bit" instead' in after.err
+    spec = project / "kohya-wrap.toml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace("use_8bit_adam = true", "network_dropout = 0.1"), encoding="utf-8")
+    assert cli("check", project).code == 0  # the new option is known with no code change
+
+    again = cli("vendor", "upgrade", "--ref", "v1.1.0")
+    assert again.code == 0 and "unchanged: nothing to install" in again.out
+
+
+def test_local_changes_are_not_overwritten(installed, cli):
+    script = installed / "sd-scripts" / "train_network.py"
+    script.write_text(script.read_text(encoding="utf-8") + "# my patch\n", encoding="utf-8")
+    result = cli("vendor", "install")
+    assert result.code == 2 and "has local changes (train_network.py)" in result.err
+    assert "# my patch" in script.read_text(encoding="utf-8")
+    assert cli("vendor", "upgrade", "--ref", "v1.1.0").code == 2
+
+
+def test_a_moved_tag_is_not_followed_silently(installed, standin_repo, tmp_path, cli):
+    lock = installed / "sd-scripts.lock"
+    lock.write_text(lock.read_text(encoding="utf-8").replace(git_out(standin_repo, "rev-parse", "v1.0.0^{commit}"), "0" * 40), encoding="utf-8")
+    result = cli("vendor", "install")
+    assert result.code == 1 and "but the lock pins 000000000000" in result.err
+
+
+def test_missing_blob_names_the_file_and_the_exclude(standin_repo, tmp_path, monkeypatch, cli):
+    repo = tmp_path / "mirror"
+    shutil.copytree(standin_repo, repo)
+    (repo / "configs").mkdir()
+    (repo / "configs" / "big.json").write_text('{"large": true}', encoding="utf-8")
+    subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "big"], check=True)
+    subprocess.run(["git", "-C", str(repo), "tag", "v2.0.0"], check=True)
+    blob = git_out(repo, "rev-parse", "v2.0.0:configs/big.json")
+    (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()  # as a mirror without large blobs
+    monkeypatch.setenv("KOHYA_WRAP_VENDOR", str(tmp_path / "vendor"))
+    failed = cli("vendor", "install", "--source", repo, "--ref", "v2.0.0", "--torch", "none")
+    assert failed.code == 1
+    assert "check out v2.0.0 failed: configs/big.json is missing from the source" in failed.err
+    assert "add --exclude configs/big.json" in failed.err
+    ok = cli("vendor", "install", "--source", repo, "--ref", "v2.0.0", "--torch", "none", "--exclude", "configs/big.json")
+    assert ok.code == 0, ok.err
+    assert "configs/big.json" in tomllib.loads((tmp_path / "vendor" / "sd-scripts.lock").read_text(encoding="utf-8"))["exclude"]
+
+
+def test_use_an_existing_checkout_for_one_project(installed, tmp_path, cli, monkeypatch):
+    gui_install = tmp_path / "kohya_ss"
+    shutil.copytree(installed / "sd-scripts", gui_install / "sd-scripts")
+    project = make_project(tmp_path / "p")
+    monkeypatch.setenv("KOHYA_WRAP_VENDOR", str(tmp_path / "no vendor here"))
+    assert "(snapshot)" in cli("check", project).out  # nothing installed: the shipped schema
+    result = cli("vendor", "use", gui_install / "sd-scripts", "--python", installed / "venv" / "bin" / "python", project)
+    assert result.code == 0, result.err
+    text = (project / "kohya-wrap.toml").read_text(encoding="utf-8")
+    assert text.startswith("# my project: comments survive") and "[sd_scripts]" in text
+    assert (project / "kohya-wrap.toml.bak").read_text(encoding="utf-8") == PROJECT.format(base=(project / "m.safetensors").as_posix(), extra="")
+    check = cli("check", project)
+    assert check.code == 0 and "sd-scripts v1.0.0 (project)" in check.out
+    plan = json.loads(cli("plan", project, "--json").out)
+    assert plan["command"][0] == str(installed / "venv" / "bin" / "python")
+    assert plan["command"][plan["command"].index("--config_file") - 1] == str(gui_install / "sd-scripts" / "train_network.py")
+    bad = cli("vendor", "use", tmp_path, project)
+    assert bad.code == 2 and "not an sd-scripts checkout" in bad.err
