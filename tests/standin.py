@@ -127,7 +127,8 @@ def _git(repo: Path, *args: str) -> None:
 
 
 def build_standin_repo(repo: Path) -> Path:
-    """Create the repository with tags v1.0.0 and v1.1.0; returns its path."""
+    """Create the repository with tags v1.0.0 and v1.1.0, and v1.2.0 whose train_network.py cannot be
+    imported (a dependency its venv lacks); returns its path."""
     repo.mkdir(parents=True)
     _git(repo, "init", "-q", "-b", "main")
     for tag, version in VERSIONS.items():
@@ -146,4 +147,8 @@ def build_standin_repo(repo: Path) -> Path:
         _git(repo, "add", "-A")
         _git(repo, "commit", "-q", "-m", f"stand-in {tag}")
         _git(repo, "tag", tag)
+    script = repo / "train_network.py"
+    script.write_text("import a_module_the_venv_lacks\n" + script.read_text(encoding="utf-8"), encoding="utf-8")
+    _git(repo, "commit", "-qam", "stand-in v1.2.0: needs a new dependency")
+    _git(repo, "tag", "v1.2.0")
     return repo

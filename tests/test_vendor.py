@@ -131,6 +131,21 @@ def test_diff_and_upgrade(installed, tmp_path, cli):
 
     again = cli("vendor", "upgrade", "--ref", "v1.1.0")
     assert again.code == 0 and "unchanged: nothing to install" in again.out
+    pinned = cli("vendor", "upgrade", "--ref", "v1.1.0", "--pip-constraint", "numpy<2")
+    assert pinned.code == 0 and "requirements.txt installed (pinned: numpy<2)" in pinned.out
+    assert "numpy<2" in (installed / "constraints.txt").read_text(encoding="utf-8")
+
+
+def test_a_failed_upgrade_says_how_to_go_back(installed, cli):
+    failed = cli("vendor", "upgrade", "--ref", "v1.2.0")
+    assert failed.code == 1
+    assert "read options failed" in failed.err and "a_module_the_venv_lacks" in failed.err
+    assert "the lock still pins v1.0.0" in failed.err and "kohya-wrap vendor upgrade --ref v1.0.0" in failed.err
+    status = json.loads(cli("vendor", "status", "--json", "--no-torch").out)
+    assert status["describe"] == "v1.2.0" and not status["matches_lock"]
+    back = cli("vendor", "upgrade", "--ref", "v1.0.0")
+    assert back.code == 0, back.err
+    assert json.loads(cli("vendor", "status", "--json", "--no-torch").out)["matches_lock"]
 
 
 def test_local_changes_are_not_overwritten(installed, cli):
@@ -152,6 +167,7 @@ def test_a_moved_tag_is_not_followed_silently(installed, standin_repo, tmp_path,
 def test_missing_blob_names_the_file_and_the_exclude(standin_repo, tmp_path, monkeypatch, cli):
     repo = tmp_path / "mirror"
     shutil.copytree(standin_repo, repo)
+    subprocess.run(["git", "-C", str(repo), "checkout", "-q", "-b", "big", "v1.1.0"], check=True)
     (repo / "configs").mkdir()
     (repo / "configs" / "big.json").write_text('{"large": true}', encoding="utf-8")
     subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
