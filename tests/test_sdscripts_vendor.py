@@ -50,7 +50,8 @@ def test_real_install_diff_and_upgrade(tmp_path, monkeypatch, cli):
     assert diff.code == 0, diff.err
     assert "options:" in diff.out and ("+ " in diff.out or "new script" in diff.out)
 
-    upgraded = cli("vendor", "upgrade", "--ref", OLD, project)
+    # v0.9.x pins opencv-python 4.8, built against NumPy 1: without this pin its venv cannot import cv2
+    upgraded = cli("vendor", "upgrade", "--ref", OLD, "--pip-constraint", "numpy<2", project)
     assert upgraded.code == 0, upgraded.out + upgraded.err
     assert tomllib.loads((vendor / "sd-scripts.lock").read_text(encoding="utf-8"))["ref"] == OLD
     after = cli("check", project)

@@ -326,7 +326,9 @@ def install_requirements(vendor: Vendor, torch: str, constraints: tuple[str, ...
     requirements = vendor.checkout / "requirements.txt"
     if not requirements.is_file():
         return "no requirements.txt"
-    argv = [str(vendor.python), "-m", "pip", "install", "-r", "requirements.txt"]
+    # --upgrade: an unpinned requirement (e.g. `bitsandbytes`) left over from an older release must move
+    # too, or the venv keeps a version the new code cannot import; torch stays held by the constraint.
+    argv = [str(vendor.python), "-m", "pip", "install", "--upgrade", "-r", "requirements.txt"]
     pins = [*torch_requirements(torch), *constraints]
     if pins:
         path = vendor.root / "constraints.txt"
