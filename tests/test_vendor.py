@@ -145,6 +145,8 @@ def test_a_failed_upgrade_says_how_to_go_back(installed, cli):
     assert status["describe"] == "v1.2.0" and not status["matches_lock"]
     back = cli("vendor", "upgrade", "--ref", "v1.0.0")
     assert back.code == 0, back.err
+    # the failed upgrade had installed v1.2.0's requirements: going back must install v1.0.0's again
+    assert "update requirements: requirements.txt installed" in back.out
     assert json.loads(cli("vendor", "status", "--json", "--no-torch").out)["matches_lock"]
 
 

@@ -335,6 +335,8 @@ def install_requirements(vendor: Vendor, torch: str, constraints: tuple[str, ...
         write_text_atomic(path, "\n".join(pins) + "\n")
         argv += ["-c", str(path)]
     log.run(argv, cwd=vendor.checkout)
+    # recorded at once: the venv now holds these, even if a later phase fails
+    write_state(vendor, requirements_sha256=file_sha256(requirements), constraints=list(constraints))
     return "requirements.txt installed" + (f" (pinned: {', '.join(constraints)})" if constraints else "")
 
 
@@ -359,6 +361,16 @@ def torch_info(python: Path) -> dict[str, Any]:
 def write_state(vendor: Vendor, **values: Any) -> None:
     state = vendor.state() | values
     write_text_atomic(vendor.state_path, json.dumps(state, indent=2, sort_keys=True) + "\n")
+
+
+def refuse_local_changes(vendor: Vendor, exclude: tuple[str, ...], force: bool) -> None:
+    changed = dirty_files(vendor.checkout, ignore=exclude)
+    if changed and not force:
+        raise KohyaWrapError(f"{vendor.checkout} has local changes ({', '.join(changed[:3])})", "commit or discard them, or pass --force to overwrite them")
+
+
+def option_count(schema) -> str:
+    return f"{sum(len(o) for o in schema.scripts.values())} options in {len(schema.scripts)} scripts"
 
 
 def normalise_excludes(exclude: tuple[str, ...], previous: tuple[str, ...] = ()) -> tuple[str, ...]:
@@ -388,10 +400,8 @@ def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], Non
     if ref is None:
         raise KohyaWrapError("no sd-scripts version is pinned here", "pass --ref TAG, e.g. --ref v0.10.1")
     exclude = normalise_excludes(options.exclude, pinned.exclude if pinned else ())
-    if (vendor.checkout / ".git").exists() and not options.force:
-        changed = dirty_files(vendor.checkout, ignore=exclude)
-        if changed:
-            raise KohyaWrapError(f"{vendor.checkout} has local changes ({', '.join(changed[:3])})", "commit or discard them, or pass --force to overwrite them")
+    if (vendor.checkout / ".git").exists():
+        refuse_local_changes(vendor, exclude, options.force)
     lock = Lock(source, ref, "", exclude)
     with PhaseLog(_new_log(vendor, "install"), report, total=6) as log:
         log.phase("fetch sd-scripts", lambda: fetch_or_clone(vendor, source, log))
@@ -411,17 +421,9 @@ def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], Non
         log.phase("create venv", lambda: create_venv(vendor, options.python, log))
         log.phase("install torch", lambda: install_torch(vendor, options.torch, options.torch_index_url, log))
         log.phase("install requirements", lambda: install_requirements(vendor, options.torch, options.constraints, log))
-
-        def read_options() -> str:
-            schema = live_schema(vendor.sd_scripts())
-            return f"{sum(len(o) for o in schema.scripts.values())} options in {len(schema.scripts)} scripts"
-
-        log.phase("read options", read_options)
+        log.phase("read options", lambda: option_count(live_schema(vendor.sd_scripts())))
     write_text_atomic(vendor.lock_path, lock.text())
-    write_state(
-        vendor, commit=lock.commit, requirements_sha256=file_sha256(vendor.checkout / "requirements.txt"),
-        torch=options.torch, torch_index_url=options.torch_index_url, python=options.python, constraints=list(options.constraints),
-    )
+    write_state(vendor, commit=lock.commit, torch=options.torch, torch_index_url=options.torch_index_url, python=options.python)
     return lock
 
 
@@ -442,9 +444,7 @@ def upgrade(
     old = vendor.lock()
     if old is None or not (vendor.checkout / ".git").exists() or not vendor.python.is_file():
         raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")
-    changed = dirty_files(vendor.checkout, ignore=normalise_excludes(exclude, old.exclude))
-    if changed and not force:
-        raise KohyaWrapError(f"{vendor.checkout} has local changes ({', '.join(changed[:3])})", "commit or discard them, or pass --force to overwrite them")
+    refuse_local_changes(vendor, normalise_excludes(exclude, old.exclude), force)
     state = vendor.state()
     pins = tuple(state.get("constraints", ())) if constraints is None else constraints
     new = Lock(source or old.source, ref, "", normalise_excludes(exclude, old.exclude))
@@ -468,9 +468,9 @@ def upgrade(
             return install_requirements(vendor, state.get("torch", DEFAULT_TORCH), pins, log)
 
         log.phase("update requirements", requirements)
-        log.phase("read options", lambda: f"{sum(len(o) for o in live_schema(vendor.sd_scripts()).scripts.values())} options")
+        log.phase("read options", lambda: option_count(live_schema(vendor.sd_scripts())))
     write_text_atomic(vendor.lock_path, new.text())
-    write_state(vendor, commit=new.commit, requirements_sha256=file_sha256(vendor.checkout / "requirements.txt"), constraints=list(pins))
+    write_state(vendor, commit=new.commit)
     return UpgradeResult(old, new, reinstalled)
 
 
