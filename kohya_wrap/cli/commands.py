@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kohya_wrap.cli import cli, project_dir_argument, set_option
+from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
 if TYPE_CHECKING:
@@ -18,18 +19,6 @@ if TYPE_CHECKING:
     from kohya_wrap.plan import TrainingPlan
 
 SEVERITY_STYLE = {"error": ("✗", "red"), "warning": ("!", "yellow"), "info": ("·", "cyan")}
-
-
-def _print(*parts: Any, style: str | None = None) -> None:
-    from rich.text import Text
-
-    from kohya_wrap.console import out
-
-    out().print(Text("".join(str(p) for p in parts), style=style or ""))
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 # ---------------------------------------------------------------------------------------------- init
@@ -77,9 +66,9 @@ def _user_spec_from_kohya_ss(path: Path, name: str | None, base_model: str | Non
 
     result = spec_from_kohya_ss(gui, subfolders=subfolders)
     for item in result.unmapped:
-        _print(f"  kohya_ss: {item.key} = {item.value!r}: {item.reason}", style="yellow")
+        echo(f"  kohya_ss: {item.key} = {item.value!r}: {item.reason}", style="yellow")
     for note in result.notes:
-        _print(f"  kohya_ss: {note}", style="yellow")
+        echo(f"  kohya_ss: {note}", style="yellow")
     data = dict(result.spec)
     if preset:
         data["extends"] = preset
@@ -113,9 +102,9 @@ def init(directory: Path, preset, token, class_, repeats, images, base_model, na
     kept = layout.spec_file.exists() and not force
     if kept:
         spec = load_project(layout.root, overrides).spec
-        _print(f"kept the existing {layout.spec_file} (--force rewrites it)")
+        echo(f"kept the existing {layout.spec_file} (--force rewrites it)")
         if from_kohya_ss or token:
-            _print("  the spec options given were not applied; edit the spec or pass --force", style="yellow")
+            echo("  the spec options given were not applied; edit the spec or pass --force", style="yellow")
     else:
         if from_kohya_ss:
             user = _user_spec_from_kohya_ss(from_kohya_ss, name, base_model, preset)
@@ -132,7 +121,7 @@ def init(directory: Path, preset, token, class_, repeats, images, base_model, na
     for folder in layout.tree():
         folder.mkdir(parents=True, exist_ok=True)
     _import_concept_images(layout, spec, extra_images=images if kept else None)
-    _print(f"next: kohya-wrap check {_shell_path(directory)}   then   kohya-wrap plan {_shell_path(directory)}")
+    echo(f"next: kohya-wrap check {_shell_path(directory)}   then   kohya-wrap plan {_shell_path(directory)}")
     return ExitCode.OK
 
 
@@ -153,7 +142,7 @@ def _write_new_spec(layout, user: dict[str, Any], overrides: tuple[str, ...]):
     if layout.spec_file.exists():
         copy_file_atomic(layout.spec_file, layout.spec_file.with_name(layout.spec_file.name + ".bak"))
     write_text_atomic(layout.spec_file, render_spec_toml({k: v for k, v in user.items() if v is not None}))
-    _print(f"wrote {layout.spec_file}")
+    echo(f"wrote {layout.spec_file}")
     return spec
 
 
@@ -173,14 +162,14 @@ def _import_concept_images(layout, spec, extra_images: Path | None) -> None:
             continue
         source = source if source.is_absolute() else layout.root / source
         if not source.is_dir():
-            _print(f"  {target.relative_to(layout.root)}: its source {source} is gone; nothing imported", style="yellow")
+            echo(f"  {target.relative_to(layout.root)}: its source {source} is gone; nothing imported", style="yellow")
             continue
         result = import_images(source, target)
-        _print(f"{target.relative_to(layout.root)}: {result.copied} image(s) and {result.captions} caption(s) copied, {result.unchanged} already there")
+        echo(f"{target.relative_to(layout.root)}: {result.copied} image(s) and {result.captions} caption(s) copied, {result.unchanged} already there")
         for path in result.conflicts:
-            _print(f"  kept {path.name}: a different file with that name is already in the folder", style="yellow")
+            echo(f"  kept {path.name}: a different file with that name is already in the folder", style="yellow")
         if result.unsupported:
-            _print(f"  skipped {len(result.unsupported)} image(s) sd-scripts cannot read (e.g. {result.unsupported[0].name}); convert them to PNG or JPEG", style="yellow")
+            echo(f"  skipped {len(result.unsupported)} image(s) sd-scripts cannot read (e.g. {result.unsupported[0].name}); convert them to PNG or JPEG", style="yellow")
 
 
 def _shell_path(path: Path) -> str:
@@ -229,19 +218,19 @@ def check(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
     """Validate the spec, concept folders, images, captions, model and output folder."""
     report = _check(directory, overrides)
     if as_json:
-        _print_json(_report_dict(report))
+        echo_json(_report_dict(report))
     else:
         spec = report.loaded.spec
-        _print(f"{report.loaded.layout.spec_file}: {spec.name} · {spec.model.family} · {report.loaded.schema.source}")
+        echo(f"{report.loaded.layout.spec_file}: {spec.name} · {spec.model.family} · {report.loaded.schema.source}")
         for item in report.concepts:
-            _print(f"  {item.folder.relative_to(report.loaded.layout.root)}: {len(item.scan.images)} image(s)")
+            echo(f"  {item.folder.relative_to(report.loaded.layout.root)}: {len(item.scan.images)} image(s)")
         _print_findings(report)
         errors = len(report.errors)
         warnings = sum(f.severity == "warning" for f in report.findings)
         if errors:
-            _print(f"{errors} error(s), {warnings} warning(s)", style="bold red")
+            echo(f"{errors} error(s), {warnings} warning(s)", style="bold red")
         else:
-            _print(f"ok: no errors, {warnings} warning(s)", style="bold green")
+            echo(f"ok: no errors, {warnings} warning(s)", style="bold green")
     return ExitCode.USAGE if report.errors else ExitCode.OK
 
 
@@ -252,30 +241,30 @@ def _print_plan(plan: "TrainingPlan", written: list[Path], root: Path) -> None:
     from kohya_wrap.launch.command import command_line
 
     math = plan.math
-    _print(f"{plan.name}: {plan.script} · {plan.schema_source}", style="bold")
+    echo(f"{plan.name}: {plan.script} · {plan.schema_source}", style="bold")
     width = max(len(str(c.folder.relative_to(root))) for c in plan.concepts)
     for c in plan.concepts:
         kind = " (reg)" if c.is_reg else ""
-        _print(f"  {str(c.folder.relative_to(root)):<{width}}  {c.images:>5} images × {c.repeats:>4} repeats = {c.images * c.repeats:>6}{kind}")
-    _print(f"  train images × repeats: {math.train_images_x_repeats}" + (f" · reg images × repeats: {math.reg_images_x_repeats}" if math.reg_images_x_repeats else ""))
+        echo(f"  {str(c.folder.relative_to(root)):<{width}}  {c.images:>5} images × {c.repeats:>4} repeats = {c.images * c.repeats:>6}{kind}")
+    echo(f"  train images × repeats: {math.train_images_x_repeats}" + (f" · reg images × repeats: {math.reg_images_x_repeats}" if math.reg_images_x_repeats else ""))
     if plan.bucket.enable_bucket:
         buckets = ", ".join(f"{b.resolution[0]}×{b.resolution[1]}: {b.samples}" for b in math.buckets)
-        _print(f"  buckets ({len(math.buckets)}): {buckets}")
-    _print(
+        echo(f"  buckets ({len(math.buckets)}): {buckets}")
+    echo(
         f"  batch {plan.batch_size} → {math.batches_per_epoch} batches/epoch"
         + (f" per process ({plan.num_processes} processes)" if plan.num_processes > 1 else "")
         + (f", gradient accumulation {plan.gradient_accumulation_steps}" if plan.gradient_accumulation_steps > 1 else "")
         + f" → {math.steps_per_epoch} steps/epoch"
     )
-    _print(f"  {math.epochs} epoch(s) → {math.total_steps} total optimization steps", style="bold")
+    echo(f"  {math.epochs} epoch(s) → {math.total_steps} total optimization steps", style="bold")
     shown = list(plan.checkpoints)
     listing = ", ".join(shown if len(shown) <= 6 else [*shown[:3], "…", *shown[-2:]])
-    _print(f"  checkpoints ({len(shown)}): {listing}")
+    echo(f"  checkpoints ({len(shown)}): {listing}")
     for note in plan.notes:
-        _print(f"  note: {note}", style="cyan")
-    _print("configs: " + ", ".join(str(p.relative_to(root)) for p in written))
-    _print("command:")
-    _print(f"  {command_line(list(plan.command))}")
+        echo(f"  note: {note}", style="cyan")
+    echo("configs: " + ", ".join(str(p.relative_to(root)) for p in written))
+    echo("command:")
+    echo(f"  {command_line(list(plan.command))}")
 
 
 @cli.command()
@@ -290,14 +279,14 @@ def plan(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
     report = _check(directory, overrides)
     if report.errors:
         if as_json:
-            _print_json(_report_dict(report))
+            echo_json(_report_dict(report))
         else:
             _print_findings(report)
         raise KohyaWrapError(f"{report.loaded.layout.spec_file}: {len(report.errors)} error(s) to fix before planning", "see the lines above (`kohya-wrap check` shows them too)")
     training_plan = build_plan(report)
     written = write_configs(training_plan.rendered, report.loaded.layout)
     if as_json:
-        _print_json(training_plan.as_dict(written))
+        echo_json(training_plan.as_dict(written))
     else:
         _print_plan(training_plan, written, report.loaded.layout.root)
     return ExitCode.OK
@@ -320,9 +309,9 @@ def export(directory: Path, kohya_ss_out: Path, overrides: tuple[str, ...]) -> i
     spec_dict = loaded.spec.model_dump(by_alias=True, exclude_none=True)
     gui, unmapped = kohya_ss_from_spec(spec_dict, project_dir=str(loaded.layout.root))
     write_text_atomic(kohya_ss_out.expanduser().absolute(), json.dumps(gui, ensure_ascii=False, indent=2) + "\n")
-    _print(f"wrote {kohya_ss_out}")
+    echo(f"wrote {kohya_ss_out}")
     for item in unmapped:
-        _print(f"  not in the GUI: {item.key} = {item.value!r} ({item.reason})", style="yellow")
+        echo(f"  not in the GUI: {item.key} = {item.value!r} ({item.reason})", style="yellow")
     return ExitCode.OK
 
 
@@ -342,11 +331,11 @@ def presets_list(as_json: bool) -> int:
 
     found = all_presets()
     if as_json:
-        _print_json([{"name": p.name, "origin": p.origin, "path": str(p.path), "summary": p.summary} for p in found])
+        echo_json([{"name": p.name, "origin": p.origin, "path": str(p.path), "summary": p.summary} for p in found])
         return ExitCode.OK
     width = max((len(p.name) for p in found), default=0)
     for preset in found:
-        _print(f"{preset.name:<{width}}  {preset.origin:<8}  {preset.summary}")
+        echo(f"{preset.name:<{width}}  {preset.origin:<8}  {preset.summary}")
     return ExitCode.OK
 
 
@@ -371,5 +360,5 @@ def presets_copy(name: str, path: Path, force: bool) -> int:
     from kohya_wrap.presets import copy_preset
 
     written = copy_preset(name, path.expanduser(), force=force)
-    _print(f"wrote {written}")
+    echo(f"wrote {written}")
     return ExitCode.OK

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from kohya_wrap.cli import cli
-from kohya_wrap.cli.commands import _print, _print_json
+from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
 if TYPE_CHECKING:
@@ -35,12 +34,12 @@ class PhaseReporter:
                 self.status = self.console.status(message)
                 self.status.start()
             else:
-                _print(message)
+                echo(message)
             return
         if self.status is not None:
             self.status.stop()
             self.status = None
-        _print(message)
+        echo(message)
 
     def close(self) -> None:
         if self.status is not None:
@@ -89,7 +88,7 @@ def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, co
         tuple(constraints) or tuple(state.get("constraints", ())),
     )
     lock = _run_phases(lambda report: install(vendor, options, report))
-    _print(f"sd-scripts {lock.ref} ({lock.commit[:12]}) is installed in {vendor.root}; pinned in {vendor.lock_path}", style="bold green")
+    echo(f"sd-scripts {lock.ref} ({lock.commit[:12]}) is installed in {vendor.root}; pinned in {vendor.lock_path}", style="bold green")
     return ExitCode.OK
 
 
@@ -102,21 +101,21 @@ def vendor_status(as_json: bool, no_torch: bool) -> int:
 
     info = status(_vendor(), with_torch=not no_torch)
     if as_json:
-        _print_json(info)
+        echo_json(info)
         return ExitCode.OK
     lock = info["lock"]
-    _print(f"vendor dir: {info['vendor_dir']}")
-    _print(f"lock:       {lock['ref']} {lock['commit'][:12]} from {lock['source']}" if lock else "lock:       none")
+    echo(f"vendor dir: {info['vendor_dir']}")
+    echo(f"lock:       {lock['ref']} {lock['commit'][:12]} from {lock['source']}" if lock else "lock:       none")
     if not info["installed"]:
-        _print(f"checkout:   not installed ({info['checkout']}) — run `kohya-wrap vendor install`", style="yellow")
+        echo(f"checkout:   not installed ({info['checkout']}) — run `kohya-wrap vendor install`", style="yellow")
     else:
-        _print(f"checkout:   {info['describe']} {info['commit'][:12]} from {info['source']}")
-        _print(f"matches lock: {'yes' if info['matches_lock'] else 'NO'}", style=None if info["matches_lock"] else "bold red")
-        _print(f"local changes: {', '.join(info['dirty']) if info['dirty'] else 'none'}")
-    _print(f"python:     {info['python']}" + ("" if info["python_present"] else " (missing)"))
+        echo(f"checkout:   {info['describe']} {info['commit'][:12]} from {info['source']}")
+        echo(f"matches lock: {'yes' if info['matches_lock'] else 'NO'}", style=None if info["matches_lock"] else "bold red")
+        echo(f"local changes: {', '.join(info['dirty']) if info['dirty'] else 'none'}")
+    echo(f"python:     {info['python']}" + ("" if info["python_present"] else " (missing)"))
     torch = info.get("torch")
     if torch:
-        _print(f"torch:      {torch['torch']} on {torch['device']}" if "torch" in torch else f"torch:      not importable ({torch['error']})")
+        echo(f"torch:      {torch['torch']} on {torch['device']}" if "torch" in torch else f"torch:      not importable ({torch['error']})")
     return ExitCode.OK
 
 
@@ -142,7 +141,7 @@ def vendor_upgrade(ref, source, exclude, constraints, force, directory: Path) ->
         before = None
     result = _run_phases(lambda report: upgrade(vendor, ref, source, tuple(exclude), force, tuple(constraints) or None, report))
     after = live_schema(vendor.sd_scripts())
-    _print(f"sd-scripts {result.old.ref} ({result.old.commit[:12]}) → {result.new.ref} ({result.new.commit[:12]}); lock updated", style="bold green")
+    echo(f"sd-scripts {result.old.ref} ({result.old.commit[:12]}) → {result.new.ref} ({result.new.commit[:12]}); lock updated", style="bold green")
     if before is not None:
         _print_diff(diff_schemas(before, after))
     if (directory / SPEC_FILENAME).is_file() or directory.is_file():
@@ -157,12 +156,12 @@ def _recheck(directory: Path) -> None:
     try:
         loaded = load_project(directory)
     except SpecError as exc:
-        _print(f"your project does not validate against the new version ({len(exc.problems)} problem(s)):", style="bold yellow")
+        echo(f"your project does not validate against the new version ({len(exc.problems)} problem(s)):", style="bold yellow")
         for problem in exc.problems:
-            _print(f"  {problem.line()}")
-        _print("fix the spec (or upgrade back); `kohya-wrap check` shows this again", style="yellow")
+            echo(f"  {problem.line()}")
+        echo("fix the spec (or upgrade back); `kohya-wrap check` shows this again", style="yellow")
         return
-    _print(f"{loaded.layout.spec_file}: valid for {loaded.schema.source}", style="green")
+    echo(f"{loaded.layout.spec_file}: valid for {loaded.schema.source}", style="green")
 
 
 def _option_line(option) -> str:
@@ -186,39 +185,39 @@ def vendor_options(script: str, grep: str | None, as_json: bool) -> int:
     options = schema.options(script if script.endswith(".py") else f"{script}.py")
     selected = [o for name, o in sorted(options.items()) if not grep or grep.lower() in name.lower()]
     if as_json:
-        _print_json({"schema": schema.source, "script": script, "options": [
+        echo_json({"schema": schema.source, "script": script, "options": [
             {"name": o.name, "type": o.type, "nargs": o.nargs, "default": o.default, "choices": list(o.choices) if o.choices else None} for o in selected]})
         return ExitCode.OK
-    _print(f"# {script} of {schema.source}: {len(selected)} of {len(options)} options")
+    echo(f"# {script} of {schema.source}: {len(selected)} of {len(options)} options")
     for option in selected:
-        _print(_option_line(option))
+        echo(_option_line(option))
     return ExitCode.OK
 
 
 def _print_diff(diff: "SchemaDiff") -> None:
-    _print(f"options: {diff.a} → {diff.b}", style="bold")
+    echo(f"options: {diff.a} → {diff.b}", style="bold")
     if diff.empty:
-        _print("  no differences")
+        echo("  no differences")
     for script in diff.scripts:
         if script.status != "changed":
             count = len(script.added or script.removed)
-            _print(f"  {script.script}: {'new script' if script.status == 'added' else 'script removed'} ({count} options)")
+            echo(f"  {script.script}: {'new script' if script.status == 'added' else 'script removed'} ({count} options)")
             continue
         if script.empty:
             continue
-        _print(f"  {script.script}: {len(script.added)} added, {len(script.removed)} removed, {len(script.changed)} changed")
+        echo(f"  {script.script}: {len(script.added)} added, {len(script.removed)} removed, {len(script.changed)} changed")
         for option in script.added:
-            _print(f"    + {_option_line(option)}", style="green")
+            echo(f"    + {_option_line(option)}", style="green")
         for option in script.removed:
-            _print(f"    - {option.name}", style="red")
+            echo(f"    - {option.name}", style="red")
         for name, fields in script.changed:
             details = "; ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in fields.items())
-            _print(f"    ~ {name}: {details}", style="yellow")
+            echo(f"    ~ {name}: {details}", style="yellow")
     for level in diff.dataset_added:
         added, removed, changed = diff.dataset_added[level], diff.dataset_removed.get(level, ()), diff.dataset_changed.get(level, ())
         if added or removed or changed:
             parts = [f"+{k}" for k in added] + [f"-{k}" for k in removed] + [f"~{k} ({a} → {b})" for k, a, b in changed]
-            _print(f"  dataset_config [{level}]: " + ", ".join(parts))
+            echo(f"  dataset_config [{level}]: " + ", ".join(parts))
 
 
 @vendor.command("diff")
@@ -239,16 +238,16 @@ def vendor_diff(ref_a: str, ref_b: str, directory: Path, as_json: bool) -> int:
     diff = diff_schemas(a, b)
     breaks = _project_breaks(directory, b)
     if as_json:
-        _print_json(diff.as_dict() | {"project": breaks})
+        echo_json(diff.as_dict() | {"project": breaks})
         return ExitCode.OK
     _print_diff(diff)
     if breaks is not None:
         if breaks["problems"]:
-            _print(f"{breaks['spec']}: would break on {ref_b}:", style="bold yellow")
+            echo(f"{breaks['spec']}: would break on {ref_b}:", style="bold yellow")
             for problem in breaks["problems"]:
-                _print(f"  {problem}")
+                echo(f"  {problem}")
         else:
-            _print(f"{breaks['spec']}: valid on {ref_b}", style="green")
+            echo(f"{breaks['spec']}: valid on {ref_b}", style="green")
     return ExitCode.OK
 
 
@@ -289,5 +288,5 @@ def vendor_use(path: Path, python: Path | None, directory: Path) -> int:
     schema = live_schema(SdScripts(root, interpreter, "project"))
     set_table(spec_file, "sd_scripts", {"path": str(root), "python": str(interpreter)})
     count = sum(len(o) for o in schema.scripts.values())
-    _print(f"{spec_file}: [sd_scripts] now uses {root} ({schema.source}, {count} options); previous spec kept as {spec_file.name}.bak")
+    echo(f"{spec_file}: [sd_scripts] now uses {root} ({schema.source}, {count} options); previous spec kept as {spec_file.name}.bak")
     return ExitCode.OK

@@ -414,11 +414,11 @@ def schema_at_ref(vendor: "Vendor", ref: str) -> OptionSchema:
     (cached per commit), without touching the checkout."""
     import tempfile
 
-    from kohya_wrap.kohya.vendor import archive_tree, open_repo, resolve_commit
+    from kohya_wrap.kohya.vendor import archive_tree, open_repo, resolve_or_fetch
 
     if not vendor.python.is_file():
         raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")
-    commit = resolve_commit(open_repo(vendor.checkout), ref)
+    commit = resolve_or_fetch(open_repo(vendor.checkout), ref)
     path = schema_cache_dir() / f"commit-{commit}.json"
     if not path.is_file():
         with tempfile.TemporaryDirectory(prefix="kohya-wrap-ref-") as temp:

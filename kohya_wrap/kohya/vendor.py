@@ -237,6 +237,15 @@ def fetch_or_clone(vendor: Vendor, source: str, log: PhaseLog) -> str:
     return f"cloned {source}"
 
 
+def resolve_or_fetch(repo, ref: str) -> str:
+    """A ref's commit, fetching from the source once when the checkout does not know it yet."""
+    try:
+        return resolve_commit(repo, ref)
+    except KohyaWrapError:
+        repo.git.fetch("origin", "--tags", "--force")
+        return resolve_commit(repo, ref)
+
+
 def resolve_commit(repo, ref: str) -> str:
     import git
 
@@ -522,7 +531,10 @@ def archive_tree(vendor: Vendor, ref: str, target: Path) -> str:
     with open(archive, "wb") as handle:
         repo.archive(handle, commit, path=paths)
     with tarfile.open(archive) as tar:
-        tar.extractall(target / "tree", filter="data") if hasattr(tarfile, "data_filter") else tar.extractall(target / "tree")
+        if hasattr(tarfile, "data_filter"):  # Python ≥ 3.12 and patched 3.10/3.11: refuse odd members
+            tar.extractall(target / "tree", filter="data")
+        else:
+            tar.extractall(target / "tree")
     archive.unlink()
     return commit
 
