@@ -205,3 +205,12 @@ def test_use_an_existing_checkout_for_one_project(installed, tmp_path, cli, monk
     assert plan["command"][plan["command"].index("--config_file") - 1] == str(gui_install / "sd-scripts" / "train_network.py")
     bad = cli("vendor", "use", tmp_path, project)
     assert bad.code == 2 and "not an sd-scripts checkout" in bad.err
+
+
+def test_a_family_whose_script_this_version_lacks(installed, tmp_path, cli):
+    project = make_project(tmp_path / "p")
+    spec = project / "kohya-wrap.toml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace("[model]\n", '[model]\nfamily = "flux"\nclip_l = "m.safetensors"\nt5xxl = "m.safetensors"\nae = "m.safetensors"\n'), encoding="utf-8")
+    result = cli("check", project)
+    assert result.code == 2
+    assert "model.family: 'flux' trains with flux_train_network.py, which sd-scripts v1.0.0 (vendor) does not have" in result.err

@@ -120,8 +120,10 @@ class OptionSchema:
         from kohya_wrap.spec.models import SCRIPT_FOR_FAMILY
 
         script = SCRIPT_FOR_FAMILY.get(family) if isinstance(family, str) else None
-        if script is None or script not in self.scripts:
-            return []
+        if script is None:
+            return []  # the model's own validation reports the family
+        if script not in self.scripts:
+            return [Problem("model.family", f"'{family}' trains with {script}, which {self.source} does not have", "upgrade sd-scripts (`kohya-wrap vendor upgrade --ref TAG`) or pick another family")]
         problems: list[Problem] = []
         training = data.get("training")
         if isinstance(training, dict):
