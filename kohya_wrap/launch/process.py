@@ -1,0 +1,134 @@
+"""The training child (POSIX): its own process group, both pipes drained continuously, raw output teed to a log,
+and a stop that never leaves an orphan (SIGINT to the group, a grace period, SIGTERM, SIGKILL).
+
+Reader threads only read and write bytes; they hand text to the consumer through an unbounded queue,
+so however slow the dashboard is, the child never blocks on a full pipe.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator
+
+CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class Output:
+    stream: str  # "stdout" | "stderr"
+    text: str
+    at: float  # seconds since start
+
+
+@dataclass(frozen=True)
+class Exited:
+    returncode: int
+    at: float
+
+
+class Child:
+    """A running command; iterate `events()` for its output until it exits."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log: IO[bytes]) -> None:
+        self.started = time.monotonic()
+        self._log = log
+        self._log_lock = threading.Lock()
+        self._queue: "queue.Queue[Output | None]" = queue.Queue()
+        self.process = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True,  # its own group: our Ctrl-C is ours to forward, and the whole tree can be stopped
+        )
+        self.pgid = os.getpgid(self.process.pid)
+        self._readers = [
+            threading.Thread(target=self._drain, args=(self.process.stdout, "stdout"), daemon=True),
+            threading.Thread(target=self._drain, args=(self.process.stderr, "stderr"), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _drain(self, pipe: IO[bytes], stream: str) -> None:
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        fd = pipe.fileno()
+        while True:
+            data = os.read(fd, CHUNK)
+            if not data:
+                break
+            with self._log_lock:
+                self._log.write(data)
+                self._log.flush()
+            text = decoder.decode(data)
+            if text:
+                self._queue.put(Output(stream, text, time.monotonic() - self.started))
+        tail = decoder.decode(b"", final=True)
+        if tail:
+            self._queue.put(Output(stream, tail, time.monotonic() - self.started))
+        self._queue.put(None)
+
+    def events(self, poll: float = 0.1) -> Iterator[Output | Exited | None]:
+        """Output as it arrives; None every `poll` seconds of silence (a chance to redraw or stop);
+        finally Exited once both pipes are closed and the process is gone."""
+        open_pipes = len(self._readers)
+        while open_pipes:
+            try:
+                item = self._queue.get(timeout=poll)
+            except queue.Empty:
+                yield None
+                continue
+            if item is None:
+                open_pipes -= 1
+            else:
+                yield item
+        returncode = self.process.wait()
+        yield Exited(returncode, time.monotonic() - self.started)
+
+    def signal_group(self, sig: int) -> bool:
+        try:
+            os.killpg(self.pgid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def group_alive(self) -> bool:
+        """Whether any process of the group still runs (zombies awaiting their reaper do not count)."""
+        proc = Path("/proc")
+        if not proc.is_dir():
+            try:
+                os.killpg(self.pgid, 0)
+                return True
+            except ProcessLookupError:
+                return False
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if len(fields) > 2 and int(fields[2]) == self.pgid and fields[0] != "Z":
+                return True
+        return False
+
+    def stop(self, grace_s: float, escalate_s: float = 5.0) -> None:
+        """SIGINT the group (sd-scripts and accelerate end cleanly on it), then SIGTERM after `grace_s`,
+        then SIGKILL; returns once no process of the group is left."""
+        for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, escalate_s), (signal.SIGKILL, escalate_s)):
+            if not self.signal_group(sig):
+                return
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None and not self.group_alive():
+                    return
+                time.sleep(0.05)
+
+
+def child_env(overrides: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(overrides)
+    return env
+
