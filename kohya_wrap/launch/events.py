@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Iterator, Union
+from typing import Union
 
 
 @dataclass(frozen=True)
@@ -92,10 +92,10 @@ PROGRESS = re.compile(
     r"steps:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+),\s*([\d.?]+)(s/it|it/s)?(?:,\s*avr_loss=([-+\w.]+))?"
 )
 EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s*$")
-CHECKPOINT = re.compile(r"saving checkpoint: (.+?)\s*$")
 SAMPLES = re.compile(r"generating sample images at step / [^:]*: (\d+)")
 RICH_LOG = re.compile(r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d| {19}) (DEBUG|INFO|WARNING|ERROR|CRITICAL) +(.*)")
 SOURCE = re.compile(r"[\w.-]+\.py:\d+")  # Rich's "file.py:123" at the right edge
+BAR_END = re.compile(r"\d+/\d+ \[[^\]]*\]")
 OTHER_BAR = re.compile(r"^(.*?):?\s*(\d+)%\|[^|]*\|\s*(\d+)/(\d+) \[")
 SIMPLE_LOG = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)[: ]\s*(.*)$")
 PLAN = {
@@ -137,38 +137,45 @@ def parse_progress(line: str) -> Progress | None:
 
 
 def parse_line(line: str, in_traceback: bool = False) -> Event | None:
-    """One clean line (no `\\r`/`\\n`, no control codes) → an event; None for a blank line."""
-    if not line.strip():
+    """One clean line (no `\r`/`\n`, no control codes) → an event; None for a blank line.
+    Cheap character tests pick the one pattern worth trying: most lines are log records or text."""
+    if not line or line.isspace():
         return None
-    if "steps:" in line and "it" in line:
-        progress = parse_progress(line)
-        if progress is not None:
-            return progress
-    if in_traceback or line.startswith("Traceback (most recent call last)"):
+    if "%|" in line:  # a tqdm bar: the training steps, or another one
+        if "steps:" in line:
+            progress = parse_progress(line)
+            if progress is not None:
+                return progress
+        if not in_traceback:
+            match = OTHER_BAR.match(line)
+            if match:
+                return OtherProgress(match.group(1).strip(), int(match.group(3)), int(match.group(4)))
+    first = line[0]
+    if in_traceback or (first == "T" and line.startswith("Traceback (most recent call last)")):
         match = EXCEPTION_LINE.match(line)
         return TracebackLine(line, line if match else None)
-    if line.startswith("epoch "):
-        match = EPOCH.match(line)
-        if match:
-            return Epoch(int(match.group(1)), int(match.group(2)))
-    if line.startswith("saving checkpoint: "):
-        return CheckpointSaved(CHECKPOINT.match(line).group(1))  # type: ignore[union-attr]
-    if line.startswith("  num ") or line.startswith("  total ") or line.startswith("  batch ") or line.startswith("  gradient "):
-        match = PLAN_LINE.match(line)
-        if match:
-            return PlanLine(PLAN[match.group(1)], int(match.group(2)))
-    if line[20:21] in "IWEDC" and line[19:20] == " ":
+    if line[19:20] == " " and line[20:21] in "IWEDC":
         match = RICH_LOG.match(line)
         if match:
             return _log_event(match.group(1), match.group(2))
-    if line[:1] in "DIWEC":
+    if first == " ":
+        if line[1:2] == " " and line[2:3] in "ntbg":
+            match = PLAN_LINE.match(line)
+            if match:
+                return PlanLine(PLAN[match.group(1)], int(match.group(2)))
+    elif first == "e":
+        match = EPOCH.match(line)
+        if match:
+            return Epoch(int(match.group(1)), int(match.group(2)))
+    elif first == "s":
+        if line.startswith("saving checkpoint: "):
+            return CheckpointSaved(line[len("saving checkpoint: "):].strip())
+    elif first in "DIWEC":
         match = SIMPLE_LOG.match(line)
         if match:
             return _log_event(match.group(1), match.group(2))
-    if "%|" in line:
-        match = OTHER_BAR.match(line)
-        if match:
-            return OtherProgress(match.group(1).strip(), int(match.group(3)), int(match.group(4)))
+    if line == "model saved.":  # --console_log_simple prints records bare
+        return ModelSaved()
     return Line(line)
 
 
@@ -200,34 +207,50 @@ class EventParser:
 
     def feed(self, chunk: str) -> list[Event]:
         text = self._pending + chunk
-        if "\x1b" in text:
-            text = ANSI.sub("", text)
         cut = max(text.rfind("\n"), text.rfind("\r"))
         if cut < 0:
             self._pending = text
             return []
+        # the unfinished line stays raw: a control sequence may be split across chunks
         self._pending = text[cut + 1:]
-        return list(self._events(text[:cut]))
+        complete = text[:cut]
+        if "\x1b" in complete:
+            complete = ANSI.sub("", complete)
+        return self._events(complete)
 
     def close(self) -> list[Event]:
         """The last line, if the stream ended without a newline."""
         text, self._pending = self._pending, ""
-        return list(self._events(ANSI.sub("", text)))
+        return self._events(ANSI.sub("", text))
 
-    def _events(self, text: str) -> Iterator[Event]:
+    def _events(self, text: str) -> list[Event]:
+        events: list[Event] = []
         for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
-            line = raw.rstrip()
-            event = parse_line(line, self._in_traceback)
-            if event is None:
+            if not raw:
                 continue
-            if isinstance(event, TracebackLine):
-                self._in_traceback = event.exception is None
-            elif isinstance(event, Progress):
-                key = (event.step, event.loss)
-                if key == self._last_progress:
-                    continue
-                self._last_progress = key
-            yield event
+            # tqdm leaves its bar without a newline, so the next log record can start on the same line:
+            # split after the bar's closing bracket
+            while "%|" in raw:
+                end = BAR_END.search(raw)
+                if end is None or not raw[end.end():].strip():
+                    break
+                self._add(raw[:end.end()], events)
+                raw = raw[end.end():]
+            self._add(raw, events)
+        return events
+
+    def _add(self, raw: str, events: list[Event]) -> None:
+        event = parse_line(raw.rstrip(), self._in_traceback)
+        if event is None:
+            return
+        if isinstance(event, TracebackLine):
+            self._in_traceback = event.exception is None
+        elif isinstance(event, Progress):
+            key = (event.step, event.loss)
+            if key == self._last_progress:
+                return
+            self._last_progress = key
+        events.append(event)
 
 
 def event_dict(event: Event) -> dict:
