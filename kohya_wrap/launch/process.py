@@ -51,6 +51,8 @@ class Child:
             threading.Thread(target=self._drain, args=(self.process.stdout, "stdout"), daemon=True),
             threading.Thread(target=self._drain, args=(self.process.stderr, "stderr"), daemon=True),
         ]
+        self._open_pipes = len(self._readers)
+        self._exited: Exited | None = None
         for reader in self._readers:
             reader.start()
 
@@ -72,22 +74,30 @@ class Child:
             self._queue.put(Output(stream, tail, time.monotonic() - self.started))
         self._queue.put(None)
 
-    def events(self, poll: float = 0.1) -> Iterator[Output | Exited | None]:
-        """Output as it arrives; None every `poll` seconds of silence (a chance to redraw or stop);
-        finally Exited once both pipes are closed and the process is gone."""
-        open_pipes = len(self._readers)
-        while open_pipes:
+    def poll(self, timeout: float = 0.1) -> Output | Exited | None:
+        """The next piece of output, None after `timeout` seconds of silence (a chance to redraw or stop),
+        or Exited once both pipes are closed and the process is gone (then Exited on every call).
+        Not a generator, so a KeyboardInterrupt raised while waiting leaves it usable."""
+        if self._exited is not None:
+            return self._exited
+        while self._open_pipes:
             try:
-                item = self._queue.get(timeout=poll)
+                item = self._queue.get(timeout=timeout)
             except queue.Empty:
-                yield None
-                continue
+                return None
             if item is None:
-                open_pipes -= 1
+                self._open_pipes -= 1
             else:
-                yield item
-        returncode = self.process.wait()
-        yield Exited(returncode, time.monotonic() - self.started)
+                return item
+        self._exited = Exited(self.process.wait(), time.monotonic() - self.started)
+        return self._exited
+
+    def events(self, poll: float = 0.1) -> Iterator[Output | Exited | None]:
+        while True:
+            item = self.poll(poll)
+            yield item
+            if isinstance(item, Exited):
+                return
 
     def signal_group(self, sig: int) -> bool:
         try:

@@ -1,0 +1,212 @@
+"""`run`: supervise one training run of sd-scripts and keep a complete record of it.
+
+runs/<UTC id>/ holds command.json, spec.json (the resolved spec), the rendered configs, train.log (raw
+child output), events.jsonl, metrics.csv and manifest.json. The verdict is ours, not sd-scripts' exit
+code: it exits 0 having trained nothing ("No data found"), so success means the final LoRA file exists.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from kohya_wrap import __version__
+from kohya_wrap.check import CheckReport
+from kohya_wrap.errors import ExitCode, KohyaWrapError
+from kohya_wrap.fsutil import write_text_atomic
+from kohya_wrap.launch.events import EventParser, Progress, event_dict
+from kohya_wrap.launch.process import Child, Exited, Output, child_env
+from kohya_wrap.plan import TrainingPlan
+
+# Rich wraps every log record at 80 columns when not on a terminal, splitting paths; a wide virtual
+# terminal keeps one record per line *with* its level (--console_log_simple would drop the level).
+CHILD_ENV = {"PYTHONUNBUFFERED": "1", "COLUMNS": "250"}
+
+DIAGNOSES: list[tuple[str, str, str]] = [
+    # (text to look for in the exception or error lines, what happened, what to do)
+    ("out of memory", "the GPU ran out of memory", "lighter settings: gradient_checkpointing = true, cache_latents = true, train_batch_size = 1, optimizer_type = \"AdamW8bit\", or the sdxl-low-vram preset"),
+    ("no data found", "sd-scripts found no training images", "check the concept folders and caption_extension (`kohya-wrap check`)"),
+    ("image file is truncated", "an image is truncated or corrupt", "re-export or remove the image named in the log"),
+    ("cannot identify image file", "a file is not a readable image", "re-export or remove the image named in the log"),
+    ("neither a valid local path nor a valid repo id", "the base model was not found", "fix model.base, or download it while online"),
+    ("modulenotfounderror", "a Python module is missing from sd-scripts' venv", "reinstall it: `kohya-wrap vendor install` (or pip install the named module into its venv)"),
+    ("no space left on device", "the disk is full", "free space where the project (model/, log/) lives"),
+    ("loss is nan", "the loss became NaN", "lower learning_rate, or use mixed_precision = \"bf16\" instead of fp16"),
+]
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    run_dir: Path
+    exit_code: int
+    verdict: str
+    child_exit: int | None
+    final: Path | None
+    checkpoints: list[Path] = field(default_factory=list)
+    diagnosis: list[str] = field(default_factory=list)
+
+
+def new_run_id(runs_dir: Path) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_id, n = stamp, 1
+    while (runs_dir / run_id).exists():
+        n += 1
+        run_id = f"{stamp}-{n}"
+    return run_id
+
+
+class RunLock:
+    """runs/.lock with the pid of the running `kohya-wrap run`; a lock whose process is gone is stale."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        self.path = runs_dir / ".lock"
+
+    def __enter__(self) -> "RunLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            owner = int(self.path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            owner = None
+        if owner is not None and owner != os.getpid() and _alive(owner):
+            raise KohyaWrapError(f"{self.path.parent.parent}: a run is already in progress (pid {owner})", "wait for it, or stop it first")
+        write_text_atomic(self.path, f"{os.getpid()}\n")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rpartition(")")[2].split()[:1] == ["Z"])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def dataset_files(report: CheckReport) -> list[dict[str, Any]]:
+    files = []
+    for item in report.concepts:
+        for image in item.scan.images:
+            files.append({"path": str(image.path.relative_to(report.loaded.layout.root)), "bytes": image.path.stat().st_size, "sha256": _sha256(image.path)})
+    return files
+
+
+def diagnose(exception: str | None, errors: list[str], verdict: str) -> list[str]:
+    text = " ".join([exception or "", *errors]).lower()
+    for needle, what, fix in DIAGNOSES:
+        if needle in text:
+            return [f"{what}: {exception or errors[0]}", f"fix: {fix}"]
+    if exception:
+        return [f"sd-scripts failed: {exception}", "see train.log in the run folder for the whole traceback"]
+    return [verdict]
+
+
+def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float) -> Outcome:
+    """Launch, stream, record; Ctrl-C stops the child's whole group (SIGINT, then after `grace_s`
+    SIGTERM and SIGKILL; a second Ctrl-C skips the grace)."""
+    from kohya_wrap.dashboard import RunState
+
+    loaded = report.loaded
+    layout = loaded.layout
+    with RunLock(layout.runs_dir):
+        run_id = new_run_id(layout.runs_dir)
+        run_dir = layout.runs_dir / run_id
+        run_dir.mkdir(parents=True)
+        argv = list(plan.command)
+        overrides = dict(CHILD_ENV)
+        write_text_atomic(run_dir / "command.json", json.dumps({"argv": argv, "cwd": str(report.sd_scripts.root), "env": overrides}, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(run_dir / "spec.json", json.dumps(loaded.spec.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2, ensure_ascii=False) + "\n")
+        for path in (layout.train_config, layout.dataset_config, layout.sample_prompts):
+            if path.is_file():
+                shutil.copyfile(path, run_dir / path.name)
+        started = datetime.now(timezone.utc)
+        start_time = time.time()
+        state = RunState()
+        parsers = {"stdout": EventParser(), "stderr": EventParser()}
+        interrupted = False
+        child_exit: int | None = None
+        with open(run_dir / "train.log", "wb") as log, open(run_dir / "events.jsonl", "w", encoding="utf-8") as events_file, \
+                open(run_dir / "metrics.csv", "w", newline="", encoding="utf-8") as metrics_file:
+            metrics = csv.writer(metrics_file)
+            metrics.writerow(["step", "epoch", "loss", "seconds_per_step", "elapsed_s"])
+
+            def consume(events) -> None:
+                for event in events:
+                    state.update(event)
+                    events_file.write(json.dumps(event_dict(event), ensure_ascii=False) + "\n")
+                    if isinstance(event, Progress) and event.loss is not None:
+                        metrics.writerow([event.step, state.epoch, event.loss, event.seconds_per_step, event.elapsed_s])
+                    renderer.handle(event, state)
+
+            child = Child(argv, child_env(overrides), report.sd_scripts.root, log)
+            while child_exit is None:
+                try:
+                    item = child.poll()
+                    if isinstance(item, Output):
+                        consume(parsers[item.stream].feed(item.text))
+                    elif isinstance(item, Exited):
+                        child_exit = item.returncode
+                    else:
+                        renderer.tick(state)
+                except KeyboardInterrupt:
+                    interrupted = True
+                    renderer.note(f"stopping: SIGINT sent to the training processes, waiting up to {grace_s:.0f} s (Ctrl-C again to stop now)")
+                    try:
+                        child.stop(grace_s)
+                    except KeyboardInterrupt:
+                        child.stop(0.0, escalate_s=2.0)
+            for parser in parsers.values():
+                consume(parser.close())
+        renderer.close(state)
+        ended = datetime.now(timezone.utc)
+
+        extension = "." + (loaded.spec.training.save_model_as or "safetensors")
+        final = layout.model_dir / f"{plan.name}{extension}"
+        checkpoints = sorted((p for p in layout.model_dir.glob(f"{plan.name}*{extension}") if p.stat().st_mtime >= start_time - 1), key=lambda p: p.stat().st_mtime)
+        trained = final.is_file() and final.stat().st_mtime >= start_time - 1
+        if interrupted:
+            code, verdict = ExitCode.INTERRUPTED, "interrupted"
+        elif trained:
+            code, verdict = ExitCode.OK, "trained"
+        else:
+            code, verdict = ExitCode.FAILED, "failed: no LoRA file was written" + (f" (sd-scripts exited with {child_exit})" if child_exit else " although sd-scripts exited with 0")
+        diagnosis = [] if code in (ExitCode.OK, ExitCode.INTERRUPTED) else diagnose(state.exception, state.errors, verdict)
+        manifest = {
+            "kohya_wrap": __version__,
+            "run_id": run_id,
+            "started": started.isoformat(), "ended": ended.isoformat(), "duration_s": round((ended - started).total_seconds(), 3),
+            "verdict": verdict, "exit_code": int(code), "child_exit_code": child_exit,
+            "sd_scripts": {"root": str(report.sd_scripts.root), "python": str(report.sd_scripts.python), "schema": loaded.schema.source, "commit": loaded.schema.commit},
+            "python": sys.version.split()[0], "platform": platform.platform(),
+            "seed": loaded.spec.training.seed,
+            "steps": {"planned": plan.math.total_steps, "reached": state.step},
+            "final_loss": state.loss,
+            "outputs": [{"path": str(p), "bytes": p.stat().st_size} for p in checkpoints],
+            "dataset": dataset_files(report),
+            "diagnosis": diagnosis,
+        }
+        write_text_atomic(run_dir / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return Outcome(run_id, run_dir, int(code), verdict, child_exit, final if trained else None, checkpoints, diagnosis)

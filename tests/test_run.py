@@ -1,0 +1,148 @@
+"""`kohya-wrap run` through the real entry point, on a stand-in sd-scripts that replays recordings of
+real sd-scripts runs (tests/standin_trainer.py): records, verdicts, diagnosis, the lock, Ctrl-C."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import make_images
+from standin_trainer import build_standin_trainer
+
+FIXTURES = Path(__file__).parent / "fixtures" / "sdscripts_logs"
+
+
+@pytest.fixture(scope="session")
+def trainer(tmp_path_factory) -> Path:
+    return build_standin_trainer(tmp_path_factory.mktemp("trainer") / "sd-scripts")
+
+
+@pytest.fixture
+def replay(trainer, monkeypatch):
+    monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", str(trainer))
+    monkeypatch.setenv("KOHYA_WRAP_SD_PYTHON", sys.executable)
+
+    def use(fixture: str, speed: float = 50) -> None:
+        monkeypatch.setenv("KOHYA_WRAP_REPLAY", str(FIXTURES / f"{fixture}.jsonl"))
+        monkeypatch.setenv("KOHYA_WRAP_REPLAY_SPEED", str(speed))
+
+    return use
+
+
+@pytest.fixture
+def project(tmp_path) -> Path:
+    root = tmp_path / "my lora 项目"
+    (root / "model").mkdir(parents=True)
+    (root / "m.safetensors").write_bytes(b"x")
+    (root / "kohya-wrap.toml").write_text(
+        f'name = "rec_lora"\n[model]\nbase = "{(root / "m.safetensors").as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = "woman"\nrepeats = 1\n'
+        '[dataset]\nresolution = 64\n[training]\nmax_train_steps = 6\nseed = 42\n', encoding="utf-8")
+    make_images(root / "image" / "1_mytoken woman", [(64, 64)] * 3)
+    return root
+
+
+def only_run(root: Path) -> Path:
+    runs = [p for p in (root / "runs").iterdir() if p.is_dir()]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def test_a_successful_run_and_its_record(replay, project, cli):
+    replay("pipe_steps")
+    result = cli("run", project, "--plain")
+    assert result.code == 0, result.out + result.err
+    assert "plan: " in result.out and "step 6/6" in result.out and "checkpoint saved:" in result.out
+    assert ": trained · record in runs/" in result.out
+    run = only_run(project)
+    for name in ("command.json", "spec.json", "train.toml", "dataset.toml", "train.log", "events.jsonl", "metrics.csv", "manifest.json"):
+        assert (run / name).is_file(), name
+    assert b"total optimization steps" in (run / "train.log").read_bytes()
+    events = [json.loads(line) for line in (run / "events.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [e["path"].rsplit("/", 1)[1] for e in events if e["event"] == "CheckpointSaved"] == [
+        "rec_lora-step00000003.safetensors", "rec_lora-step00000006.safetensors", "rec_lora.safetensors"]
+    rows = list(csv.DictReader((run / "metrics.csv").open(encoding="utf-8")))
+    assert rows and rows[-1]["step"] == "6" and float(rows[-1]["loss"]) > 0
+    manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["verdict"] == "trained" and manifest["exit_code"] == 0 and manifest["child_exit_code"] == 0
+    assert manifest["steps"] == {"planned": 6, "reached": 6} and manifest["seed"] == 42
+    assert len(manifest["outputs"]) == 3 and len(manifest["dataset"]) == 3 and len(manifest["dataset"][0]["sha256"]) == 64
+    command = json.loads((run / "command.json").read_text(encoding="utf-8"))
+    assert command["env"]["COLUMNS"] == "250" and command["argv"][1:3] == ["-m", "accelerate.commands.launch"]
+    assert not (project / "runs" / ".lock").exists()
+
+
+def test_json_events(replay, project, cli):
+    replay("pipe_epochs_samples")
+    result = cli("run", project, "--json")
+    assert result.code == 0, result.err
+    events = [json.loads(line) for line in result.out.splitlines() if line.startswith("{")]
+    kinds = {e["event"] for e in events}
+    assert {"PlanLine", "Progress", "Epoch", "CheckpointSaved", "SamplesStarted", "ModelSaved"} <= kinds
+
+
+@pytest.mark.parametrize("fixture, explanation", [
+    ("no_data", "sd-scripts found no training images"),
+    ("fail_truncated_image", "an image is truncated or corrupt: OSError: image file is truncated"),
+    ("fail_missing_model", "the base model was not found"),
+])
+def test_failures_are_explained(replay, project, cli, fixture, explanation):
+    replay(fixture)
+    result = cli("run", project, "--plain")
+    assert result.code == 1
+    assert explanation in result.err and "train.log" in result.err
+    manifest = json.loads((only_run(project) / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["verdict"].startswith("failed") and manifest["diagnosis"]
+
+
+def test_a_second_run_is_refused_while_one_runs(replay, project, cli):
+    replay("pipe_steps")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (project / "runs").mkdir(exist_ok=True)
+        (project / "runs" / ".lock").write_text(f"{sleeper.pid}\n")
+        refused = cli("run", project, "--plain")
+        assert refused.code == 2 and "a run is already in progress" in refused.err
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    stale = cli("run", project, "--plain")  # the lock's process is gone: a stale lock is taken over
+    assert stale.code == 0, stale.err
+
+
+def test_no_sd_scripts_is_stopped_before_launch(project, cli):
+    result = cli("run", project, "--plain")
+    assert result.code == 2 and "kohya-wrap vendor install" in result.err
+
+
+def test_ctrl_c_stops_the_whole_tree(replay, project, trainer):
+    replay("pipe_steps", speed=1.5)
+    process = subprocess.Popen([sys.executable, "-m", "kohya_wrap", "run", str(project), "--plain", "--grace", "5"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ), start_new_session=True)
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("step 2/"):
+            break
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C reaches `kohya-wrap run`, not its child
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, out + err
+    assert time.monotonic() - sent < 10
+    assert "interrupted; sd-scripts saves nothing on interrupt, so the progress kept is" in out
+
+    def cmdline(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError:  # the process ended meanwhile
+            return b""
+
+    assert [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(trainer).encode() in cmdline(p)] == []
+    manifest = json.loads((only_run(project) / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["verdict"] == "interrupted"
