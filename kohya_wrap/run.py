@@ -14,7 +14,6 @@ import os
 import platform
 import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -98,6 +97,10 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().rpartition(")")[2].split()[:1] == ["Z"])
 
 
+def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
+    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -143,7 +146,7 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float)
             if path.is_file():
                 shutil.copyfile(path, run_dir / path.name)
         started = datetime.now(timezone.utc)
-        start_time = time.time()
+        before = _snapshot(layout.model_dir)  # a file counts as this run's output only if it changed
         state = RunState()
         parsers = {"stdout": EventParser(), "stderr": EventParser()}
         interrupted = False
@@ -185,8 +188,10 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float)
 
         extension = "." + (loaded.spec.training.save_model_as or "safetensors")
         final = layout.model_dir / f"{plan.name}{extension}"
-        checkpoints = sorted((p for p in layout.model_dir.glob(f"{plan.name}*{extension}") if p.stat().st_mtime >= start_time - 1), key=lambda p: p.stat().st_mtime)
-        trained = final.is_file() and final.stat().st_mtime >= start_time - 1
+        after = _snapshot(layout.model_dir)
+        written = {p for p, stamp in after.items() if before.get(p) != stamp}
+        checkpoints = sorted((p for p in written if p.name.startswith(plan.name) and p.suffix == extension), key=lambda p: after[p])
+        trained = final in written
         if interrupted:
             code, verdict = ExitCode.INTERRUPTED, "interrupted"
         elif trained:

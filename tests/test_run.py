@@ -146,3 +146,20 @@ def test_ctrl_c_stops_the_whole_tree(replay, project, trainer):
     assert [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(trainer).encode() in cmdline(p)] == []
     manifest = json.loads((only_run(project) / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["verdict"] == "interrupted"
+
+
+def test_runs_lists_and_shows_the_history(replay, project, cli):
+    assert "no runs yet" in cli("runs", project).out
+    replay("pipe_steps")
+    assert cli("run", project, "--plain").code == 0
+    replay("no_data")
+    assert cli("run", project, "--plain").code == 1
+    listing = cli("runs", project)
+    lines = listing.out.splitlines()
+    assert listing.code == 0 and len(lines) == 2
+    assert "failed" in lines[0] and "trained" in lines[1] and "steps 6/6" in lines[1] and "rec_lora.safetensors" in lines[1]
+    run_id = lines[1].split()[0]
+    shown = cli("runs", "show", run_id, project)
+    assert shown.code == 0 and f"run {run_id}: trained (exit 0)" in shown.out and "rec_lora.safetensors" in shown.out
+    assert json.loads(cli("runs", "show", run_id, project, "--json").out)["run_id"] == run_id
+    assert cli("runs", "show", "nope", project).code == 2

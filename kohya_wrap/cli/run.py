@@ -57,3 +57,66 @@ def run(directory: Path, plain: bool, as_json: bool, grace: float, overrides: tu
         first, *rest = outcome.diagnosis or [outcome.verdict]
         raise ChildFailed(first, "; ".join(rest) + f" (log: {outcome.run_dir / 'train.log'})")
     return ExitCode.OK
+
+
+def _manifests(root: Path) -> list[tuple[Path, dict | None]]:
+    import json
+
+    runs_dir = root / "runs"
+    found = []
+    for run_dir in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True) if runs_dir.is_dir() else []:
+        try:
+            found.append((run_dir, json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))))
+        except (OSError, ValueError):
+            found.append((run_dir, None))  # still running, or ended without a record
+    return found
+
+
+@cli.command()
+@click.argument("args", nargs=-1, metavar="[DIR] | show ID [DIR]")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def runs(args: tuple[str, ...], as_json: bool) -> int:
+    """The run history of a project (`kohya-wrap runs [DIR]`), or one run (`kohya-wrap runs show ID [DIR]`)."""
+    import json
+
+    from kohya_wrap.cli.output import echo_json
+    from kohya_wrap.spec.load import find_spec_file
+
+    if args[:1] == ("show",):
+        if len(args) < 2:
+            raise KohyaWrapError("runs show needs a run id", "see `kohya-wrap runs` for the ids")
+        root = find_spec_file(args[2] if len(args) > 2 else ".").parent
+        run_dir = root / "runs" / args[1]
+        manifest_path = run_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise KohyaWrapError(f"{run_dir}: no such run record", "see `kohya-wrap runs` for the ids")
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if as_json:
+            echo_json(manifest)
+            return ExitCode.OK
+        echo(f"run {manifest['run_id']}: {manifest['verdict']} (exit {manifest['exit_code']})", style="bold")
+        echo(f"  started {manifest['started']}, {manifest['duration_s']:.0f} s; steps {manifest['steps']['reached']}/{manifest['steps']['planned']}; final loss {manifest['final_loss']}")
+        echo(f"  sd-scripts: {manifest['sd_scripts']['schema']} at {manifest['sd_scripts']['root']}")
+        for output in manifest["outputs"]:
+            echo(f"  output: {output['path']} ({output['bytes'] / 1e6:.1f} MB)")
+        for line in manifest["diagnosis"]:
+            echo(f"  {line}", style="yellow")
+        echo(f"  dataset: {len(manifest['dataset'])} image(s); record: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
+        return ExitCode.OK
+    if len(args) > 1:
+        raise KohyaWrapError(f"unexpected arguments: {' '.join(args[1:])}", "use `kohya-wrap runs [DIR]` or `kohya-wrap runs show ID [DIR]`")
+    root = find_spec_file(args[0] if args else ".").parent
+    history = _manifests(root)
+    if as_json:
+        echo_json([m or {"run_id": d.name, "verdict": "incomplete"} for d, m in history])
+        return ExitCode.OK
+    if not history:
+        echo("no runs yet — `kohya-wrap run` starts one")
+    for run_dir, manifest in history:
+        if manifest is None:
+            echo(f"{run_dir.name}  incomplete (running, or ended without a record)")
+            continue
+        final = Path(manifest["outputs"][-1]["path"]).name if manifest["outputs"] else "-"
+        loss = f"{manifest['final_loss']:.4g}" if manifest["final_loss"] is not None else "-"
+        echo(f"{manifest['run_id']}  {manifest['verdict'][:30]:<30}  steps {manifest['steps']['reached']}/{manifest['steps']['planned']:<6}  loss {loss:<8}  {manifest['duration_s']:>6.0f} s  {final}")
+    return ExitCode.OK
