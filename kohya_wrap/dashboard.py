@@ -128,8 +128,8 @@ class PlainRenderer:
                         f"{plan.get('epochs', '?')} epoch(s), {event.value} steps")
         elif isinstance(event, Epoch):
             self._write(f"epoch {event.epoch}/{event.total}")
-        elif isinstance(event, CheckpointSaved):
-            self._write(f"checkpoint saved: {event.path} ({size_text(Path(event.path))})")
+        elif isinstance(event, CheckpointSaved):  # logged before the file is written: no size yet
+            self._write(f"checkpoint saved: {event.path}")
         elif isinstance(event, SamplesStarted):
             self._write(f"sample images at step {event.step}")
         elif isinstance(event, ModelSaved):

@@ -1,6 +1,6 @@
 """A stand-in sd-scripts for `run` tests: its train_network.py replays a recording of a real sd-scripts
 run (tests/fixtures/sdscripts_logs/*.jsonl) on the same pipes, at a chosen speed, writes the checkpoint
-files the recording saved, exits with the recorded code, and stops on SIGINT as sd-scripts does
+files the recording saved (under the project's own output name), exits with the recorded code, and stops on SIGINT as sd-scripts does
 (KeyboardInterrupt, nothing saved). A tiny `accelerate.commands.launch` beside it runs the script the
 way accelerate does for one process (the launch command runs with the checkout as its working folder,
 so `python -m accelerate...` finds this one first)."""
@@ -12,7 +12,7 @@ from pathlib import Path
 from standin import CONFIG_UTIL, TRAIN_UTIL
 
 REPLAY = '''\
-import argparse, json, os, signal, sys, time
+import argparse, json, os, re, signal, sys, time
 from pathlib import Path
 
 from library import train_util
@@ -32,6 +32,9 @@ def setup_parser():
 def main():
     args = setup_parser().parse_args()
     project = str(Path(args.config_file).resolve().parent.parent)
+    # the recordings trained a LoRA named rec_lora; save under this project's name instead
+    found = re.search(r'^output_name = "(.*)"$', Path(args.config_file).read_text(encoding="utf-8"), re.M)
+    name = found.group(1) if found else "rec_lora"
     records = [json.loads(line) for line in open(os.environ["KOHYA_WRAP_REPLAY"], encoding="utf-8")]
     speed = float(os.environ.get("KOHYA_WRAP_REPLAY_SPEED", "20"))
     out = {"stdout": sys.stdout, "stderr": sys.stderr, "pty": sys.stdout}
@@ -47,10 +50,12 @@ def main():
                     signal.signal(-code, signal.SIG_DFL)
                     os.kill(os.getpid(), -code)
                 sys.exit(code)
-            data = record["data"].replace("<PROJECT>", project)
+            data = record["data"].replace("<PROJECT>", project).replace("rec_lora", name)
             for line in data.splitlines():
                 if line.startswith("saving checkpoint: "):
-                    Path(line[len("saving checkpoint: "):].strip()).write_bytes(b"stand-in LoRA")
+                    target = Path(line[len("saving checkpoint: "):].strip())
+                    target.parent.mkdir(parents=True, exist_ok=True)  # as sd-scripts makes output_dir
+                    target.write_bytes(b"stand-in LoRA")
             out[record["stream"]].write(data)
             out[record["stream"]].flush()
     except KeyboardInterrupt:

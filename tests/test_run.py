@@ -163,3 +163,23 @@ def test_runs_lists_and_shows_the_history(replay, project, cli):
     assert shown.code == 0 and f"run {run_id}: trained (exit 0)" in shown.out and "rec_lora.safetensors" in shown.out
     assert json.loads(cli("runs", "show", run_id, project, "--json").out)["run_id"] == run_id
     assert cli("runs", "show", "nope", project).code == 2
+
+
+def test_demo_builds_a_project_and_trains(replay, tmp_path, cli):
+    """With --model the tiny model is not built (that needs sd-scripts' venv: marker `sdscripts`)."""
+    replay("pipe_steps")
+    model, tokenizers = tmp_path / "model", tmp_path / "tokenizers"
+    model.mkdir()
+    (model / "model_index.json").write_text("{}", encoding="utf-8")
+    tokenizers.mkdir()
+    result = cli("demo", tmp_path / "demo", "--plain", "--steps", "6", "--model", model, "--tokenizers", tokenizers)
+    root = tmp_path / "demo"
+    assert result.code == 0, result.out + result.err
+    assert (root / "kohya-wrap.toml").is_file() and len(list((root / "image" / "1_kwdemo shape").glob("*.png"))) == 8
+    assert "step 6/6" in result.out and ": trained · record in runs/" in result.out  # the same supervised run as `run`
+    assert (root / "model" / "kwdemo.safetensors").is_file()
+    assert cli("check", root).code == 0 and cli("runs", root).out.count("trained") == 1
+    (tmp_path / "not-demo").mkdir()
+    (tmp_path / "not-demo" / "mine.txt").write_text("user data", encoding="utf-8")
+    refused = cli("demo", tmp_path / "not-demo", "--model", model, "--tokenizers", tokenizers)
+    assert refused.code == 2 and (tmp_path / "not-demo" / "mine.txt").read_text(encoding="utf-8") == "user data"

@@ -19,6 +19,10 @@ from kohya_wrap.errors import ChildFailed, ExitCode, KohyaWrapError
 @set_option
 def run(directory: Path, plain: bool, as_json: bool, grace: float, overrides: tuple[str, ...]) -> int:
     """Train: check the project, render its configs, run sd-scripts with a live dashboard, keep a record in runs/<id>/."""
+    return train(directory, overrides, plain=plain, as_json=as_json, grace=grace)
+
+
+def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: bool, grace: float) -> int:
     from kohya_wrap.check import check_project
     from kohya_wrap.console import is_interactive
     from kohya_wrap.dashboard import JsonRenderer, LiveRenderer, PlainRenderer
@@ -120,3 +124,33 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
         loss = f"{manifest['final_loss']:.4g}" if manifest["final_loss"] is not None else "-"
         echo(f"{manifest['run_id']}  {manifest['verdict'][:30]:<30}  steps {manifest['steps']['reached']}/{manifest['steps']['planned']:<6}  loss {loss:<8}  {manifest['duration_s']:>6.0f} s  {final}")
     return ExitCode.OK
+
+
+@cli.command()
+@click.argument("directory", required=False, default="kohya-wrap-demo", type=click.Path(path_type=Path))
+@click.option("--steps", default=8, show_default=True, type=click.IntRange(1, 1000), help="Training steps.")
+@click.option("--plain", is_flag=True, help="One line per event instead of the live dashboard.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event (NDJSON).")
+@click.option("--model", "model", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Use this model folder instead of building the tiny one (with --tokenizers).")
+@click.option("--tokenizers", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Tokenizer cache folder for --model.")
+def demo(directory: Path, steps: int, plain: bool, as_json: bool, model: Path | None, tokenizers: Path | None) -> int:
+    """The whole path offline as a self-test: a tiny random model (built once, cached), 8 synthetic
+    images, a project in DIRECTORY (default: kohya-wrap-demo), then check, plan and a short real run."""
+    import os
+
+    from kohya_wrap.demo import ensure_demo_model, write_demo_project
+    from kohya_wrap.kohya.install import locate_sd_scripts
+
+    sd = locate_sd_scripts()
+    if not sd.usable:
+        raise KohyaWrapError(f"the demo trains with the real sd-scripts, and none is installed at {sd.root}", "run `kohya-wrap vendor install` first")
+    if (model is None) != (tokenizers is None):
+        raise KohyaWrapError("--model and --tokenizers go together", "pass both, or neither to build the tiny demo model")
+    if model is None:
+        model, tokenizers = ensure_demo_model(sd, echo)
+    assert tokenizers is not None
+    root = directory.expanduser().absolute()
+    write_demo_project(root, model.absolute(), tokenizers.absolute(), steps)
+    echo(f"demo project: {root}")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # the demo never needs the network; fail fast if anything tries
+    return train(root, (), plain=plain, as_json=as_json, grace=30.0)
