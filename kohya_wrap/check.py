@@ -83,6 +83,12 @@ def _check_concept(report: CheckReport, item: ConceptScan) -> None:
     unreadable = [image.path for image in scan.images if image.size is None]
     if unreadable:
         report.add("error", where, f"{len(unreadable)} file(s) are not readable images: {_listed(unreadable, root)}", "delete or replace them (sd-scripts crashes on them)")
+    damaged = [image for image in scan.images if image.damage]
+    if damaged:
+        report.add(
+            "error", where, f"{len(damaged)} image(s) are truncated or corrupt ({damaged[0].damage}): {_listed([i.path for i in damaged], root)}",
+            "re-export or remove them (sd-scripts fails on them only after loading the model)",
+        )
     _check_captions(report, item)
 
 

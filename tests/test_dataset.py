@@ -71,3 +71,19 @@ def test_check_reports_caption_encoding_and_bom(project, cli):
     assert result.code == 2
     assert "1 caption file(s) are not UTF-8" in result.out
     assert "byte-order mark" in result.out and "are empty" in result.out
+
+
+def test_truncated_images_are_found_before_launch(project, cli):
+    root = project()
+    folder = root / "image" / "10_mytoken woman"
+    for name, fmt in (("cut.png", "PNG"), ("cut.jpg", "JPEG"), ("cut.webp", "WEBP")):
+        path = folder / name
+        Image.effect_noise((64, 64), 50).convert("RGB").save(path, fmt)
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    whole = folder / "whole.jpg"
+    Image.effect_noise((64, 64), 50).convert("RGB").save(whole, "JPEG")
+    whole.write_bytes(whole.read_bytes() + b"\0" * 2000)  # padding after the end marker is harmless
+    result = cli("check", root)
+    assert result.code == 2
+    line = next(l for l in result.out.splitlines() if "truncated or corrupt" in l)
+    assert "3 image(s)" in line and "cut.jpg" in line and "cut.png" in line and "cut.webp" in line and "whole.jpg" not in line

@@ -26,6 +26,7 @@ CAPTION_LIKE_SUFFIXES = (".txt", ".caption", ".tags", ".tag", ".cap")
 class ImageEntry:
     path: Path
     size: tuple[int, int] | None  # None: the header could not be read
+    damage: str | None = None  # why the file would fail to decode (truncated, corrupt), if it would
 
     @property
     def stem_path(self) -> str:
@@ -74,6 +75,27 @@ def image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
+def damage(path: Path) -> str | None:
+    """A fast integrity check for a readable header: sd-scripts decodes images only after loading the
+    model (minutes in), so a truncated file must be found here. Pillow's verify() checks PNG/WebP
+    chunks; a JPEG without its end marker is decoded in full to be sure (rare, so cheap overall)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            if image.format == "JPEG":
+                with open(path, "rb") as handle:
+                    handle.seek(max(0, path.stat().st_size - 1024))
+                    if b"\xff\xd9" in handle.read():
+                        return None
+                image.load()
+            else:
+                image.verify()
+    except Exception as exc:  # Pillow raises many kinds for broken files
+        return str(exc) or type(exc).__name__
+    return None
+
+
 def scan_folder(folder: Path, read_sizes: bool = True) -> FolderScan:
     if not folder.is_dir():
         return FolderScan(folder, False, (), (), ())
@@ -91,5 +113,8 @@ def scan_folder(folder: Path, read_sizes: bool = True) -> FolderScan:
             elif suffix.lower() in CAPTION_LIKE_SUFFIXES:
                 sidecars.append(Path(entry.path))
     images.sort(key=str)  # sd-scripts sorts path strings; the order decides which reg images are used
-    entries_ = tuple(ImageEntry(p, image_size(p) if read_sizes else None) for p in images)
-    return FolderScan(folder, True, entries_, tuple(sorted(skipped)), tuple(sorted(sidecars)))
+    entries_ = []
+    for path in images:
+        size = image_size(path) if read_sizes else None
+        entries_.append(ImageEntry(path, size, damage(path) if size is not None else None))
+    return FolderScan(folder, True, tuple(entries_), tuple(sorted(skipped)), tuple(sorted(sidecars)))
