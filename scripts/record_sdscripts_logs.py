@@ -144,9 +144,9 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "fail_truncated_image",
-            "one of the 8 PNGs truncated to half its bytes (before plan; kohya-wrap only reads headers); piped",
+            "one of the 8 PNGs truncated to half its bytes after plan (kohya-wrap's check would stop it); piped",
             training={"max_train_steps": 3, "train_batch_size": 2},
-            before_plan=truncate_first_image,
+            after_plan=truncate_first_image,
         ),
         Scenario(
             "no_data",
