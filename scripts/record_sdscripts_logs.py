@@ -82,7 +82,6 @@ class Scenario:
     sample: dict | None = None  # a [sample] section
     pty: bool = False
     interrupt_after_step: int | None = None
-    before_plan: Callable[[Path], None] | None = None  # edits to the project before `plan`
     after_plan: Callable[[Path], None] | None = None  # edits to the rendered project before the run
 
 
@@ -437,8 +436,6 @@ def run_scenario(scenario: Scenario, out_dir: Path, keep: bool = False) -> Path:
     root = tmp / "project"
     try:
         build_project(root, scenario)
-        if scenario.before_plan:
-            scenario.before_plan(root)
         argv = plan_command(root)
         if scenario.after_plan:
             scenario.after_plan(root)
