@@ -165,25 +165,29 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float)
                     renderer.handle(event, state)
 
             child = Child(argv, child_env(overrides), report.sd_scripts.root, log)
-            while child_exit is None:
-                try:
-                    item = child.poll()
-                    if isinstance(item, Output):
-                        consume(parsers[item.stream].feed(item.text))
-                    elif isinstance(item, Exited):
-                        child_exit = item.returncode
-                    else:
-                        renderer.tick(state)
-                except KeyboardInterrupt:
-                    interrupted = True
-                    renderer.note(f"stopping: SIGINT sent to the training processes, waiting up to {grace_s:.0f} s (Ctrl-C again to stop now)")
+            try:
+                while child_exit is None:
                     try:
-                        child.stop(grace_s)
+                        item = child.poll()
+                        if isinstance(item, Output):
+                            consume(parsers[item.stream].feed(item.text))
+                        elif isinstance(item, Exited):
+                            child_exit = item.returncode
+                        else:
+                            renderer.tick(state)
                     except KeyboardInterrupt:
-                        child.stop(0.0, escalate_s=2.0)
-            for parser in parsers.values():
-                consume(parser.close())
-        renderer.close(state)
+                        interrupted = True
+                        renderer.note(f"stopping: SIGINT sent to the training processes, waiting up to {grace_s:.0f} s (Ctrl-C again to stop now)")
+                        try:
+                            child.stop(grace_s)
+                        except KeyboardInterrupt:
+                            child.stop(0.0, escalate_s=2.0)
+                for parser in parsers.values():
+                    consume(parser.close())
+            finally:  # whatever goes wrong here, no training process outlives `run`, and the terminal is restored
+                if child.process.poll() is None or child.group_alive():
+                    child.stop(0.0, escalate_s=2.0)
+                renderer.close(state)
         ended = datetime.now(timezone.utc)
 
         extension = "." + (loaded.spec.training.save_model_as or "safetensors")

@@ -183,3 +183,25 @@ def test_demo_builds_a_project_and_trains(replay, tmp_path, cli):
     (tmp_path / "not-demo" / "mine.txt").write_text("user data", encoding="utf-8")
     refused = cli("demo", tmp_path / "not-demo", "--model", model, "--tokenizers", tokenizers)
     assert refused.code == 2 and (tmp_path / "not-demo" / "mine.txt").read_text(encoding="utf-8") == "user data"
+
+
+def test_a_crash_in_the_wrapper_leaves_no_training_process(replay, project, trainer, cli, monkeypatch):
+    replay("pipe_steps", speed=2)
+    from kohya_wrap import dashboard
+
+    def broken(self, event, state):
+        if isinstance(event, dashboard.Epoch):
+            raise RuntimeError("renderer bug")
+
+    monkeypatch.setattr(dashboard.PlainRenderer, "handle", broken)
+    result = cli("run", project, "--plain")
+    assert result.code == 1 and "internal error: RuntimeError: renderer bug" in result.err
+
+    def cmdline(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError:
+            return b""
+
+    assert [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(trainer).encode() in cmdline(p)] == []
+    assert not (project / "runs" / ".lock").exists()
