@@ -267,12 +267,8 @@ def _print_plan(plan: "TrainingPlan", written: list[Path], root: Path) -> None:
     echo(f"  {command_line(list(plan.command))}")
 
 
-@cli.command()
-@project_dir_argument
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
-@set_option
-def plan(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
-    """Render config/train.toml and config/dataset.toml; show the step math and the launch command."""
+def checked_plan(directory: Path, overrides: tuple[str, ...], as_json: bool, purpose: str) -> tuple["CheckReport", "TrainingPlan", list[Path]]:
+    """What `plan` and `run` share: check (stop on errors, before any model loads), plan, render."""
     from kohya_wrap.kohya.render import write_configs
     from kohya_wrap.plan import build_plan
 
@@ -282,9 +278,18 @@ def plan(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
             echo_json(_report_dict(report))
         else:
             _print_findings(report)
-        raise KohyaWrapError(f"{report.loaded.layout.spec_file}: {len(report.errors)} error(s) to fix before planning", "see the lines above (`kohya-wrap check` shows them too)")
+        raise KohyaWrapError(f"{report.loaded.layout.spec_file}: {len(report.errors)} error(s) to fix before {purpose}", "see the lines above (`kohya-wrap check` shows them too)")
     training_plan = build_plan(report)
-    written = write_configs(training_plan.rendered, report.loaded.layout)
+    return report, training_plan, write_configs(training_plan.rendered, report.loaded.layout)
+
+
+@cli.command()
+@project_dir_argument
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@set_option
+def plan(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
+    """Render config/train.toml and config/dataset.toml; show the step math and the launch command."""
+    report, training_plan, written = checked_plan(directory, overrides, as_json, "planning")
     if as_json:
         echo_json(training_plan.as_dict(written))
     else:

@@ -23,24 +23,15 @@ def run(directory: Path, plain: bool, as_json: bool, grace: float, overrides: tu
 
 
 def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: bool, grace: float) -> int:
-    from kohya_wrap.check import check_project
+    from kohya_wrap.cli.commands import checked_plan
     from kohya_wrap.console import is_interactive
     from kohya_wrap.dashboard import JsonRenderer, LiveRenderer, PlainRenderer
-    from kohya_wrap.kohya.render import write_configs
-    from kohya_wrap.plan import build_plan
     from kohya_wrap.run import supervise
-    from kohya_wrap.spec.load import load_project
 
-    report = check_project(load_project(directory, overrides))
-    if report.errors:
-        for finding in report.errors:
-            echo(f"  ✗ {finding.line()}", style="red")
-        raise KohyaWrapError(f"{report.loaded.layout.spec_file}: {len(report.errors)} error(s) to fix before training", "see the lines above (`kohya-wrap check`)")
+    report, plan, _ = checked_plan(directory, overrides, as_json, "training")
     sd = report.sd_scripts
     if not sd.usable:
         raise KohyaWrapError(f"no sd-scripts to train with (looked in {sd.root})", "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`")
-    plan = build_plan(report)
-    write_configs(plan.rendered, report.loaded.layout)
     if as_json:
         renderer = JsonRenderer()
     elif plain or not is_interactive():
