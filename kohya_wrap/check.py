@@ -45,6 +45,7 @@ class CheckReport:
     concepts: list[ConceptScan]
     models: list[ResolvedRef]
     sd_scripts: SdScripts
+    bucket: BucketSettings
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -185,7 +186,7 @@ def bucket_settings(loaded: LoadedSpec) -> BucketSettings:
 
 def _check_bucket_range(report: CheckReport) -> None:
     """sd-scripts asserts these at start-up, after loading the model; say so before."""
-    settings, dataset = bucket_settings(report.loaded), report.loaded.spec.dataset
+    settings, dataset = report.bucket, report.loaded.spec.dataset
     if not settings.enable_bucket:
         return
     short, long = min(settings.resolution), max(settings.resolution)
@@ -198,7 +199,7 @@ def _check_bucket_range(report: CheckReport) -> None:
 
 
 def _check_buckets(report: CheckReport) -> None:
-    settings = bucket_settings(report.loaded)
+    settings = report.bucket
     selector = BucketSelector(settings)
     for item in report.concepts:
         failed = []
@@ -247,12 +248,14 @@ def _check_sd_scripts(report: CheckReport) -> None:
         report.add("error" if sd.origin == "project" else "info", where, f"found at {sd.root} but not its Python {sd.python}", "`kohya-wrap vendor use PATH --python PY` names it")
 
 
-def check_project(loaded: LoadedSpec, read_sizes: bool = True) -> CheckReport:
+def check_project(loaded: LoadedSpec) -> CheckReport:
     concepts = []
     for concept in loaded.spec.concepts:
         folder = concept_dir(loaded.layout, concept)
-        concepts.append(ConceptScan(concept, folder, scan_folder(folder, read_sizes=read_sizes)))
-    report = CheckReport(loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root), loaded.sd_scripts)
+        concepts.append(ConceptScan(concept, folder, scan_folder(folder)))
+    report = CheckReport(
+        loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root), loaded.sd_scripts, bucket_settings(loaded)
+    )
     for item in concepts:
         _check_concept(report, item)
     _check_bucket_range(report)

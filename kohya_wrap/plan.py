@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kohya_wrap.check import CheckReport, bucket_settings, effective
+from kohya_wrap.check import CheckReport, effective
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.kohya.render import RenderedConfigs, render_configs
 from kohya_wrap.kohya.stepmath import BucketSettings, EpochMath, SubsetImages, checkpoint_names, epoch_math
@@ -79,7 +79,7 @@ def build_plan(report: CheckReport) -> TrainingPlan:
     extras = dataset.model_extra or {}
     default = lambda name: schema.default(script, name)  # noqa: E731 - sd-scripts' argparse defaults
 
-    bucket = bucket_settings(loaded)
+    bucket = report.bucket
     batch_size = extras.get("batch_size") or training.train_batch_size or default("train_batch_size") or 1
     accumulation = effective(training.gradient_accumulation_steps, default("gradient_accumulation_steps")) or 1
     subsets = [
