@@ -72,7 +72,7 @@ def _listed(paths: list[Path], root: Path) -> str:
 def _check_concept(report: CheckReport, item: ConceptScan) -> None:
     root = report.loaded.layout.root
     where = _rel(root, item.folder)
-    concept, scan = item.concept, item.scan
+    scan = item.scan
     if not scan.exists:
         report.add("error", where, "folder does not exist", f"create it and add images, or run `kohya-wrap init {root} --images SRC`")
         return

@@ -4,7 +4,6 @@ launch command."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +103,7 @@ class OptionSchema:
         except KeyError:
             raise KohyaWrapError(
                 f"the sd-scripts option schema ({self.source}) has no {script}",
-                f"this sd-scripts version lacks that script; pick another model.family or upgrade sd-scripts",
+                "this sd-scripts version lacks that script; pick another model.family or upgrade sd-scripts",
             ) from None
 
     def default(self, script: str, name: str) -> Any:
@@ -376,7 +375,9 @@ def fingerprint(sd: "SdScripts") -> str:
 
 def run_introspection(python: Path, tree: Path, out: Path) -> None:
     """Build each script's argparse parser inside sd-scripts' own venv and dump it (introspect.py)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    from kohya_wrap.launch.process import child_env
+
+    env = child_env({})
     try:
         result = subprocess.run(
             [str(python), str(INTROSPECT), "--sd-scripts", str(tree), "--out", str(out)],

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 import subprocess
@@ -27,6 +26,7 @@ from typing import IO, Any, Callable, Iterator
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
 from kohya_wrap.kohya.install import SdScripts, venv_python
+from kohya_wrap.launch.process import child_env
 from kohya_wrap.paths import PACKAGE_DIR, vendor_dir
 
 if sys.version_info >= (3, 11):
@@ -187,10 +187,7 @@ class PhaseLog:
 
 
 def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)  # kohya-wrap's own path must not leak into sd-scripts' venv
-    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    return env
+    return child_env({"PIP_DISABLE_PIP_VERSION_CHECK": "1"})
 
 
 def _new_log(vendor: Vendor, action: str) -> Path:

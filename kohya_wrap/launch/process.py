@@ -138,6 +138,7 @@ class Child:
 
 
 def child_env(overrides: dict[str, str]) -> dict[str, str]:
+    """The environment for anything run in sd-scripts' venv: kohya-wrap's own PYTHONPATH must not leak in."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(overrides)
     return env
