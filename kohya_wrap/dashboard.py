@@ -10,11 +10,11 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable
 
 from kohya_wrap.launch.events import (
-    CheckpointSaved, Epoch, Event, Line, LogMessage, ModelSaved, OtherProgress, PlanLine, Progress, SamplesStarted,
-    TracebackLine, event_dict,
+    CheckpointSaved, Epoch, Event, Line, LogMessage, ModelSaved, OtherProgress, PlanLine, Progress, SampleSaved,
+    SamplesStarted, TracebackLine, event_dict,
 )
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -62,6 +62,9 @@ class RunState:
     losses: list[float] = field(default_factory=list)
     checkpoints: list[str] = field(default_factory=list)
     samples_at: list[int] = field(default_factory=list)
+    sample_images: list[str] = field(default_factory=list)
+    lr: float | None = None
+    lr_at: Callable[[int], float | None] | None = None  # the scheduled learning rate of a step, where known
     warnings: int = 0
     errors: list[str] = field(default_factory=list)
     exception: str | None = None
@@ -71,6 +74,8 @@ class RunState:
     def update(self, event: Event) -> None:
         if isinstance(event, Progress):
             self.step, self.total = event.step, event.total
+            if self.lr_at is not None:
+                self.lr = self.lr_at(event.step)
             self.elapsed_s, self.remaining_s = event.elapsed_s, event.remaining_s
             self.seconds_per_step = event.seconds_per_step or self.seconds_per_step
             if event.loss is not None:
@@ -88,6 +93,8 @@ class RunState:
             self.checkpoints.append(event.path)
         elif isinstance(event, SamplesStarted):
             self.samples_at.append(event.step)
+        elif isinstance(event, SampleSaved):
+            self.sample_images.append(event.path)
         elif isinstance(event, ModelSaved):
             self.model_saved = True
         elif isinstance(event, LogMessage):
@@ -121,7 +128,8 @@ class PlainRenderer:
                 self._printed_step = event.step
                 rate = f"{event.seconds_per_step:.2f} s/step" if event.seconds_per_step else "? s/step"
                 loss = f"loss {event.loss:.4g}" if event.loss is not None else "loss ?"
-                self._write(f"step {event.step}/{event.total} · {loss} · {rate} · elapsed {clock(event.elapsed_s)} · ETA {clock(event.remaining_s)}")
+                lr = f" · lr {state.lr:.3g}" if state.lr is not None else ""
+                self._write(f"step {event.step}/{event.total} · {loss}{lr} · {rate} · elapsed {clock(event.elapsed_s)} · ETA {clock(event.remaining_s)}")
         elif isinstance(event, PlanLine) and event.key == "total_steps":
             plan = state.plan
             self._write(f"plan: {plan.get('train_images_x_repeats', '?')} images × repeats, {plan.get('batches_per_epoch', '?')} batches/epoch, "
@@ -132,6 +140,8 @@ class PlainRenderer:
             self._write(f"checkpoint saved: {event.path}")
         elif isinstance(event, SamplesStarted):
             self._write(f"sample images at step {event.step}")
+        elif isinstance(event, SampleSaved):
+            self._write(f"sample image: {event.path}")
         elif isinstance(event, ModelSaved):
             self._write("model saved")
         elif isinstance(event, LogMessage) and event.level != "INFO":
@@ -205,10 +215,13 @@ class LiveRenderer:
         if state.loss is not None:
             smooth = f"   smoothed {state.smoothed:.4f}" if state.smoothed is not None else ""
             grid.add_row("loss", f"{state.loss:.4f}{smooth}   {sparkline(state.losses)}")
+        if state.lr is not None:
+            grid.add_row("lr", f"{state.lr:.3g}")
         if state.checkpoints:
             grid.add_row("checkpoints", "\n".join(f"{Path(p).name} ({size_text(Path(p))})" for p in state.checkpoints[-3:]))
-        if state.samples_at:
-            grid.add_row("samples", f"at step {', '.join(map(str, state.samples_at[-5:]))}")
+        if state.samples_at or state.sample_images:
+            steps = f"at step {', '.join(map(str, state.samples_at[-5:]))}" if state.samples_at else ""
+            grid.add_row("samples", "\n".join([steps, *state.sample_images[-3:]]).strip())
         if state.warnings or state.errors:
             grid.add_row("warnings", f"{state.warnings} warning(s), {len(state.errors)} error(s)")
         if state.recent:

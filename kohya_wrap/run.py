@@ -23,9 +23,10 @@ from kohya_wrap import __version__
 from kohya_wrap.check import CheckReport
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
-from kohya_wrap.launch.events import EventParser, Progress, event_dict
+from kohya_wrap.launch.events import CheckpointSaved, Event, EventParser, Progress, SampleSaved, event_dict
 from kohya_wrap.launch.process import Child, Exited, Output, child_env
 from kohya_wrap.plan import TrainingPlan
+from kohya_wrap.resume import Resume, settle, true_name
 
 # Rich wraps every log record at 80 columns when not on a terminal, splitting paths; a wide virtual
 # terminal keeps one record per line *with* its level (--console_log_simple would drop the level).
@@ -117,6 +118,99 @@ def dataset_files(report: CheckReport) -> list[dict[str, Any]]:
     return files
 
 
+class SampleWatcher:
+    """sd-scripts saves sample images without a log line: look for new files in <output_dir>/sample at
+    most once a second (one directory listing)."""
+
+    def __init__(self, folder: Path, interval_s: float = 1.0) -> None:
+        self.folder, self.interval_s = folder, interval_s
+        self.seen = set(os.listdir(folder)) if folder.is_dir() else set()
+        self._next = 0.0
+
+    def poll(self, now: float, force: bool = False) -> list[str]:
+        if not force and now < self._next:
+            return []
+        self._next = now + self.interval_s
+        try:
+            names = set(os.listdir(self.folder))
+        except OSError:
+            return []
+        new = sorted(n for n in names - self.seen if n.endswith((".png", ".jpg", ".jpeg", ".webp")))
+        self.seen |= names
+        return new
+
+
+@dataclass
+class Numbering:
+    """sd-scripts' numbers → true ones. Without a resume they are the same; after one, its step bar
+    counts from the resumed state and its files sit in a staging folder under too-small step numbers."""
+
+    resume: Resume | None
+    output_dir: Path
+    bar_total: int | None = None
+
+    def event(self, event: Event) -> Event:
+        if self.resume is None:
+            return event
+        if isinstance(event, Progress):
+            if self.bar_total is None:
+                self.bar_total = event.total
+            return Progress(event.step + self.resume.state.step, self.resume.total_steps, event.elapsed_s, event.remaining_s, event.seconds_per_step, event.loss)
+        if isinstance(event, CheckpointSaved):
+            return CheckpointSaved(str(self.output_dir / true_name(Path(event.path).name, self.offset)))
+        return event
+
+    def sample(self, name: str) -> str:
+        return str(self.output_dir / "sample" / true_name(name, self.offset, sample=True))
+
+    @property
+    def offset(self) -> int:
+        return self.resume.offset(self.bar_total) if self.resume else 0
+
+
+def environment(python: Path, sd_root: Path) -> dict[str, Any]:
+    """Versions without importing torch (seconds): package metadata and torch/version.py in
+    sd-scripts' venv, GPU names from nvidia-smi where there is one, the checkout's commit and changes."""
+    import subprocess
+
+    from kohya_wrap.kohya.vendor import dirty_files
+
+    code = (
+        "import importlib.metadata as m, importlib.util as u, json, os, re\n"
+        "v = {}\n"
+        "for p in ('torch', 'torchvision', 'accelerate', 'diffusers', 'transformers', 'xformers', 'bitsandbytes'):\n"
+        "    try: v[p] = m.version(p)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "spec = u.find_spec('torch')\n"
+        "if spec and spec.submodule_search_locations:\n"
+        "    t = open(os.path.join(list(spec.submodule_search_locations)[0], 'version.py')).read()\n"
+        "    for k in ('cuda', 'hip'):\n"
+        "        f = re.search(k + r\"\\s*(?::[^=]*)?=\\s*'([^']*)'\", t)\n"
+        "        v['torch_' + k] = f.group(1) if f else None\n"
+        "print(json.dumps(v))\n"
+    )
+    info: dict[str, Any] = {}
+    try:
+        result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60, env=child_env({}))
+        info["packages"] = json.loads(result.stdout.strip().splitlines()[-1])
+    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
+        info["packages"] = {"error": str(exc) or type(exc).__name__}
+    smi = shutil.which("nvidia-smi")
+    gpus: list[str] = []
+    if smi:
+        try:
+            result = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
+            gpus = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    info["gpus"] = gpus
+    if (sd_root / ".git").exists():
+        result = subprocess.run(["git", "-C", str(sd_root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
+        info["sd_scripts_commit"] = result.stdout.strip() or None
+        info["sd_scripts_changed_files"] = dirty_files(sd_root)
+    return info
+
+
 def diagnose(exception: str | None, errors: list[str], verdict: str) -> list[str]:
     text = " ".join([exception or "", *errors]).lower()
     for needle, what, fix in DIAGNOSES:
@@ -127,10 +221,14 @@ def diagnose(exception: str | None, errors: list[str], verdict: str) -> list[str
     return [verdict]
 
 
-def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float) -> Outcome:
+def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float, resume: Resume | None = None) -> Outcome:
     """Launch, stream, record; Ctrl-C stops the child's whole group (SIGINT, then after `grace_s`
-    SIGTERM and SIGKILL; a second Ctrl-C skips the grace)."""
+    SIGTERM and SIGKILL; a second Ctrl-C skips the grace). With `resume`, sd-scripts writes into its
+    staging folder and the files move to the output folder under true step numbers at the end."""
+    import time
+
     from kohya_wrap.dashboard import RunState
+    from kohya_wrap.kohya.lrsched import schedule
 
     loaded = report.loaded
     layout = loaded.layout
@@ -138,7 +236,7 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float)
         run_id = new_run_id(layout.runs_dir)
         run_dir = layout.runs_dir / run_id
         run_dir.mkdir(parents=True)
-        argv = list(plan.command)
+        argv = list(plan.command) + (resume.args() if resume else [])
         overrides = dict(CHILD_ENV)
         write_text_atomic(run_dir / "command.json", json.dumps({"argv": argv, "cwd": str(report.sd_scripts.root), "env": overrides}, indent=2, ensure_ascii=False) + "\n")
         write_text_atomic(run_dir / "spec.json", json.dumps(loaded.spec.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2, ensure_ascii=False) + "\n")
@@ -147,22 +245,30 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float)
                 shutil.copyfile(path, run_dir / path.name)
         started = datetime.now(timezone.utc)
         before = _snapshot(layout.model_dir)  # a file counts as this run's output only if it changed
-        state = RunState()
+        numbering = Numbering(resume, layout.model_dir)
+        written_dir = resume.staging if resume else layout.model_dir
+        samples = SampleWatcher(written_dir / "sample")
+        schema = loaded.schema
+        state = RunState(lr_at=schedule(plan.rendered.train_args, plan.math.total_steps, plan.num_processes, lambda key: schema.default(plan.script, key)))
         parsers = {"stdout": EventParser(), "stderr": EventParser()}
         interrupted = False
         child_exit: int | None = None
         with open(run_dir / "train.log", "wb") as log, open(run_dir / "events.jsonl", "w", encoding="utf-8") as events_file, \
                 open(run_dir / "metrics.csv", "w", newline="", encoding="utf-8") as metrics_file:
             metrics = csv.writer(metrics_file)
-            metrics.writerow(["step", "epoch", "loss", "seconds_per_step", "elapsed_s"])
+            metrics.writerow(["step", "epoch", "loss", "lr", "seconds_per_step", "elapsed_s"])
 
             def consume(events) -> None:
                 for event in events:
+                    event = numbering.event(event)
                     state.update(event)
                     events_file.write(json.dumps(event_dict(event), ensure_ascii=False) + "\n")
                     if isinstance(event, Progress) and event.loss is not None:
-                        metrics.writerow([event.step, state.epoch, event.loss, event.seconds_per_step, event.elapsed_s])
+                        metrics.writerow([event.step, state.epoch, event.loss, state.lr, event.seconds_per_step, event.elapsed_s])
                     renderer.handle(event, state)
+
+            def look_for_samples(force: bool = False) -> None:
+                consume(SampleSaved(numbering.sample(name)) for name in samples.poll(time.monotonic(), force))
 
             child = Child(argv, child_env(overrides), report.sd_scripts.root, log)
             try:
@@ -175,6 +281,7 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float)
                             child_exit = item.returncode
                         else:
                             renderer.tick(state)
+                        look_for_samples()
                     except KeyboardInterrupt:
                         interrupted = True
                         renderer.note(f"stopping: SIGINT sent to the training processes, waiting up to {grace_s:.0f} s (Ctrl-C again to stop now)")
@@ -184,10 +291,13 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float)
                             child.stop(0.0, escalate_s=2.0)
                 for parser in parsers.values():
                     consume(parser.close())
+                look_for_samples(force=True)
             finally:  # whatever goes wrong here, no training process outlives `run`, and the terminal is restored
                 if child.process.poll() is None or child.group_alive():
                     child.stop(0.0, escalate_s=2.0)
                 renderer.close(state)
+                if resume is not None:  # what the resumed run saved moves out of staging, however it ended
+                    settle(resume.staging, layout.model_dir, numbering.offset)
         ended = datetime.now(timezone.utc)
 
         extension = "." + (loaded.spec.training.save_model_as or "safetensors")
@@ -210,9 +320,13 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float)
             "verdict": verdict, "exit_code": int(code), "child_exit_code": child_exit,
             "sd_scripts": {"root": str(report.sd_scripts.root), "python": str(report.sd_scripts.python), "schema": loaded.schema.source, "commit": loaded.schema.commit},
             "python": sys.version.split()[0], "platform": platform.platform(),
+            "environment": environment(report.sd_scripts.python, report.sd_scripts.root),
+            "resume": None if resume is None else {"state": str(resume.state.path), "from_step": resume.state.step, "skip_until_initial_step": resume.skip, "sd_scripts_step_offset": numbering.offset},
             "seed": loaded.spec.training.seed,
             "steps": {"planned": plan.math.total_steps, "reached": state.step},
             "final_loss": state.loss,
+            "final_lr": state.lr,
+            "sample_images": state.sample_images,
             "outputs": [{"path": str(p), "bytes": p.stat().st_size} for p in checkpoints],
             "dataset": dataset_files(report),
             "diagnosis": diagnosis,

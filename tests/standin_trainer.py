@@ -3,7 +3,15 @@ run (tests/fixtures/sdscripts_logs/*.jsonl) on the same pipes, at a chosen speed
 files the recording saved (under the project's own output name), exits with the recorded code, and stops on SIGINT as sd-scripts does
 (KeyboardInterrupt, nothing saved). A tiny `accelerate.commands.launch` beside it runs the script the
 way accelerate does for one process (the launch command runs with the checkout as its working folder,
-so `python -m accelerate...` finds this one first)."""
+so `python -m accelerate...` finds this one first).
+
+With KOHYA_WRAP_SIMULATE set it instead simulates sd-scripts v0.10.1's training loop where resuming is
+concerned (our own model of its behaviour, checked against the real one in tests/test_sdscripts_resume.py):
+--resume reads train_state.json, the epoch/step skipping and its `global_step` arithmetic (the step bar,
+step-named checkpoints, state folders and their train_state.json all use it), saves by step and epoch.
+Every file it saves holds "trained=N", the number of steps really trained into it, so a test can tell a
+file's name from its content. KOHYA_WRAP_SIMULATE is the number of batches per epoch;
+KOHYA_WRAP_SIMULATE_DIE_AFTER=N makes it crash after training N steps."""
 
 from __future__ import annotations
 
@@ -30,6 +38,9 @@ def setup_parser():
 
 
 def main():
+    if os.environ.get("KOHYA_WRAP_SIMULATE"):
+        import simulate
+        return simulate.main()
     args = setup_parser().parse_args()
     project = str(Path(args.config_file).resolve().parent.parent)
     # the recordings trained a LoRA named rec_lora; save under this project's name instead
@@ -69,6 +80,120 @@ if __name__ == "__main__":
     main()
 '''
 
+RESUME_OPTIONS = """\
+    parser.add_argument("--save_state", action="store_true")
+    parser.add_argument("--resume", type=str, default=None)
+    parser.add_argument("--skip_until_initial_step", action="store_true")
+    parser.add_argument("--initial_step", type=int, default=None)
+    parser.add_argument("--initial_epoch", type=int, default=None)
+"""
+
+SIMULATE = '''\
+import json, math, os, sys
+try:
+    import tomllib
+except ImportError:
+    import tomli as tomllib
+from pathlib import Path
+
+
+def arg(argv, name, flag=False):
+    if flag:
+        return name in argv
+    return argv[argv.index(name) + 1] if name in argv else None
+
+
+def main():
+    argv = sys.argv[1:]
+    config = {}
+    for section in tomllib.loads(Path(arg(argv, "--config_file")).read_text(encoding="utf-8")).values():
+        config.update(section if isinstance(section, dict) else {})
+    output_dir = Path(arg(argv, "--output_dir") or config["output_dir"])
+    name, ext = config.get("output_name", "last"), "." + config.get("save_model_as", "safetensors")
+    batches = int(os.environ["KOHYA_WRAP_SIMULATE"])
+    accumulation = int(config.get("gradient_accumulation_steps", 1))
+    per_epoch = math.ceil(batches / accumulation)
+    total = config["max_train_epochs"] * per_epoch if config.get("max_train_epochs") else int(config.get("max_train_steps", 1600))
+    epochs = math.ceil(total / per_epoch)
+    every_steps, every_epochs, save_state = config.get("save_every_n_steps"), config.get("save_every_n_epochs"), config.get("save_state")
+    die_after = int(os.environ.get("KOHYA_WRAP_SIMULATE_DIE_AFTER", "0"))
+    print(f"  num batches per epoch / 1epochのバッチ数: {batches}")
+    print(f"  num epochs / epoch数: {epochs}")
+    print(f"  total optimization steps / 学習ステップ数: {total}", flush=True)
+
+    trained, from_state = 0, None
+    resume = arg(argv, "--resume")
+    if resume:
+        trained = int((Path(resume) / "network.txt").read_text().split("=")[1])
+        from_state = json.loads((Path(resume) / "train_state.json").read_text())["current_step"]
+    initial_step, epoch_to_start = from_state or 0, 0
+    if initial_step > 0:
+        assert total > initial_step, f"max_train_steps should be greater than initial step: {total} vs {initial_step}"
+        if arg(argv, "--skip_until_initial_step", flag=True):
+            initial_step *= accumulation
+            epoch_to_start = initial_step // per_epoch
+        else:
+            epoch_to_start, initial_step = initial_step // per_epoch, 0
+    global_step = 0
+    if initial_step > 0:
+        for _ in range(epoch_to_start):
+            initial_step -= batches
+        global_step = initial_step
+    bar_total = total - initial_step
+    done = 0
+
+    def save(path, weights):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        print(f"saving checkpoint: {path}", flush=True)
+        path.write_text(f"trained={weights}")
+
+    def save_state_to(folder, step):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "network.txt").write_text(f"trained={trained}")
+        (folder / "train_state.json").write_text(json.dumps({"current_epoch": epoch + 1, "current_step": step}))
+
+    def bar():
+        loss = f", avr_loss=0.{trained}" if done else ""  # tqdm shows the loss once a step has set it
+        sys.stderr.write(f"\\rsteps: {100 * done // max(bar_total, 1):3d}%|#| {done}/{bar_total} [00:00<00:00, 10.00it/s{loss}]")
+        sys.stderr.flush()
+
+    epoch = 0
+    bar()
+    for epoch in range(epoch_to_start, epochs):
+        print(f"\\nepoch {epoch + 1}/{epochs}\\n", flush=True)
+        skip = 0
+        if initial_step > 0:
+            skip, initial_step = initial_step, 0
+        for batch in range(batches):
+            if skip:
+                skip -= 1
+                continue
+            trained += 1
+            global_step += 1
+            done += 1
+            bar()
+            if every_steps and global_step % every_steps == 0:
+                save(output_dir / f"{name}-step{global_step:08d}{ext}", trained)
+                if save_state:
+                    save_state_to(output_dir / f"{name}-step{global_step:08d}-state", global_step)
+            if die_after and done >= die_after:
+                raise SystemExit("simulated crash")
+            if global_step >= total:
+                break
+        if every_epochs and (epoch + 1) % every_epochs == 0 and epoch + 1 < epochs:
+            save(output_dir / f"{name}-{epoch + 1:06d}{ext}", trained)
+            if save_state:
+                save_state_to(output_dir / f"{name}-{epoch + 1:06d}-state", global_step)
+    if save_state:
+        save_state_to(output_dir / f"{name}-state", global_step)
+    save(output_dir / f"{name}{ext}", trained)
+    print("model saved.", flush=True)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
 LAUNCH = '''\
 import subprocess, sys
 
@@ -94,9 +219,10 @@ def build_standin_trainer(root: Path) -> Path:
     (root / "library").mkdir(parents=True)
     (root / "library" / "__init__.py").write_text("", encoding="utf-8")
     (root / "library" / "train_util.py").write_text(
-        TRAIN_UTIL.format(lr_scheduler="constant", precisions='["no", "fp16", "bf16"]', extra=""), encoding="utf-8")
+        TRAIN_UTIL.format(lr_scheduler="constant", precisions='["no", "fp16", "bf16"]', extra=RESUME_OPTIONS), encoding="utf-8")
     (root / "library" / "config_util.py").write_text(CONFIG_UTIL, encoding="utf-8")
     (root / "train_network.py").write_text(REPLAY, encoding="utf-8")
+    (root / "simulate.py").write_text(SIMULATE, encoding="utf-8")
     launch = root / "accelerate" / "commands"
     launch.mkdir(parents=True)
     (root / "accelerate" / "__init__.py").write_text("", encoding="utf-8")

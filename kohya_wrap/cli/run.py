@@ -16,13 +16,16 @@ from kohya_wrap.errors import ChildFailed, ExitCode, KohyaWrapError
 @click.option("--plain", is_flag=True, help="One line per event instead of the live dashboard (the default when piped).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event (NDJSON).")
 @click.option("--grace", default=30.0, show_default=True, type=click.FloatRange(0, 3600), help="Seconds Ctrl-C waits for sd-scripts to stop before SIGTERM/SIGKILL.")
+@click.option("--resume", "resume", is_flag=True, help="Continue from the newest saved training state in model/ (needs training.save_state).")
+@click.option("--resume-from", "resume_from", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Continue from this state folder.")
 @set_option
-def run(directory: Path, plain: bool, as_json: bool, grace: float, overrides: tuple[str, ...]) -> int:
+def run(directory: Path, plain: bool, as_json: bool, grace: float, resume: bool, resume_from: Path | None, overrides: tuple[str, ...]) -> int:
     """Train: check the project, render its configs, run sd-scripts with a live dashboard, keep a record in runs/<id>/."""
-    return train(directory, overrides, plain=plain, as_json=as_json, grace=grace)
+    return train(directory, overrides, plain=plain, as_json=as_json, grace=grace, resume=resume or resume_from is not None, resume_from=resume_from)
 
 
-def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: bool, grace: float) -> int:
+def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: bool, grace: float, resume: bool = False,
+          resume_from: Path | None = None) -> int:
     from kohya_wrap.cli.commands import checked_plan
     from kohya_wrap.console import is_interactive
     from kohya_wrap.dashboard import JsonRenderer, LiveRenderer, PlainRenderer
@@ -32,13 +35,30 @@ def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: boo
     sd = report.sd_scripts
     if not sd.usable:
         raise KohyaWrapError(f"no sd-scripts to train with (looked in {sd.root})", "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`")
+    resuming, notes = None, []
+    if resume:
+        import os
+        import time
+
+        from kohya_wrap.resume import plan_resume
+
+        layout = report.loaded.layout
+        training = report.loaded.spec.training
+        spec_training = training.model_dump(exclude_none=True) | dict(training.model_extra or {})
+        staging = layout.model_dir / f".resume-{os.getpid()}-{time.time_ns()}"
+        resuming = plan_resume(plan, layout.model_dir, staging, resume_from.absolute() if resume_from else None, spec_training)
+        notes.append(f"resuming from {resuming.state.path.name} at step {resuming.state.step} of {plan.math.total_steps}")
+        if not spec_training.get("save_state"):
+            notes.append("note: training.save_state is off, so this run saves no state to resume from again")
     if as_json:
         renderer = JsonRenderer()
     elif plain or not is_interactive():
         renderer = PlainRenderer()
     else:
         renderer = LiveRenderer(f"{plan.name} · {plan.script} · {report.loaded.schema.source}")
-    outcome = supervise(report, plan, renderer, grace)
+    for note in notes:
+        renderer.note(note)
+    outcome = supervise(report, plan, renderer, grace, resuming)
     root = report.loaded.layout.root
     if not as_json:
         echo(f"run {outcome.run_id}: {outcome.verdict} · record in {outcome.run_dir.relative_to(root)}")

@@ -51,6 +51,14 @@ class SamplesStarted:
 
 
 @dataclass(frozen=True)
+class SampleSaved:
+    """A sample image that appeared in <output_dir>/sample (sd-scripts saves them without a log line;
+    the supervisor watches the folder)."""
+
+    path: str
+
+
+@dataclass(frozen=True)
 class ModelSaved:
     pass
 
@@ -85,7 +93,7 @@ class Line:
     text: str
 
 
-Event = Union[PlanLine, Progress, Epoch, CheckpointSaved, SamplesStarted, ModelSaved, LogMessage, TracebackLine, OtherProgress, Line]
+Event = Union[PlanLine, Progress, Epoch, CheckpointSaved, SamplesStarted, SampleSaved, ModelSaved, LogMessage, TracebackLine, OtherProgress, Line]
 
 ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 PROGRESS = re.compile(
