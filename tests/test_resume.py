@@ -104,6 +104,7 @@ def test_two_resumes_in_a_row_keep_every_number_right(simulate, project, cli):
     saved = [e["path"] for e in events if e["event"] == "CheckpointSaved"]
     assert saved[0] == str(model / "lora-step00000016.safetensors")  # where the file ends up, by its true step
     assert "--skip_until_initial_step" in json.loads((record / "command.json").read_text())["argv"]
+    assert "resumed from lora-step00000012-state (step 12)" in cli("runs", "show", record.name, project).out
 
 
 def test_resume_from_a_chosen_state(simulate, project, cli):
@@ -159,3 +160,17 @@ def test_settle_moves_samples_and_replaces_abandoned_states(tmp_path):
     assert (output / "sample" / "lora_000010_00_t_1.png").read_bytes() == b"png"
     assert json.loads((old / "train_state.json").read_text())["current_step"] == 10 and not (old / "stale").exists()
     assert not staging.exists() and len(moved) == 2
+
+
+def test_sample_images_are_noticed_once(tmp_path):
+    from kohya_wrap.run import SampleWatcher
+
+    folder = tmp_path / "sample"
+    watcher = SampleWatcher(folder, interval_s=10.0)
+    assert watcher.poll(0.0) == []  # no folder yet
+    folder.mkdir()
+    (folder / "lora_000004_00_t_1.png").write_bytes(b"png")
+    (folder / "prompt.txt").write_text("not an image")
+    assert watcher.poll(1.0) == []  # at most once per interval
+    assert watcher.poll(1.0, force=True) == ["lora_000004_00_t_1.png"]
+    assert watcher.poll(20.0) == []

@@ -112,6 +112,15 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
         echo(f"run {manifest['run_id']}: {manifest['verdict']} (exit {manifest['exit_code']})", style="bold")
         echo(f"  started {manifest['started']}, {manifest['duration_s']:.0f} s; steps {manifest['steps']['reached']}/{manifest['steps']['planned']}; final loss {manifest['final_loss']}")
         echo(f"  sd-scripts: {manifest['sd_scripts']['schema']} at {manifest['sd_scripts']['root']}")
+        environment = manifest.get("environment") or {}
+        packages = environment.get("packages") or {}
+        if packages.get("torch"):
+            build = f", CUDA {packages['torch_cuda']} build" if packages.get("torch_cuda") else ""
+            echo(f"  torch {packages['torch']}{build}; GPUs: {', '.join(environment.get('gpus') or []) or 'none'}")
+        if environment.get("sd_scripts_changed_files"):
+            echo(f"  sd-scripts checkout has local changes: {', '.join(environment['sd_scripts_changed_files'])}", style="yellow")
+        if manifest.get("resume"):
+            echo(f"  resumed from {Path(manifest['resume']['state']).name} (step {manifest['resume']['from_step']})")
         for output in manifest["outputs"]:
             echo(f"  output: {output['path']} ({output['bytes'] / 1e6:.1f} MB)")
         for line in manifest["diagnosis"]:
