@@ -36,3 +36,7 @@ def copy_file_atomic(source: Path, target: Path) -> None:
     _replace_from_temp(target, fill)
     stat = source.stat()
     os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    _replace_from_temp(path, lambda handle: handle.write(data))

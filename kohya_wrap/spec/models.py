@@ -379,6 +379,29 @@ class SdScriptsSpec(_Section):
     python: str | None = Field(None, description="The Python of its venv (default: venv/bin/python beside or inside it).")
 
 
+_HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class PrepSpec(_Section):
+    """How `kohya-wrap prep` turns each concept's source photos into training images."""
+
+    mode: Literal["crop", "fit", "bucket", "none"] | None = Field(None, description="crop (default): cover the resolution and crop to it; fit: pad; bucket: sd-scripts' own bucket size; none: convert only.")
+    format: Literal["png", "jpg", "webp"] | None = Field(None, description="Output format (default png, lossless).")
+    quality: int | None = Field(None, ge=50, le=100, description="JPEG/WebP quality (default 95).")
+    focus: Literal["center", "entropy"] | None = Field(None, description="Crop window: center (default), or entropy: the most detailed region.")
+    background: str | None = Field(None, description="Colour behind transparent pixels, #rrggbb (default #ffffff).")
+    pad_color: str | None = Field(None, description="fit mode's border colour, #rrggbb (default #000000).")
+    min_size: int | None = Field(None, ge=1, description="Reject images whose shorter side is below this (default: half the resolution's shorter side).")
+    near_duplicate_distance: int | None = Field(None, ge=0, le=32, description="Difference-hash bits two images may differ by and still be near-duplicates (default 5; 0 turns the check off).")
+
+    @field_validator("background", "pad_color")
+    @classmethod
+    def check_color(cls, value: str | None) -> str | None:
+        if value is not None and not _HEX_COLOR.match(value):
+            raise ValueError(f"'{value}' is not a #rrggbb colour — e.g. \"#ffffff\"")
+        return value
+
+
 class ProjectSpec(_Section):
     """A whole project: what to train on, from which model, with which settings."""
 
@@ -390,6 +413,7 @@ class ProjectSpec(_Section):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     sample: SampleSpec = Field(default_factory=SampleSpec)
     launch: LaunchSpec = Field(default_factory=LaunchSpec)
+    prep: PrepSpec = Field(default_factory=PrepSpec)
     sd_scripts: SdScriptsSpec = Field(default_factory=SdScriptsSpec)
 
     @field_validator("name")

@@ -1,0 +1,113 @@
+"""`kohya-wrap prep`: each concept's source photos → its kohya folder, one consistent size."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from kohya_wrap.cli import cli, project_dir_argument, set_option
+from kohya_wrap.cli.output import echo, echo_json
+from kohya_wrap.errors import ExitCode, KohyaWrapError
+
+
+@cli.command()
+@project_dir_argument
+@click.option("--concept", "concept_name", help="Only this concept (its token, or class for regularization concepts).")
+@click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Read from this folder instead of the concept's source (needs --concept when there are several).")
+@click.option("--mode", type=click.Choice(["crop", "fit", "bucket", "none"]), help="Override [prep] mode.")
+@click.option("--format", "out_format", type=click.Choice(["png", "jpg", "webp"]), help="Override [prep] format.")
+@click.option("--focus", type=click.Choice(["center", "entropy"]), help="Override [prep] focus (crop mode).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Processes (default: every core).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@set_option
+def prep(directory: Path, concept_name: str | None, source: Path | None, mode: str | None, out_format: str | None,
+         focus: str | None, workers: int | None, as_json: bool, overrides: tuple[str, ...]) -> int:
+    """Prepare training images: orientation, colour, alpha, one size (crop/fit/bucket), duplicates and
+    unusable files rejected with a reason. Sources are never modified; re-running skips unchanged ones."""
+    from kohya_wrap.console import is_interactive
+    from kohya_wrap.dataset.prep import list_sources, prep_concept, project_settings, read_manifest, worker_count, write_manifest
+    from kohya_wrap.kohya.render import concept_dir
+    from kohya_wrap.spec.load import load_project
+
+    loaded = load_project(directory, overrides)
+    layout = loaded.layout
+    concepts = [c for c in loaded.spec.concepts if concept_name in (None, c.label)]
+    if not concepts:
+        labels = ", ".join(c.label for c in loaded.spec.concepts)
+        raise KohyaWrapError(f"--concept {concept_name}: no such concept in {layout.spec_file.name}", f"use one of: {labels}")
+    if source is not None and len(concepts) > 1:
+        raise KohyaWrapError("--source: the project has several concepts", "say which one with --concept")
+    settings, distance = project_settings(loaded, {"mode": mode, "format": out_format, "focus": focus})
+    manifest = read_manifest(layout.root)
+    reports = []
+    for concept in concepts:
+        folder = Path(source) if source is not None else Path(concept.source).expanduser() if concept.source else None
+        if folder is None:
+            raise KohyaWrapError(f"{layout.spec_file.name}: concept {concept.label!r} has no source folder",
+                                 f"set source = \"…\" on it, or pass --concept {concept.label} --source FOLDER")
+        folder = folder if folder.is_absolute() else layout.root / folder
+        if not folder.is_dir():
+            raise KohyaWrapError(f"{layout.spec_file.name}: concept {concept.label!r}: source {folder} is not a folder", "fix source, or pass --source")
+        target = concept_dir(layout, concept)
+        if folder.resolve() == target.resolve():
+            raise KohyaWrapError(f"concept {concept.label!r}: the source is the training folder itself", "keep originals in a folder of their own and point source at it")
+        previous = manifest.get("concepts", {}).get(concept.label, {})
+        started = time.monotonic()
+        count = len(list_sources(folder))
+        with _Progress(concept.label, count, interactive=is_interactive() and not as_json) as progress:
+            report = prep_concept(concept.label, folder.absolute(), target, settings, previous, distance,
+                                  workers or worker_count(count), on_done=progress.advance)
+        report.seconds = time.monotonic() - started
+        reports.append(report)
+        write_manifest(layout.root, [report], settings, manifest)
+        manifest = read_manifest(layout.root)
+    if as_json:
+        echo_json({"concepts": [
+            {"label": r.label, "source": str(r.source), "target": str(r.target), "written": r.fresh, "unchanged": r.skipped,
+             "captions": r.captions, "kept": sum(x.status == "ok" for x in r.results),
+             "rejected": [{"source": x.source, "reason": x.reason} for x in r.rejected], "seconds": round(r.seconds, 3)}
+            for r in reports]})
+        return ExitCode.OK
+    for r in reports:
+        kept = sum(x.status == "ok" for x in r.results)
+        rate = f" ({r.fresh / r.seconds:.1f} img/s)" if r.fresh and r.seconds else ""
+        echo(f"{r.label}: {kept} image(s) in {r.target.relative_to(layout.root)} — {r.fresh} written{rate}, {r.skipped} unchanged, "
+             f"{len(r.rejected)} rejected, {r.captions} caption(s) copied")
+        for x in r.rejected:
+            echo(f"  rejected {Path(x.source).relative_to(r.source)}: {x.reason}", style="yellow")
+    echo(f"manifest: {layout.root / 'prep.json'}")
+    return ExitCode.OK
+
+
+class _Progress:
+    """A Rich bar with images/s on a terminal; nothing otherwise (the summary line follows)."""
+
+    def __init__(self, label: str, total: int, interactive: bool) -> None:
+        self.label, self.total, self.interactive = label, total, interactive
+        self.bar = None
+        self.started = time.monotonic()
+        self.done = 0
+
+    def __enter__(self) -> "_Progress":
+        if self.interactive:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            from kohya_wrap.console import out
+
+            self.bar = Progress(TextColumn(f"prep {self.label}"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=out(), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.label, total=self.total, rate="")
+        return self
+
+    def advance(self, result) -> None:
+        self.done += 1
+        if self.bar is not None:
+            rate = self.done / max(time.monotonic() - self.started, 1e-9)
+            self.bar.update(self.task, advance=1, rate=f"{rate:.1f} img/s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

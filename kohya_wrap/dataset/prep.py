@@ -1,0 +1,441 @@
+"""`prep`: a concept's source photos → training images of one consistent size, on every core.
+
+Per image (in a worker process): read the bytes once (SHA-256 of the source), decode at reduced scale
+where the format allows it (JPEG DCT scaling via Pillow's draft(), never below 2× the output scale so
+quality is kept), first frame of animations, EXIF orientation applied, colour profile converted to
+sRGB, CMYK / palette / 16-bit / greyscale to 8-bit RGB, alpha composited on a background colour,
+then crop / fit / bucket / none with LANCZOS on just the region kept, a difference hash for
+near-duplicates, and an atomic write. Sources are only ever opened for reading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kohya_wrap.fsutil import write_bytes_atomic
+
+SOURCE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"}
+CAPTION_SUFFIXES = (".txt", ".caption", ".tags")
+OUTPUT_SUFFIX = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
+
+
+@dataclass(frozen=True)
+class PrepSettings:
+    mode: str  # crop | fit | bucket | none
+    size: tuple[int, int]  # the training resolution (W, H)
+    out_format: str = "png"  # png | jpg | webp
+    quality: int = 95
+    png_level: int = 1  # zlib level: 6 (Pillow's default) costs 5× the time for ~12 % smaller files
+    focus: str = "center"  # center | entropy
+    background: tuple[int, int, int] = (255, 255, 255)  # behind transparent pixels
+    pad_color: tuple[int, int, int] = (0, 0, 0)  # fit mode's borders
+    min_size: int = 0  # shorter side below this: rejected
+    max_aspect: float = 4.0  # long side / short side above this: rejected
+    buckets: Any = None  # BucketSettings for bucket mode
+
+
+@dataclass
+class PrepResult:
+    source: str
+    sha256: str = ""
+    status: str = "ok"  # ok | rejected
+    reason: str = ""
+    output: str = ""
+    source_size: tuple[int, int] | None = None
+    output_size: tuple[int, int] | None = None
+    ops: list[str] = field(default_factory=list)
+    dhash: int | None = None
+    pixels: int = 0
+    bytes: int = 0  # the source's size and modification time: unchanged sources are skipped next time
+    mtime_ns: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["dhash"] = f"{self.dhash:016x}" if self.dhash is not None else None
+        return data
+
+
+def output_size(settings: PrepSettings, width: int, height: int) -> tuple[int, int]:
+    if settings.mode in ("crop", "fit"):
+        return settings.size
+    if settings.mode == "bucket":
+        from kohya_wrap.kohya.stepmath import BucketSelector
+
+        return BucketSelector(settings.buckets).select(width, height)
+    return (width, height)
+
+
+def _open(data: bytes):
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    return image
+
+
+def _orientation(image) -> int:
+    try:
+        if image.format == "PNG" and "exif" not in image.info:
+            return 1  # getexif() on a PNG decodes the whole image to look for a late eXIf chunk
+        return int(image.getexif().get(0x0112, 1) or 1)
+    except Exception:  # noqa: BLE001 - a broken EXIF block is not a broken image
+        return 1
+
+
+def _to_rgb(image, settings: PrepSettings, ops: list[str]):
+    """Any mode → 8-bit sRGB RGB: ICC profile converted, alpha composited, 16-bit scaled, CMYK converted."""
+    from PIL import Image, ImageCms
+
+    icc = image.info.get("icc_profile")
+    if icc and image.mode in ("RGB", "RGBA", "CMYK", "L", "LA"):
+        try:
+            source_profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            description = ImageCms.getProfileDescription(source_profile).strip()
+            if "srgb" not in description.lower():
+                target_mode = "RGBA" if image.mode in ("RGBA", "LA") else "RGB"
+                image = ImageCms.profileToProfile(image.convert("RGBA" if image.mode == "LA" else image.mode), source_profile,
+                                                  ImageCms.createProfile("sRGB"), outputMode=target_mode)
+                ops.append(f"colour profile {description or 'embedded'} → sRGB")
+        except (OSError, ImageCms.PyCMSError, ValueError):
+            ops.append("unreadable colour profile ignored")
+    if image.mode.startswith("I;16") or image.mode == "I":
+        sixteen = image.mode.startswith("I;16") or image.getextrema()[1] > 255
+        image = image.convert("I")
+        image = (image.point(lambda v: v / 257) if sixteen else image).convert("L")
+        ops.append("16-bit → 8-bit")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        ops.append("palette → RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa"):
+        rgba = image.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            canvas = Image.new("RGB", rgba.size, settings.background)
+            canvas.paste(rgba, mask=rgba.getchannel("A"))
+            ops.append("alpha composited on #%02x%02x%02x" % settings.background)
+            return canvas
+        return rgba.convert("RGB")
+    if image.mode == "CMYK":
+        ops.append("CMYK → RGB")
+    elif image.mode != "RGB":
+        ops.append(f"{image.mode} → RGB")
+    return image.convert("RGB") if image.mode != "RGB" else image
+
+
+def _entropy_box(image, crop_w: float, crop_h: float) -> tuple[float, float]:
+    """Top-left corner of the crop window (in `image` pixels) with the most detail: slide the window
+    along the one axis where it has room and keep the position whose pixels have the highest entropy
+    (measured on a small greyscale copy)."""
+    width, height = image.size
+    small_scale = 128 / max(width, height)
+    small = image.convert("L").resize((max(1, round(width * small_scale)), max(1, round(height * small_scale))))
+    sw, sh = small.size
+    win_w, win_h = max(1, round(crop_w * small_scale)), max(1, round(crop_h * small_scale))
+    horizontal = width - crop_w > height - crop_h
+    room = (sw - win_w) if horizontal else (sh - win_h)
+    if room <= 0:
+        return ((width - crop_w) / 2, (height - crop_h) / 2)
+    best, best_offset = -1.0, 0
+    for offset in range(0, room + 1, max(1, room // 16)):
+        box = (offset, 0, offset + win_w, sh) if horizontal else (0, offset, sw, offset + win_h)
+        value = small.crop(box).entropy()
+        if value > best:
+            best, best_offset = value, offset
+    if horizontal:
+        return (min(width - crop_w, best_offset / small_scale), (height - crop_h) / 2)
+    return ((width - crop_w) / 2, min(height - crop_h, best_offset / small_scale))
+
+
+def dhash(image) -> int:
+    """64-bit difference hash: 9×8 greyscale, one bit per horizontally adjacent pair."""
+    small = image.convert("L").resize((9, 8))
+    pixels = small.tobytes()
+    bits = 0
+    for row in range(8):
+        for col in range(8):
+            bits = (bits << 1) | (pixels[row * 9 + col] > pixels[row * 9 + col + 1])
+    return bits
+
+
+def _encode(image, settings: PrepSettings) -> bytes:
+    buffer = io.BytesIO()
+    if settings.out_format == "png":
+        image.save(buffer, "PNG", compress_level=settings.png_level)
+    elif settings.out_format == "jpg":
+        image.save(buffer, "JPEG", quality=settings.quality, subsampling=0 if settings.quality >= 90 else 2, optimize=False)
+    else:
+        image.save(buffer, "WEBP", quality=settings.quality, method=4)
+    return buffer.getvalue()
+
+
+def prepare_one(source: str, target: str, settings: PrepSettings) -> PrepResult:
+    """One source → one training image at `target` (written atomically), or a rejection with a reason."""
+    from PIL import Image, ImageFile, UnidentifiedImageError
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    result = PrepResult(source=source)
+    try:
+        with open(source, "rb") as handle:
+            data = handle.read()
+            stat = os.fstat(handle.fileno())
+        result.bytes, result.mtime_ns = stat.st_size, stat.st_mtime_ns
+    except OSError as exc:
+        return _reject(result, f"unreadable: {exc.strerror or exc}")
+    result.sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        image = _open(data)
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            result.ops.append(f"first frame of {frames}")
+        orientation = _orientation(image)
+        raw_w, raw_h = image.size
+        width, height = (raw_h, raw_w) if orientation in (5, 6, 7, 8) else (raw_w, raw_h)
+        result.source_size = (width, height)
+        if min(width, height) < settings.min_size:
+            return _reject(result, f"too small: {width}×{height}, the shorter side is under {settings.min_size} px")
+        if max(width, height) / min(width, height) > settings.max_aspect:
+            return _reject(result, f"extreme aspect ratio {width}×{height} (over {settings.max_aspect:g}:1, beyond the bucket limits)")
+        out_w, out_h = output_size(settings, width, height)
+        scale = max(out_w / width, out_h / height) if settings.mode in ("crop", "bucket") else min(out_w / width, out_h / height)
+        if image.format == "JPEG" and settings.mode != "none" and scale < 0.5:
+            # decode at the smallest DCT scale that still leaves ≥ 2× the output resolution
+            need = (math.ceil(raw_w * scale * 2), math.ceil(raw_h * scale * 2))
+            image.draft("RGB" if image.mode in ("RGB", "YCbCr") else image.mode, need)
+            if image.size != (raw_w, raw_h):
+                result.ops.append(f"decoded at 1/{raw_w // image.size[0]} scale")
+        image.load()
+        if orientation != 1:
+            from PIL import ImageOps
+
+            image = ImageOps.exif_transpose(image)
+            result.ops.append(f"EXIF orientation {orientation} applied")
+        image = _to_rgb(image, settings, result.ops)
+        width_d, height_d = image.size  # decoded (maybe reduced) size, upright
+        if settings.mode in ("crop", "bucket"):
+            cover = max(out_w / width_d, out_h / height_d)
+            crop_w, crop_h = out_w / cover, out_h / cover
+            if settings.focus == "entropy" and settings.mode == "crop":
+                left, top = _entropy_box(image, crop_w, crop_h)
+            else:
+                left, top = (width_d - crop_w) / 2, (height_d - crop_h) / 2
+            image = image.resize((out_w, out_h), Image.Resampling.LANCZOS, box=(left, top, left + crop_w, top + crop_h))
+            result.ops.append(f"{'crop' if settings.mode == 'crop' else 'bucket'} {out_w}×{out_h}" + (" (entropy focus)" if settings.focus == "entropy" and settings.mode == "crop" else ""))
+        elif settings.mode == "fit":
+            fit = min(out_w / width_d, out_h / height_d)
+            inner = (max(1, round(width_d * fit)), max(1, round(height_d * fit)))
+            canvas = Image.new("RGB", (out_w, out_h), settings.pad_color)
+            canvas.paste(image.resize(inner, Image.Resampling.LANCZOS), ((out_w - inner[0]) // 2, (out_h - inner[1]) // 2))
+            image = canvas
+            result.ops.append(f"fit {out_w}×{out_h}, padded")
+        result.dhash = dhash(image)
+        result.pixels = width * height
+        result.output_size = image.size
+        write_bytes_atomic(Path(target), _encode(image, settings))
+        result.output = target
+        result.ops.append(f"saved {settings.out_format}")
+        return result
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        message = str(exc) or type(exc).__name__
+        if "truncated" in message:
+            return _reject(result, f"truncated: {message}")
+        return _reject(result, f"unreadable image: {message}")
+
+
+def _reject(result: PrepResult, reason: str) -> PrepResult:
+    result.status, result.reason = "rejected", reason
+    return result
+
+
+def _work(job: tuple[str, str, PrepSettings]) -> PrepResult:
+    return prepare_one(*job)
+
+
+def hamming(a: int, b: int) -> int:
+    return bin(a ^ b).count("1")
+
+
+def worker_count(jobs: int) -> int:
+    return max(1, min(jobs, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+
+
+# ---------------------------------------------------------------------------------------------- a concept
+
+
+MANIFEST = "prep.json"
+
+
+@dataclass
+class ConceptPrep:
+    label: str
+    source: Path
+    target: Path
+    results: list[PrepResult] = field(default_factory=list)
+    skipped: int = 0  # unchanged since the last prep
+    fresh: int = 0  # images written this time
+    captions: int = 0
+    seconds: float = 0.0
+
+    @property
+    def rejected(self) -> list[PrepResult]:
+        return [r for r in self.results if r.status == "rejected"]
+
+
+def color(value: str | None, default: tuple[int, int, int]) -> tuple[int, int, int]:
+    return default if value is None else tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+
+
+def list_sources(source: Path) -> list[Path]:
+    """Images under `source`, recursively, hidden files and folders left out, in a stable order."""
+    found = []
+    for folder, dirs, files in os.walk(source):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(folder) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in SOURCE_SUFFIXES]
+    return sorted(found, key=lambda p: p.relative_to(source).as_posix())
+
+
+def output_names(source: Path, sources: list[Path], suffix: str) -> dict[Path, str]:
+    """Deterministic names: the path below the source folder with / → _, the source's own extension
+    added only where two sources would otherwise share a name (a.jpg and a.png)."""
+    stems = {p: p.relative_to(source).with_suffix("").as_posix().replace("/", "_") for p in sources}
+    counts: dict[str, int] = {}
+    for stem in stems.values():
+        counts[stem] = counts.get(stem, 0) + 1
+    return {p: (stem if counts[stem] == 1 else f"{stem}_{p.suffix.lstrip('.').lower()}") + suffix for p, stem in stems.items()}
+
+
+def prep_concept(label: str, source: Path, target: Path, settings: PrepSettings, previous: dict[str, Any],
+                 near_distance: int, workers: int, on_done=None) -> ConceptPrep:
+    """Prepare every new or changed source of one concept; `previous` is its last manifest entry."""
+    from kohya_wrap.fsutil import copy_file_atomic
+
+    report = ConceptPrep(label, source, target)
+    sources = list_sources(source)
+    names = output_names(source, sources, OUTPUT_SUFFIX[settings.out_format])
+    same_settings = previous.get("settings") == settings_key(settings)
+    known = {entry["source"]: entry for entry in previous.get("images", [])} if same_settings else {}
+    jobs, results = [], []
+    for path in sources:
+        stat = path.stat()
+        entry = known.get(str(path))
+        output = target / names[path]
+        if entry and entry.get("bytes") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns \
+                and (entry["status"] == "rejected" or output.is_file()):
+            results.append(_from_entry(entry))
+            report.skipped += 1
+        else:
+            jobs.append((str(path), str(output), settings))
+    target.mkdir(parents=True, exist_ok=True)
+    fresh: list[PrepResult] = []
+    if len(jobs) <= 2 or workers <= 1:
+        for job in jobs:
+            fresh.append(_work(job))
+            if on_done:
+                on_done(fresh[-1])
+    else:
+        import multiprocessing
+
+        # spawn: forked workers can deadlock in libraries that hold threads (PREP-NOTES: pyvips did)
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            for result in pool.imap_unordered(_work, jobs, chunksize=1):
+                fresh.append(result)
+                if on_done:
+                    on_done(result)
+    report.results = sorted(results + fresh, key=lambda r: Path(r.source).relative_to(source).as_posix())
+    _dedupe(report.results, near_distance)
+    for result in fresh:
+        if result.status == "rejected" and result.output:
+            Path(result.output).unlink(missing_ok=True)  # our own output of a duplicate
+            result.output = ""
+        elif result.status == "ok":
+            report.fresh += 1
+            for suffix in CAPTION_SUFFIXES:
+                caption = Path(result.source).with_suffix(suffix)
+                if caption.is_file():
+                    copy_file_atomic(caption, Path(result.output).with_suffix(suffix))
+                    report.captions += 1
+    return report
+
+
+def settings_key(settings: PrepSettings) -> dict[str, Any]:
+    """The settings as stored in prep.json: other settings make every output stale."""
+    return json.loads(json.dumps(asdict(settings)))
+
+
+def _from_entry(entry: dict[str, Any]) -> PrepResult:
+    fields = dict(entry)
+    fields["dhash"] = int(entry["dhash"], 16) if entry.get("dhash") else None
+    for key in ("source_size", "output_size"):
+        fields[key] = tuple(entry[key]) if entry.get(key) else None
+    return PrepResult(**fields)
+
+
+def _dedupe(results: list[PrepResult], near_distance: int) -> None:
+    """Exact duplicates (same bytes): the first by path stays. Near-duplicates (difference hashes
+    within `near_distance` bits): the larger image stays."""
+    first_by_hash: dict[str, PrepResult] = {}
+    for result in results:
+        if result.status != "ok":
+            continue
+        first = first_by_hash.setdefault(result.sha256, result)
+        if first is not result:
+            _reject(result, f"exact duplicate of {Path(first.source).name}")
+    if not near_distance:
+        return
+    alive = [r for r in results if r.status == "ok" and r.dhash is not None]
+    for i, a in enumerate(alive):
+        if a.status != "ok":
+            continue
+        for b in alive[i + 1:]:
+            if b.status == "ok" and hamming(a.dhash, b.dhash) <= near_distance:  # type: ignore[arg-type]
+                loser, winner = (b, a) if a.pixels >= b.pixels else (a, b)
+                _reject(loser, f"near-duplicate of {Path(winner.source).name} (difference hash within {hamming(a.dhash, b.dhash)} bits; the larger is kept)")  # type: ignore[arg-type]
+                if loser is a:
+                    break
+
+
+# ---------------------------------------------------------------------------------------------- a project
+
+
+def project_settings(loaded, overrides: dict[str, Any]) -> tuple[PrepSettings, int]:
+    """The spec's [prep] (with CLI overrides) and its [dataset] resolution and buckets → settings, and
+    the near-duplicate distance."""
+    from kohya_wrap.check import bucket_settings
+
+    prep = loaded.spec.prep.model_dump() | {k: v for k, v in overrides.items() if v is not None}
+    size = loaded.spec.dataset.size
+    buckets = bucket_settings(loaded)
+    aspect = buckets.max_reso / buckets.min_reso if buckets.enable_bucket and buckets.min_reso else 4.0
+    settings = PrepSettings(
+        mode=prep.get("mode") or "crop", size=size, out_format=prep.get("format") or "png",
+        quality=prep.get("quality") or 95, focus=prep.get("focus") or "center",
+        background=color(prep.get("background"), (255, 255, 255)), pad_color=color(prep.get("pad_color"), (0, 0, 0)),
+        min_size=prep["min_size"] if prep.get("min_size") is not None else min(size) // 2,
+        max_aspect=max(aspect, 1.0), buckets=buckets if prep.get("mode") == "bucket" else None,
+    )
+    distance = prep["near_duplicate_distance"] if prep.get("near_duplicate_distance") is not None else 5
+    return settings, distance
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    try:
+        return json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def write_manifest(root: Path, concepts: list[ConceptPrep], settings: PrepSettings, previous: dict[str, Any]) -> None:
+    from kohya_wrap.fsutil import write_text_atomic
+
+    data = dict(previous)
+    data.setdefault("concepts", {})
+    for item in concepts:
+        data["concepts"][item.label] = {
+            "source": str(item.source), "target": str(item.target), "settings": settings_key(settings),
+            "images": [r.as_dict() for r in item.results],
+        }
+    write_text_atomic(root / MANIFEST, json.dumps(data, indent=1, ensure_ascii=False) + "\n")

@@ -1,0 +1,168 @@
+"""`kohya-wrap prep` on a folder of awkward photos, through the CLI: every mode's sizes, every rejection
+with its reason, orientation/alpha/colour handled, sources byte-identical, a second run doing nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw, ImageOps
+
+RES = 256
+
+
+def picture(size: tuple[int, int], seed: int, mode: str = "RGB") -> Image.Image:
+    """Big random ellipses on a random background: distinct difference hashes per seed."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+    draw = ImageDraw.Draw(image)
+    for _ in range(6):
+        x, y = rng.randrange(size[0]), rng.randrange(size[1])
+        r = rng.randrange(size[0] // 6, size[0] // 2)
+        draw.ellipse((x - r, y - r, x + r, y + r), fill=tuple(rng.randrange(256) for _ in range(3)))
+    return image.convert(mode) if mode != "RGB" else image
+
+
+def build_sources(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: viewers rotate it 90° clockwise
+    picture((480, 320), 1).save(folder / "rotated.jpg", quality=95, exif=exif.tobytes())
+    (folder / "rotated.txt").write_text("mytoken woman, sideways photo", encoding="utf-8")
+    cutout = Image.new("RGBA", (400, 400), (0, 0, 0, 0))
+    cutout.paste(picture((200, 300), 2), (100, 50))
+    cutout.save(folder / "transparent.png")
+    picture((400, 400), 3, "CMYK").save(folder / "cmyk.jpg", quality=95)
+    data = (folder / "cmyk.jpg").read_bytes()
+    picture((400, 400), 4).save(folder / "whole.jpg", quality=95)
+    (folder / "truncated.jpg").write_bytes((folder / "whole.jpg").read_bytes()[:3000])
+    (folder / "whole.jpg").unlink()
+    picture((500, 400), 5).save(folder / "original.png")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "copy.png").write_bytes((folder / "original.png").read_bytes())  # exact duplicate
+    picture((500, 400), 5).resize((400, 320), Image.Resampling.LANCZOS).save(folder / "smaller.jpg", quality=85)  # near-duplicate
+    picture((60, 60), 6).save(folder / "tiny.png")
+    picture((600, 400), 7).save(folder / "photo.webp", quality=90)
+    frames = [picture((300, 300), 8, "P"), picture((300, 300), 9, "P")]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:])
+    wide = picture((1200, 200), 10)
+    wide.save(folder / "panorama.png")
+    deep = Image.new("I;16", (300, 300))
+    deep.putdata([(x * 200 + y * 17) % 65536 for y in range(300) for x in range(300)])
+    deep.save(folder / "sixteen.png")
+    assert data
+
+
+def fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def prepared(tmp_path, base_model):
+    root = tmp_path / "prep 项目"
+    sources = tmp_path / "照片 sources"
+    build_sources(sources)
+    root.mkdir()
+    (root / "kohya-wrap.toml").write_text(
+        f'name = "p"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = "woman"\nrepeats = 2\n'
+        f'source = "{sources.as_posix()}"\n[dataset]\nresolution = {RES}\nenable_bucket = true\nmin_bucket_reso = 128\nmax_bucket_reso = 512\n[training]\nmax_train_epochs = 1\n',
+        encoding="utf-8")
+    return root, sources
+
+
+def outputs(root: Path) -> dict[str, tuple[int, int]]:
+    folder = root / "image" / "2_mytoken woman"
+    return {p.name: Image.open(p).size for p in sorted(folder.iterdir()) if p.suffix != ".txt"}
+
+
+def rejections(result_out: str) -> dict[str, str]:
+    data = json.loads(result_out)
+    return {Path(r["source"]).name: r["reason"] for r in data["concepts"][0]["rejected"]}
+
+
+def test_crop_mode_and_a_second_run_that_does_nothing(prepared, cli):
+    root, sources = prepared
+    before = fingerprint(sources)
+    result = cli("prep", root, "--json")
+    assert result.code == 0, result.err
+    rejected = rejections(result.out)
+    assert rejected["truncated.jpg"].startswith("truncated")
+    assert rejected["tiny.png"].startswith("too small: 60×60")
+    assert rejected["copy.png"] == "exact duplicate of original.png"
+    assert rejected["smaller.jpg"].startswith("near-duplicate of original.png")
+    assert rejected["panorama.png"].startswith("extreme aspect ratio 1200×200")
+    assert len(rejected) == 5
+    assert outputs(root) == {name: (RES, RES) for name in
+                             ("animated.png", "cmyk.png", "original.png", "photo.png", "rotated.png", "sixteen.png", "transparent.png")}
+    folder = root / "image" / "2_mytoken woman"
+    assert (folder / "rotated.txt").read_text(encoding="utf-8") == "mytoken woman, sideways photo"
+    assert fingerprint(sources) == before  # not a byte or a timestamp changed
+
+    # upright: the same as rotating by hand first, then a plain cover-and-centre-crop
+    upright = ImageOps.exif_transpose(Image.open(sources / "rotated.jpg")).convert("RGB")
+    scale = RES / min(upright.size)
+    reference = upright.resize((round(upright.width * scale), round(upright.height * scale)), Image.Resampling.LANCZOS)
+    left, top = (reference.width - RES) // 2, (reference.height - RES) // 2
+    reference = reference.crop((left, top, left + RES, top + RES))
+    ours = Image.open(folder / "rotated.png").convert("RGB")
+    diff = sum(abs(a - b) for a, b in zip(ours.tobytes(), reference.tobytes())) / (RES * RES * 3)
+    assert diff < 4, diff
+    assert Image.open(folder / "transparent.png").getpixel((2, 2)) == (255, 255, 255)  # not black
+    assert Image.open(folder / "rotated.png").mode == "RGB" and "exif" not in Image.open(folder / "rotated.png").info
+
+    manifest = json.loads((root / "prep.json").read_text(encoding="utf-8"))
+    entries = {Path(e["source"]).name: e for e in manifest["concepts"]["mytoken"]["images"]}
+    assert "EXIF orientation 6 applied" in entries["rotated.jpg"]["ops"]
+    assert "first frame of 2" in entries["animated.gif"]["ops"] and "16-bit → 8-bit" in entries["sixteen.png"]["ops"]
+    assert any(op.startswith("alpha composited") for op in entries["transparent.png"]["ops"])
+    assert "CMYK → RGB" in entries["cmyk.jpg"]["ops"]
+    assert len(entries["original.png"]["sha256"]) == 64 and entries["original.png"]["output_size"] == [RES, RES]
+
+    stamps = fingerprint(folder)
+    again = cli("prep", root)
+    assert again.code == 0 and "0 written" in again.out and "12 unchanged" in again.out
+    assert fingerprint(folder) == stamps
+
+
+@pytest.mark.parametrize("mode", ["fit", "bucket", "none"])
+def test_other_modes(prepared, cli, mode):
+    root, sources = prepared
+    result = cli("prep", root, "--mode", mode, "--json", "--workers", "2")
+    assert result.code == 0, result.err
+    sizes = outputs(root)
+    if mode == "fit":
+        assert set(sizes.values()) == {(RES, RES)}
+        assert Image.open(root / "image" / "2_mytoken woman" / "photo.png").getpixel((128, 5)) == (0, 0, 0)  # 600×400 padded
+    elif mode == "bucket":
+        from kohya_wrap.kohya.stepmath import BucketSelector, BucketSettings
+
+        selector = BucketSelector(BucketSettings((RES, RES), True, 128, 512, 64, False))
+        assert sizes["photo.png"] == selector.select(600, 400) and sizes["rotated.png"] == selector.select(320, 480)
+        assert all(w % 64 == 0 and h % 64 == 0 for w, h in sizes.values())
+    else:
+        assert sizes["photo.png"] == (600, 400) and sizes["rotated.png"] == (320, 480)
+
+
+def test_jpeg_output_and_entropy_focus(prepared, cli):
+    root, _ = prepared
+    result = cli("prep", root, "--format", "jpg", "--focus", "entropy")
+    assert result.code == 0, result.err
+    assert set(outputs(root)) >= {"photo.jpg", "rotated.jpg"}
+
+
+def test_bad_input(prepared, cli, tmp_path):
+    root, _ = prepared
+    assert cli("prep", root, "--concept", "nobody").code == 2
+    spec = root / "kohya-wrap.toml"
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text("\n".join(line for line in text.splitlines() if not line.startswith("source = ")) + "\n", encoding="utf-8")
+    missing = cli("prep", root)
+    assert missing.code == 2 and "has no source folder" in missing.err and "Traceback" not in missing.err
+    spec.write_text(spec.read_text(encoding="utf-8") + '[prep]\nbackground = "white"\n', encoding="utf-8")
+    color = cli("prep", root)
+    assert color.code == 2 and "prep.background" in color.err and "not a #rrggbb colour" in color.err
+    assert cli("prep", root, "--source", tmp_path / "nowhere").code == 2
