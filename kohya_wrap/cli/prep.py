@@ -55,10 +55,11 @@ def prep(directory: Path, concept_name: str | None, source: Path | None, mode: s
             raise KohyaWrapError(f"concept {concept.label!r}: the source is the training folder itself", "keep originals in a folder of their own and point source at it")
         previous = manifest.get("concepts", {}).get(concept.label, {})
         started = time.monotonic()
-        count = len(list_sources(folder))
-        with _Progress(concept.label, count, interactive=is_interactive() and not as_json) as progress:
-            report = prep_concept(concept.label, folder.absolute(), target, settings, previous, distance,
-                                  workers or worker_count(count), on_done=progress.advance)
+        folder = folder.absolute()
+        sources = list_sources(folder)
+        with _Progress(concept.label, len(sources), interactive=is_interactive() and not as_json) as progress:
+            report = prep_concept(concept.label, folder, target, settings, previous, distance,
+                                  workers or worker_count(len(sources)), on_done=progress.advance, sources=sources)
         report.seconds = time.monotonic() - started
         reports.append(report)
         write_manifest(layout.root, [report], settings, manifest)

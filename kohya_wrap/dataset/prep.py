@@ -72,13 +72,6 @@ def output_size(settings: PrepSettings, width: int, height: int) -> tuple[int, i
     return (width, height)
 
 
-def _open(data: bytes):
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(data))
-    return image
-
-
 def _orientation(image) -> int:
     try:
         if image.format == "PNG" and "exif" not in image.info:
@@ -188,7 +181,7 @@ def prepare_one(source: str, target: str, settings: PrepSettings) -> PrepResult:
         return _reject(result, f"unreadable: {exc.strerror or exc}")
     result.sha256 = hashlib.sha256(data).hexdigest()
     try:
-        image = _open(data)
+        image = Image.open(io.BytesIO(data))
         frames = getattr(image, "n_frames", 1)
         if frames > 1:
             result.ops.append(f"first frame of {frames}")
@@ -309,12 +302,13 @@ def output_names(source: Path, sources: list[Path], suffix: str) -> dict[Path, s
 
 
 def prep_concept(label: str, source: Path, target: Path, settings: PrepSettings, previous: dict[str, Any],
-                 near_distance: int, workers: int, on_done=None) -> ConceptPrep:
-    """Prepare every new or changed source of one concept; `previous` is its last manifest entry."""
+                 near_distance: int, workers: int, on_done=None, sources: list[Path] | None = None) -> ConceptPrep:
+    """Prepare every new or changed source of one concept (`sources`: list_sources(source), if the
+    caller has it already); `previous` is the concept's last manifest entry."""
     from kohya_wrap.fsutil import copy_file_atomic
 
     report = ConceptPrep(label, source, target)
-    sources = list_sources(source)
+    sources = list_sources(source) if sources is None else sources
     names = output_names(source, sources, OUTPUT_SUFFIX[settings.out_format])
     same_settings = previous.get("settings") == settings_key(settings)
     known = {entry["source"]: entry for entry in previous.get("images", [])} if same_settings else {}
