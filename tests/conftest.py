@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -116,3 +117,19 @@ def copy_fixture(name: str, target: Path) -> Path:
     else:
         shutil.copyfile(source, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def trainer(tmp_path_factory) -> Path:
+    """The stand-in sd-scripts of tests/standin_trainer.py, built once per session."""
+    from standin_trainer import build_standin_trainer
+
+    return build_standin_trainer(tmp_path_factory.mktemp("trainer") / "sd-scripts")
+
+
+@pytest.fixture
+def on_standin(trainer, monkeypatch) -> Path:
+    """Train with the stand-in: it is the located sd-scripts, run by this Python."""
+    monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", str(trainer))
+    monkeypatch.setenv("KOHYA_WRAP_SD_PYTHON", sys.executable)
+    return trainer

@@ -6,25 +6,16 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import make_images
-from standin_trainer import build_standin_trainer
 from kohya_wrap.resume import SAMPLE_NAME, settle, true_name
 
 
-@pytest.fixture(scope="module")
-def trainer(tmp_path_factory) -> Path:
-    return build_standin_trainer(tmp_path_factory.mktemp("trainer") / "sd-scripts")
-
-
 @pytest.fixture
-def simulate(trainer, monkeypatch):
-    monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", str(trainer))
-    monkeypatch.setenv("KOHYA_WRAP_SD_PYTHON", sys.executable)
+def simulate(on_standin, monkeypatch):
     monkeypatch.setenv("KOHYA_WRAP_SIMULATE", "8")  # batches per epoch: 8 images, batch 1, repeats 1
 
     def die_after(steps: int | None) -> None:

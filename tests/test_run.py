@@ -15,21 +15,12 @@ from pathlib import Path
 import pytest
 
 from conftest import make_images
-from standin_trainer import build_standin_trainer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sdscripts_logs"
 
 
-@pytest.fixture(scope="session")
-def trainer(tmp_path_factory) -> Path:
-    return build_standin_trainer(tmp_path_factory.mktemp("trainer") / "sd-scripts")
-
-
 @pytest.fixture
-def replay(trainer, monkeypatch):
-    monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", str(trainer))
-    monkeypatch.setenv("KOHYA_WRAP_SD_PYTHON", sys.executable)
-
+def replay(on_standin, monkeypatch):
     def use(fixture: str, speed: float = 50) -> None:
         monkeypatch.setenv("KOHYA_WRAP_REPLAY", str(FIXTURES / f"{fixture}.jsonl"))
         monkeypatch.setenv("KOHYA_WRAP_REPLAY_SPEED", str(speed))
