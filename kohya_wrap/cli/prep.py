@@ -62,8 +62,7 @@ def prep(directory: Path, concept_name: str | None, source: Path | None, mode: s
                                   workers or worker_count(len(sources)), on_done=progress.advance, sources=sources)
         report.seconds = time.monotonic() - started
         reports.append(report)
-        write_manifest(layout.root, [report], settings, manifest)
-        manifest = read_manifest(layout.root)
+        write_manifest(layout.root, manifest, report, settings)
     if as_json:
         echo_json({"concepts": [
             {"label": r.label, "source": str(r.source), "target": str(r.target), "written": r.fresh, "unchanged": r.skipped,

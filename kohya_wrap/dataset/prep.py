@@ -422,14 +422,13 @@ def read_manifest(root: Path) -> dict[str, Any]:
         return {}
 
 
-def write_manifest(root: Path, concepts: list[ConceptPrep], settings: PrepSettings, previous: dict[str, Any]) -> None:
+def write_manifest(root: Path, manifest: dict[str, Any], concept: ConceptPrep, settings: PrepSettings) -> None:
+    """Record one prepared concept in `manifest` (as read by read_manifest) and write it atomically,
+    so an interruption later keeps what was already prepared."""
     from kohya_wrap.fsutil import write_text_atomic
 
-    data = dict(previous)
-    data.setdefault("concepts", {})
-    for item in concepts:
-        data["concepts"][item.label] = {
-            "source": str(item.source), "target": str(item.target), "settings": settings_key(settings),
-            "images": [r.as_dict() for r in item.results],
-        }
-    write_text_atomic(root / MANIFEST, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    manifest.setdefault("concepts", {})[concept.label] = {
+        "source": str(concept.source), "target": str(concept.target), "settings": settings_key(settings),
+        "images": [r.as_dict() for r in concept.results],
+    }
+    write_text_atomic(root / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
