@@ -16,6 +16,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -62,13 +63,18 @@ class PrepResult:
         return data
 
 
+@lru_cache(maxsize=4)
+def _bucket_selector(buckets):
+    from kohya_wrap.kohya.stepmath import BucketSelector
+
+    return BucketSelector(buckets)  # builds sd-scripts' bucket list: once per worker, not per image
+
+
 def output_size(settings: PrepSettings, width: int, height: int) -> tuple[int, int]:
     if settings.mode in ("crop", "fit"):
         return settings.size
     if settings.mode == "bucket":
-        from kohya_wrap.kohya.stepmath import BucketSelector
-
-        return BucketSelector(settings.buckets).select(width, height)
+        return _bucket_selector(settings.buckets).select(width, height)
     return (width, height)
 
 
