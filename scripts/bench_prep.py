@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """How fast is `prep`, and is its output as good as the slow way? Generates a corpus of large JPEG
 photos (some EXIF-rotated), then in one run: the naive Pillow loop (open, exif_transpose, LANCZOS
-resize of the whole image, centre crop, save), kohya-wrap's prep (the same code `kohya-wrap prep`
-runs, on every core), and a bare reduced-scale decode on every core (the machine's practical
-ceiling). Prints images/s, the ratios and the PSNR of prep's output against the naive output.
+resize of the whole image, centre crop, save), kohya-wrap's prep with each engine (the same code
+`kohya-wrap prep` runs, on every core), and a bare reduced-scale decode on every core with each
+decoder (the machine's practical ceiling). Prints images/s, the ratios, the PSNR of prep's output
+against the naive output, and, on a synthetic test chart with lines, circles and text, the PSNR
+against the exact reference: a full-resolution decode resized with LANCZOS over the same crop box.
 
-    python scripts/bench_prep.py [--count 100] [--size 4000x3000] [--target 512] [--format jpg]
+    python scripts/bench_prep.py [--count 100] [--size 4000x3000] [--target 512] [--format jpg] [--grain 0.12]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def make_corpus(folder: Path, count: int, size: tuple[int, int]) -> None:
+def make_corpus(folder: Path, count: int, size: tuple[int, int], grain: float = 0.12) -> None:
     from PIL import Image, ImageFilter
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -31,8 +33,8 @@ def make_corpus(folder: Path, count: int, size: tuple[int, int]) -> None:
         small = Image.effect_noise((size[0] // 16, size[1] // 16), 60 + index % 30).convert("RGB")
         small = small.filter(ImageFilter.GaussianBlur(2)).resize(size, Image.Resampling.BICUBIC)
         image = Image.merge("RGB", [small.getchannel(0), small.getchannel(1).rotate(180), small.getchannel(2).transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
-        grain = Image.effect_noise(size, 40).convert("RGB")  # photo-like fine detail: ~3 MB files, like camera JPEGs
-        image = Image.blend(image, grain, 0.25)
+        noise = Image.effect_noise(size, 40).convert("RGB")  # fine detail: 0.12 → ~2.8 MB files like phone photos, 0.25 → ~4.4 MB
+        image = Image.blend(image, noise, grain)
         exif = Image.Exif()
         if index % 4 == 0:
             exif[0x0112] = 6
@@ -50,7 +52,7 @@ def naive(source: Path, target: Path, size: int) -> None:
 
 
 def bare_decode(job: tuple[str, int]) -> int:
-    """Decode only, at the same reduced scale prep asks for (≥ 2× the output scale)."""
+    """Pillow: decode only, at the same reduced scale prep asks for (≥ 2× the output scale)."""
     from PIL import Image
 
     path, target = job
@@ -59,6 +61,49 @@ def bare_decode(job: tuple[str, int]) -> int:
     image.draft("RGB", (math.ceil(image.width * scale), math.ceil(image.height * scale)))
     image.load()
     return image.width
+
+
+def bare_vips_decode(job: tuple[str, int]) -> int:
+    """libvips: decode only (shrink-on-load), at the same reduced scale."""
+    from PIL import Image
+
+    from kohya_wrap.dataset.prep import _shrink, vips
+
+    path, target = job
+    with Image.open(path) as header:
+        shrink = _shrink(header.size, target / min(header.size))
+    image = vips().Image.jpegload(path, shrink=shrink, access="sequential")
+    image.write_to_memory()
+    return image.width
+
+
+def chart_quality(folder: Path, target: int, out_format: str = "png") -> dict[str, float]:
+    """PSNR of each engine's output against the exact reference on a sharp synthetic chart."""
+    from PIL import Image, ImageDraw
+
+    from kohya_wrap.dataset.prep import PrepSettings, prepare_one
+
+    width, height = 4000, 3000
+    chart = Image.effect_noise((width // 32, height // 32), 80).convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    draw = ImageDraw.Draw(chart)
+    for x in range(0, width, 37):
+        draw.line((x, 0, x + 400, height), fill=(x % 255, 80, 200), width=3)
+    for radius in range(50, 1500, 23):
+        draw.ellipse((2000 - radius, 1500 - radius, 2000 + radius, 1500 + radius), outline=(255, 255 - radius % 255, 0), width=2)
+    for y in range(100, height, 90):
+        draw.text((100, y), "kohya-wrap quality chart 0123456789 " * 6, fill=(0, 0, 0))
+    source = folder / "chart.jpg"
+    chart.save(source, quality=95)
+    full = Image.open(source).convert("RGB")
+    side = min(full.size)
+    left, top = (full.width - side) / 2, (full.height - side) / 2
+    full.resize((target, target), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side)).save(folder / "reference.png")
+    values = {}
+    for engine in ("vips", "pillow"):
+        settings = PrepSettings(mode="crop", size=(target, target), out_format=out_format, min_size=1, max_aspect=10, engine=engine)
+        result = prepare_one(str(source), str(folder / f"chart-{engine}.{out_format}"), settings)
+        values[engine] = psnr(folder / "reference.png", Path(result.output))
+    return values
 
 
 def psnr(a_path: Path, b_path: Path) -> float:
@@ -77,14 +122,21 @@ def main() -> None:
     parser.add_argument("--size", default="4000x3000")
     parser.add_argument("--target", type=int, default=512)
     parser.add_argument("--format", default="jpg", choices=["jpg", "png", "webp"])
+    parser.add_argument("--grain", type=float, default=0.12, help="fine-detail noise blended in: 0.12 → ~2.8 MB files, 0.25 → ~4.4 MB")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
-    from kohya_wrap.dataset.prep import PrepSettings, prep_concept, worker_count
+    from kohya_wrap.dataset.prep import PrepSettings, prep_concept, vips, worker_count
+
+    def pool_rate(function, sources) -> float:
+        started = time.perf_counter()
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            list(pool.imap_unordered(function, [(str(p), args.target) for p in sources], chunksize=1))
+        return len(sources) / (time.perf_counter() - started)
 
     with tempfile.TemporaryDirectory(prefix="kw-bench-prep-") as temp:
-        corpus, naive_out, ours_out = Path(temp) / "corpus", Path(temp) / "naive", Path(temp) / "ours"
+        corpus, naive_out = Path(temp) / "corpus", Path(temp) / "naive"
         started = time.perf_counter()
-        make_corpus(corpus, args.count, (width, height))
+        make_corpus(corpus, args.count, (width, height), args.grain)
         megabytes = sum(p.stat().st_size for p in corpus.iterdir()) / args.count / 1e6
         print(f"corpus: {args.count} JPEGs of {width}×{height} (mean {megabytes:.1f} MB) in {time.perf_counter() - started:.1f} s", flush=True)
         sources = sorted(corpus.iterdir())
@@ -93,28 +145,34 @@ def main() -> None:
         for path in sources:
             naive(path, naive_out / path.name, args.target)
         naive_rate = len(sources) / (time.perf_counter() - started)
-        print(f"naive Pillow loop, 1 process:   {naive_rate:6.1f} img/s", flush=True)
+        print(f"naive Pillow loop, 1 process:               {naive_rate:6.1f} img/s", flush=True)
 
         workers = worker_count(len(sources))
-        settings = PrepSettings(mode="crop", size=(args.target, args.target), out_format=args.format, min_size=1, max_aspect=10)
-        started = time.perf_counter()
-        report = prep_concept("bench", corpus, ours_out, settings, {}, 0, workers)
-        ours_rate = len(sources) / (time.perf_counter() - started)
-        assert not report.rejected, report.rejected
-        print(f"kohya-wrap prep, {workers} processes:  {ours_rate:6.1f} img/s", flush=True)
-
-        started = time.perf_counter()
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            list(pool.imap_unordered(bare_decode, [(str(p), args.target) for p in sources], chunksize=1))
-        decode_rate = len(sources) / (time.perf_counter() - started)
-        print(f"bare reduced-scale decode, {workers} processes: {decode_rate:6.1f} img/s", flush=True)
-
+        engines = ["vips", "pillow"] if vips() is not None else ["pillow"]
+        rates, quality = {}, {}
         suffix = {"jpg": ".jpg", "png": ".png", "webp": ".webp"}[args.format]
-        values = [psnr(naive_out / p.name, ours_out / (p.stem + suffix)) for p in sources]
+        for engine in engines:
+            out = Path(temp) / f"ours-{engine}"
+            settings = PrepSettings(mode="crop", size=(args.target, args.target), out_format=args.format, min_size=1, max_aspect=10, engine=engine)
+            started = time.perf_counter()
+            report = prep_concept("bench", corpus, out, settings, {}, 0, workers)
+            rates[engine] = len(sources) / (time.perf_counter() - started)
+            assert not report.rejected, report.rejected
+            print(f"kohya-wrap prep, engine {engine:6s}, {workers} processes: {rates[engine]:6.1f} img/s", flush=True)
+            quality[engine] = [psnr(naive_out / p.name, out / (p.stem + suffix)) for p in sources]
+        decode = {"Pillow draft": pool_rate(bare_decode, sources)}
+        print(f"bare decode, Pillow draft, {workers} processes:      {decode['Pillow draft']:6.1f} img/s", flush=True)
+        if vips() is not None:
+            decode["libvips shrink-on-load"] = pool_rate(bare_vips_decode, sources)
+            print(f"bare decode, libvips shrink, {workers} processes:    {decode['libvips shrink-on-load']:6.1f} img/s", flush=True)
+        chart = chart_quality(Path(temp), args.target, "png") if vips() is not None else {}  # lossless: resampling only
+
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
-    print(f"prep / naive:         {ours_rate / naive_rate:.1f}×")
-    print(f"prep / bare decode:   {ours_rate / decode_rate:.2f}")
-    print(f"PSNR prep vs naive:   min {min(values):.1f} dB, mean {sum(values) / len(values):.1f} dB")
+    for engine in engines:
+        print(f"engine {engine}: {rates[engine] / naive_rate:.1f}× naive; "
+              + "; ".join(f"{rates[engine] / rate:.2f} of the {name} decode" for name, rate in decode.items()))
+        print(f"  PSNR vs naive: min {min(quality[engine]):.1f} dB, mean {sum(quality[engine]) / len(quality[engine]):.1f} dB"
+              + (f"; test chart vs exact full-resolution LANCZOS: {chart[engine]:.1f} dB" if engine in chart else ""))
 
 
 if __name__ == "__main__":

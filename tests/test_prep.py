@@ -4,6 +4,7 @@ with its reason, orientation/alpha/colour handled, sources byte-identical, a sec
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import random
 from pathlib import Path
@@ -54,6 +55,36 @@ def build_sources(folder: Path) -> None:
     deep.putdata([(x * 200 + y * 17) % 65536 for y in range(300) for x in range(300)])
     deep.save(folder / "sixteen.png")
     assert data
+
+
+def wide_gamut_profile() -> bytes:
+    """A minimal ICC v2 RGB display profile with Display P3's primaries (D50-adapted) and gamma 2.2:
+    what phone photos embed. Built by hand because Pillow can only create sRGB, Lab and XYZ profiles."""
+    import struct
+
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \0\0\0\0" + s15(x) + s15(y) + s15(z)
+
+    name = b"Wide gamut test\0"
+    desc = b"desc\0\0\0\0" + struct.pack(">I", len(name)) + name + b"\0" * 8 + b"\0\0\0" + b"\0" * 67
+    curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, 0x0233) + b"\0\0"  # gamma 2.2 (u8Fixed8), padded to 4
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)),
+            (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)), (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
+            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve), (b"cprt", b"text\0\0\0\0none\0\0\0\0")]
+    offset = 128 + 4 + 12 * len(tags)
+    table, body = b"", b""
+    for signature, data in tags:
+        data += b"\0" * (-len(data) % 4)
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += data
+    size = offset + len(body)
+    header = (struct.pack(">I", size) + b"\0" * 4 + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + b"\0" * 12 + b"acsp"
+              + b"\0" * 24 + struct.pack(">I", 0) + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 48)
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + body
 
 
 def fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
@@ -166,3 +197,86 @@ def test_bad_input(prepared, cli, tmp_path):
     color = cli("prep", root)
     assert color.code == 2 and "prep.background" in color.err and "not a #rrggbb colour" in color.err
     assert cli("prep", root, "--source", tmp_path / "nowhere").code == 2
+
+
+def _psnr(a: Image.Image, b: Image.Image) -> float:
+    import math
+
+    from PIL import ImageChops
+
+    histogram = ImageChops.difference(a.convert("RGB"), b.convert("RGB")).histogram()
+    mse = sum(count * (value % 256) ** 2 for value, count in enumerate(histogram)) / (a.width * a.height * 3)
+    return float("inf") if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+@pytest.mark.parametrize("mode", ["crop", "bucket", "fit"])
+def test_libvips_and_pillow_engines_give_the_same_image(tmp_path, mode):
+    """A large sideways camera JPEG with a non-sRGB colour profile: libvips' shrink-on-load path and
+    Pillow's draft path decode at the same reduced scale, apply the orientation and the profile, and
+    agree on size and (within resampling differences) on every pixel."""
+    from PIL import ImageCms
+
+    from kohya_wrap.dataset.prep import PrepSettings, prepare_one, vips
+    from kohya_wrap.kohya.stepmath import BucketSettings
+
+    if vips() is None:
+        pytest.skip("pyvips is not installed")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    profile = wide_gamut_profile()  # not sRGB: must be converted
+    assert ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(profile))).strip() == "Wide gamut test"
+    source = tmp_path / "相机 photo.jpg"
+    picture((2400, 1600), 11).save(source, quality=95, exif=exif.tobytes(), icc_profile=profile)
+    buckets = BucketSettings((RES, RES), True, 128, 512, 64, False)
+    made = {}
+    for engine in ("vips", "pillow"):
+        settings = PrepSettings(mode=mode, size=(RES, RES), engine=engine, buckets=buckets if mode == "bucket" else None)
+        result = prepare_one(str(source), str(tmp_path / f"{engine}.png"), settings)
+        assert result.status == "ok", result.reason
+        assert result.source_size == (1600, 2400)  # upright
+        assert "EXIF orientation 6 applied" in result.ops and any(op.startswith("colour profile") for op in result.ops)
+        made[engine] = (Image.open(tmp_path / f"{engine}.png"), result.ops)
+    vips_image, vips_ops = made["vips"]
+    pillow_image, pillow_ops = made["pillow"]
+    # crop covers 256 px of the 1600 px side: 1/2 scale (800) keeps ≥ 2×, 1/4 (400) would not; fit
+    # needs 256 px of the 2400 px side: 1/4 (600) keeps ≥ 2×
+    shrink = 4 if mode == "fit" else 2
+    assert f"decoded at 1/{shrink} scale (libvips)" in vips_ops and f"decoded at 1/{shrink} scale" in pillow_ops
+    assert vips_image.size == pillow_image.size
+    if mode == "bucket":
+        from kohya_wrap.kohya.stepmath import BucketSelector
+
+        assert vips_image.size == BucketSelector(buckets).select(1600, 2400)
+    else:
+        assert vips_image.size == (RES, RES)
+    assert _psnr(vips_image, pillow_image) > 30
+    # upright really means upright: the picture's top-left corner stored sideways is now top-right
+    assert "exif" not in vips_image.info
+
+
+def test_heic_and_avif_sources(tmp_path, monkeypatch):
+    """iPhone HEIC (through the optional pillow-heif) and AVIF are read; without the plugin a HEIC is
+    rejected with what to install, not skipped silently."""
+    from kohya_wrap.dataset import prep as prep_module
+    from kohya_wrap.dataset.prep import PrepSettings, format_support, prepare_one
+
+    settings = PrepSettings(mode="crop", size=(128, 128))
+    if format_support(".avif") is None:
+        picture((300, 200), 13).save(tmp_path / "a.avif", quality=90)
+        result = prepare_one(str(tmp_path / "a.avif"), str(tmp_path / "a.png"), settings)
+        assert result.status == "ok" and result.output_size == (128, 128), result.reason
+    try:
+        import pillow_heif
+    except ImportError:
+        pytest.skip("pillow-heif is not installed (pip install 'kohya-wrap[heic]')")
+    pillow_heif.register_heif_opener()
+    picture((300, 200), 14).save(tmp_path / "IMG_0001.HEIC", quality=90)
+    result = prepare_one(str(tmp_path / "IMG_0001.HEIC"), str(tmp_path / "heic.png"), settings)
+    assert result.status == "ok" and Image.open(tmp_path / "heic.png").size == (128, 128), result.reason
+
+    format_support.cache_clear()
+    monkeypatch.setitem(__import__("sys").modules, "pillow_heif", None)  # as if not installed
+    result = prepare_one(str(tmp_path / "IMG_0001.HEIC"), str(tmp_path / "heic2.png"), settings)
+    assert result.status == "rejected" and "pip install 'kohya-wrap[heic]'" in result.reason
+    format_support.cache_clear()
+    assert prep_module.format_support(".jpg") is None

@@ -19,11 +19,12 @@ from kohya_wrap.errors import ExitCode, KohyaWrapError
 @click.option("--mode", type=click.Choice(["crop", "fit", "bucket", "none"]), help="Override [prep] mode.")
 @click.option("--format", "out_format", type=click.Choice(["png", "jpg", "webp"]), help="Override [prep] format.")
 @click.option("--focus", type=click.Choice(["center", "entropy"]), help="Override [prep] focus (crop mode).")
+@click.option("--engine", type=click.Choice(["auto", "vips", "pillow"]), help="Override [prep] engine (auto: libvips for JPEGs when installed).")
 @click.option("--workers", type=click.IntRange(1, 256), help="Processes (default: every core).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @set_option
 def prep(directory: Path, concept_name: str | None, source: Path | None, mode: str | None, out_format: str | None,
-         focus: str | None, workers: int | None, as_json: bool, overrides: tuple[str, ...]) -> int:
+         focus: str | None, engine: str | None, workers: int | None, as_json: bool, overrides: tuple[str, ...]) -> int:
     """Prepare training images: orientation, colour, alpha, one size (crop/fit/bucket), duplicates and
     unusable files rejected with a reason. Sources are never modified; re-running skips unchanged ones."""
     from kohya_wrap.console import is_interactive
@@ -39,7 +40,7 @@ def prep(directory: Path, concept_name: str | None, source: Path | None, mode: s
         raise KohyaWrapError(f"--concept {concept_name}: no such concept in {layout.spec_file.name}", f"use one of: {labels}")
     if source is not None and len(concepts) > 1:
         raise KohyaWrapError("--source: the project has several concepts", "say which one with --concept")
-    settings, distance = project_settings(loaded, {"mode": mode, "format": out_format, "focus": focus})
+    settings, distance = project_settings(loaded, {"mode": mode, "format": out_format, "focus": focus, "engine": engine})
     manifest = read_manifest(layout.root)
     reports = []
     for concept in concepts:

@@ -393,6 +393,7 @@ class PrepSpec(_Section):
     pad_color: str | None = Field(None, description="fit mode's border colour, #rrggbb (default #000000).")
     min_size: int | None = Field(None, ge=1, description="Reject images whose shorter side is below this (default: half the resolution's shorter side).")
     near_duplicate_distance: int | None = Field(None, ge=0, le=32, description="Difference-hash bits two images may differ by and still be near-duplicates (default 5; 0 turns the check off).")
+    engine: Literal["auto", "vips", "pillow"] | None = Field(None, description="Decode/resize engine: auto (default: libvips for JPEGs when pyvips is installed, else Pillow), vips, or pillow.")
 
     @field_validator("background", "pad_color")
     @classmethod
