@@ -1,6 +1,6 @@
 """`check`: everything that would make sd-scripts fail or silently train the wrong thing, found before
 any model loads: concept folders, stray folders it would skip, unreadable images, caption files, model
-references, the output folder."""
+references, the output folder, and `lint`'s findings about the images and captions themselves."""
 
 from __future__ import annotations
 
@@ -47,6 +47,7 @@ class CheckReport:
     sd_scripts: SdScripts
     bucket: BucketSettings
     findings: list[Finding] = field(default_factory=list)
+    lint: list = field(default_factory=list)  # kohya_wrap.lint.ConceptLint per concept: statistics and dataset findings
 
     @property
     def errors(self) -> list[Finding]:
@@ -260,6 +261,11 @@ def check_project(loaded: LoadedSpec) -> CheckReport:
         _check_concept(report, item)
     _check_bucket_range(report)
     _check_buckets(report)
+    from kohya_wrap.lint import lint_project
+
+    report.lint = lint_project(report)
+    for concept_lint in report.lint:
+        report.findings.extend(concept_lint.findings)
     _check_stray_folders(report)
     _check_models(report)
     _check_output(report)

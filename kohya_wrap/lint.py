@@ -1,0 +1,295 @@
+"""`lint`: what is wrong with the training images themselves, found before hours of training on them.
+
+Per concept folder (as sd-scripts will read it): how many images and whether that is enough, their
+resolutions, which ones sd-scripts would upscale, the bucket histogram with single-image buckets,
+near-duplicates, orphan captions, captions missing the trigger token or pushed away from the front
+by shuffling, captions past the CLIP token window, captions sd-scripts will not read because of their
+extension, and mixed file formats. `check` runs the same findings; `lint` also shows the statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kohya_wrap.dataset.scan import CAPTION_LIKE_SUFFIXES, ImageEntry
+
+if TYPE_CHECKING:
+    from kohya_wrap.check import CheckReport, ConceptScan, Finding
+
+MIN_IMAGES = 15  # below this a LoRA mostly memorises its few images
+UPSCALE_TOLERANCE = 1.05  # bucket rounding alone scales by a few per cent
+DEFAULT_NEAR_DISTANCE = 5
+
+
+@dataclass
+class ConceptLint:
+    label: str
+    folder: Path
+    is_reg: bool
+    images: int = 0
+    formats: dict[str, int] = field(default_factory=dict)
+    short_sides: tuple[int, int, int] | None = None  # min, median, max
+    buckets: list[tuple[tuple[int, int], int]] = field(default_factory=list)  # (bucket, images) by count
+    upscaled: int = 0
+    findings: list["Finding"] = field(default_factory=list)
+
+    def as_dict(self, root: Path) -> dict[str, Any]:
+        return {
+            "label": self.label, "folder": _rel(root, self.folder), "is_reg": self.is_reg, "images": self.images,
+            "formats": self.formats,
+            "short_side": dict(zip(("min", "median", "max"), self.short_sides)) if self.short_sides else None,
+            "buckets": [{"width": b[0], "height": b[1], "images": n} for b, n in self.buckets],
+            "upscaled": self.upscaled, "findings": [f.as_dict() for f in self.findings],
+        }
+
+
+def _rel(root: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _names(paths, limit: int = 5) -> str:
+    names = [Path(p).name for p in paths]  # paths: any iterable
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+# ---------------------------------------------------------------------------------------------- hashes
+
+
+class HashCache:
+    """Difference hashes of training images, kept in `.kohya-wrap/cache/dhash.json` keyed by path,
+    size and modification time, so a second lint decodes nothing."""
+
+    def __init__(self, root: Path) -> None:
+        self.file = root / ".kohya-wrap" / "cache" / "dhash.json"
+        try:
+            self.entries: dict[str, list] = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self.entries = {}
+        self.changed = False
+
+    def get(self, path: Path) -> int | None:
+        try:
+            stat = path.stat()
+        except OSError:
+            return None
+        key = str(path)
+        entry = self.entries.get(key)
+        if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
+            return int(entry[2], 16) if entry[2] else None
+        value = _image_dhash(path)
+        self.entries[key] = [stat.st_size, stat.st_mtime_ns, f"{value:016x}" if value is not None else ""]
+        self.changed = True
+        return value
+
+    def save(self) -> None:
+        if not self.changed:
+            return
+        from kohya_wrap.fsutil import write_text_atomic
+
+        try:
+            write_text_atomic(self.file, json.dumps(self.entries))
+        except OSError:
+            pass  # a read-only project still lints; it just hashes again next time
+
+
+def _image_dhash(path: Path) -> int | None:
+    from PIL import Image, ImageOps
+
+    from kohya_wrap.dataset.prep import dhash
+
+    try:
+        with Image.open(path) as image:
+            image.draft("L", (64, 64))  # JPEG: decode at 1/8 scale; a no-op for other formats
+            return dhash(ImageOps.exif_transpose(image))
+    except Exception:  # noqa: BLE001 - unreadable images are check's finding, not lint's
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- findings
+
+
+def _token_pattern(token: str) -> re.Pattern[str]:
+    return re.compile(r"(?<!\w)" + re.escape(token) + r"(?!\w)", re.IGNORECASE)
+
+
+def _read_captions(paths: dict[Path, Path]) -> dict[Path, str]:
+    """image → caption text, for the captions that decode (check reports the others)."""
+    texts = {}
+    for image, caption in paths.items():
+        try:
+            texts[image] = caption.read_bytes().decode("utf-8").lstrip("\ufeff")
+        except (OSError, UnicodeDecodeError):
+            continue
+    return texts
+
+
+def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, counter, settings: dict[str, Any]) -> ConceptLint:
+    from kohya_wrap.check import Finding
+    from kohya_wrap.kohya.stepmath import BucketError, BucketSelector
+
+    root = report.loaded.layout.root
+    concept, scan = item.concept, item.scan
+    result = ConceptLint(concept.label, item.folder, concept.is_reg)
+    where = _rel(root, item.folder)
+
+    def add(severity: str, what: str, fix: str = "") -> None:
+        result.findings.append(Finding(where, what, fix, severity))  # type: ignore[arg-type]
+
+    if not scan.exists:
+        return result
+    images: list[ImageEntry] = [i for i in scan.images if i.size is not None and not i.damage]
+    result.images = len(scan.images)
+    formats = Counter({".jpeg": ".jpg"}.get(os.path.splitext(i.path.name)[1].lower(), os.path.splitext(i.path.name)[1].lower()).lstrip(".") for i in scan.images)
+    result.formats = dict(formats.most_common())
+    if not images:
+        return result
+    shorts = sorted(min(i.size) for i in images)  # type: ignore[arg-type]
+    result.short_sides = (shorts[0], shorts[len(shorts) // 2], shorts[-1])
+
+    # --- how many
+    if not concept.is_reg and len(scan.images) < MIN_IMAGES:
+        add("warning", f"only {len(scan.images)} image(s): a LoRA trained on fewer than ~{MIN_IMAGES} tends to copy their poses, framing and backgrounds instead of learning the subject",
+            "add more varied images (angles, distances, backgrounds, lighting); 20–50 is a common range")
+
+    # --- buckets and upscaling, the way sd-scripts assigns them
+    selector = BucketSelector(report.bucket)
+    per_bucket: dict[tuple[int, int], list[ImageEntry]] = {}
+    upscaled: list[tuple[float, ImageEntry]] = []
+    for image in images:
+        width, height = image.size  # type: ignore[misc]
+        try:
+            bucket = selector.select(width, height)
+        except BucketError:
+            continue  # check reports these as errors
+        per_bucket.setdefault(bucket, []).append(image)
+        scale = max(bucket[0] / width, bucket[1] / height)
+        if scale > UPSCALE_TOLERANCE:
+            upscaled.append((scale, image))
+    result.buckets = sorted(((b, len(v)) for b, v in per_bucket.items()), key=lambda bn: (-bn[1], bn[0]))
+    result.upscaled = len(upscaled)
+    if upscaled:
+        upscaled.sort(key=lambda si: -si[0])
+        examples = ", ".join(f"{i.path.name} ({i.size[0]}×{i.size[1]}, ×{s:.1f})" for s, i in upscaled[:3])  # type: ignore[index]
+        add("warning", f"{len(upscaled)} image(s) are smaller than their training size and get upscaled, which trains blur: {examples}"
+            + (f" and {len(upscaled) - 3} more" if len(upscaled) > 3 else ""),
+            "use larger originals, lower dataset.resolution, or set dataset.bucket_no_upscale = true")
+    if report.bucket.enable_bucket and len(per_bucket) > 1:
+        single = [(b, v[0]) for b, v in per_bucket.items() if len(v) == 1]
+        if single:
+            batch = settings["batch_size"]
+            listing = ", ".join(f"{b[0]}×{b[1]} ({img.path.name})" for b, img in single[:5]) + (f" and {len(single) - 5} more" if len(single) > 5 else "")
+            if batch > 1:
+                add("warning", f"{len(single)} bucket(s) hold a single image: {listing}; with train_batch_size {batch} each batch from such a bucket repeats that one image",
+                    "crop those images to a common aspect ratio (`kohya-wrap prep --mode crop`), or add images of that shape")
+            else:
+                add("info", f"{len(single)} bucket(s) hold a single image: {listing}", "fine at train_batch_size 1; with larger batches crop them to a common aspect ratio")
+
+    # --- near-duplicates
+    distance = settings["near_distance"]
+    if distance:
+        from kohya_wrap.dataset.prep import hamming
+
+        hashed = [(i, hashes.get(i.path)) for i in images]
+        hashed = [(i, h) for i, h in hashed if h is not None]
+        pairs = []
+        for n, (a, ha) in enumerate(hashed):
+            for b, hb in hashed[n + 1:]:
+                if hamming(ha, hb) <= distance:
+                    pairs.append((a, b))
+        if pairs:
+            listing = ", ".join(f"{a.path.name} ≈ {b.path.name}" for a, b in pairs[:5]) + (f" and {len(pairs) - 5} more" if len(pairs) > 5 else "")
+            add("warning", f"{len(pairs)} near-duplicate pair(s) (difference hashes within {distance} bits): {listing}; each pair trains like one image with double weight",
+                "keep one image of each pair (`kohya-wrap prep` rejects near-duplicates)")
+
+    # --- captions
+    extension = settings["caption_extension"]
+    paired = scan.captions_with(extension)
+    image_stems = {os.path.splitext(str(i.path))[0] for i in scan.images} | {os.path.splitext(str(p))[0] for p in scan.skipped}
+    orphans = [s for s in scan.sidecars if s.name.endswith(extension) and os.path.splitext(str(s))[0] not in image_stems]
+    if orphans:
+        add("warning", f"{len(orphans)} caption file(s) have no image next to them: {_names(orphans)}", "delete them, or restore their images (a renamed image loses its caption)")
+    if paired:
+        other = [s for s in scan.sidecars if not s.name.endswith(extension) and os.path.splitext(str(s))[0] in image_stems
+                 and Path(os.path.splitext(str(s))[0] + extension) not in set(paired.values())
+                 and os.path.splitext(s.name)[1] in CAPTION_LIKE_SUFFIXES]
+        if other:
+            ext = Counter(os.path.splitext(s.name)[1] for s in other).most_common(1)[0][0]
+            add("warning", f"{len(other)} image(s) have a \"{ext}\" caption but no \"{extension}\" one, and sd-scripts reads only \"{extension}\": {_names(other)}",
+                f"rename them to \"{extension}\" (or set caption_extension)")
+    texts = _read_captions(paired)
+    if texts and not concept.is_reg:
+        pattern = _token_pattern(concept.token)
+        lacking = [image for image, text in texts.items() if not pattern.search(text)]
+        if lacking:
+            add("warning", f"{len(lacking)} of {len(texts)} caption(s) do not contain the trigger token \"{concept.token}\": {_names(paired[i] for i in lacking)}",
+                f"add \"{concept.token}\" at the start of each caption: it is the word the LoRA learns to respond to")
+        if settings["shuffle"]:
+            keep = settings["keep_tokens"]
+            if keep < 1:
+                add("warning", f"shuffle_caption is on with keep_tokens = 0, so the trigger token \"{concept.token}\" is shuffled to a random place in every caption",
+                    "put the trigger token first in each caption and set dataset.keep_tokens = 1")
+            else:
+                buried = [image for image, text in texts.items()
+                          if pattern.search(text) and not any(pattern.search(tag) for tag in text.split(",")[:keep])]
+                if buried:
+                    add("warning", f"{len(buried)} caption(s) have the trigger token \"{concept.token}\" after the first {keep} tag(s) that keep_tokens holds in place, so shuffling moves it: {_names(paired[i] for i in buried)}",
+                        "put the trigger token first in those captions")
+    window = settings["token_window"]
+    if texts and window:
+        lengths = {image: counter.count(text) for image, text in texts.items()}
+        long = sorted((image for image, n in lengths.items() if n > window), key=lambda i: -lengths[i])
+        if long:
+            most = max(lengths[i] for i in long)
+            bound = "" if counter.exact else "at least "
+            wider = 150 if window < 150 and most <= 150 and counter.exact else 225  # a lower bound may be well short
+            fix = "shorten them" if window >= 225 else f"shorten them, or set training.max_token_length = {wider}"
+            add("warning", f"{len(long)} caption(s) are longer than the {window}-token window ({bound}{most} tokens), and sd-scripts drops the rest: {_names(paired[i] for i in long)}", fix)
+
+    # --- formats
+    if len(formats) > 1:
+        add("info", "mixed file formats: " + ", ".join(f"{n} {ext}" for ext, n in formats.most_common()),
+            "fine for sd-scripts; `kohya-wrap prep --format png` writes one lossless format")
+    return result
+
+
+def concept_settings(report: "CheckReport", item: "ConceptScan", counter) -> dict[str, Any]:
+    """The settings that decide what is a problem for this concept: its own subset keys over [dataset]."""
+    from kohya_wrap.check import effective
+
+    loaded = report.loaded
+    spec, schema, script = loaded.spec, loaded.schema, loaded.spec.model.script
+    own = item.concept.subset_options()
+    dataset = spec.dataset
+    shuffle = own.get("shuffle_caption", effective(dataset.shuffle_caption, schema.default(script, "shuffle_caption")))
+    keep = own.get("keep_tokens", effective(dataset.keep_tokens, schema.default(script, "keep_tokens")))
+    window = None
+    if spec.model.family in ("sd15", "sd2", "sdxl"):  # CLIP text encoders; FLUX reads its caption through T5 too
+        window = spec.training.max_token_length or 75
+    near = spec.prep.near_duplicate_distance
+    return {
+        "caption_extension": own.get("caption_extension", dataset.caption_extension),
+        "shuffle": bool(shuffle), "keep_tokens": int(keep or 0),
+        "batch_size": int(effective(spec.training.train_batch_size, schema.default(script, "train_batch_size")) or 1),
+        "near_distance": DEFAULT_NEAR_DISTANCE if near is None else near, "token_window": window,
+    }
+
+
+def lint_project(report: "CheckReport") -> list[ConceptLint]:
+    from kohya_wrap.dataset.tokens import counter_for
+
+    cache_dir = report.loaded.spec.training.set_fields().get("tokenizer_cache_dir")
+    root = report.loaded.layout.root
+    counter = counter_for(root / Path(cache_dir).expanduser() if cache_dir else None)
+    hashes = HashCache(report.loaded.layout.root)
+    results = [lint_concept(report, item, hashes, counter, concept_settings(report, item, counter)) for item in report.concepts]
+    hashes.save()
+    return results

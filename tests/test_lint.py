@@ -1,0 +1,135 @@
+"""`kohya-wrap lint` (and the same findings in `check`) on the project `prep` made from awkward photos,
+plus the CLIP token counter and the hash cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_prep import picture, prepared  # noqa: F401 - the prepared project fixture
+
+FOLDER = ("image", "2_mytoken woman")
+
+
+def spoil(root: Path) -> Path:
+    """After `prep`: the mistakes users make by hand in a training folder."""
+    folder = root.joinpath(*FOLDER)
+    (folder / "photo.txt").write_text("a woman in a park", encoding="utf-8")  # no trigger token
+    tags = ", ".join(f"tag{i} detail" for i in range(30))  # ~120 CLIP tokens
+    (folder / "cmyk.txt").write_text(f"mytoken, {tags}", encoding="utf-8")
+    (folder / "gone.txt").write_text("mytoken, deleted image", encoding="utf-8")  # orphan
+    (folder / "original.caption").write_text("mytoken, wrong extension", encoding="utf-8")
+    Image.open(folder / "photo.png").save(folder / "photo again.jpg", quality=80)  # near-duplicate, another format
+    picture((100, 150), 12).save(folder / "small.png")  # upscaled, in a bucket of its own
+    return folder
+
+
+def findings_of(data: dict) -> list[dict]:
+    return [f for c in data["concepts"] for f in c["findings"]] + data["findings"]
+
+
+def one(findings: list[dict], text: str) -> dict:
+    hits = [f for f in findings if text in f["what"]]
+    assert len(hits) == 1, (text, [f["what"] for f in findings])
+    return hits[0]
+
+
+def test_lint_on_the_prepared_project(prepared, cli):  # noqa: F811
+    root, _ = prepared
+    assert cli("prep", root).code == 0
+    spoil(root)
+    spec = root / "kohya-wrap.toml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace("[training]\n", "[training]\ntrain_batch_size = 2\n"), encoding="utf-8")
+
+    result = cli("lint", root, "--json")
+    assert result.code == 0, result.out + result.err  # warnings only
+    data = json.loads(result.out)
+    concept = data["concepts"][0]
+    assert concept["images"] == 9 and concept["formats"] == {"png": 8, "jpg": 1}
+    assert concept["short_side"] == {"min": 100, "median": 256, "max": 256}
+    buckets = {(b["width"], b["height"]): b["images"] for b in concept["buckets"]}
+    assert buckets[(256, 256)] == 8 and sum(buckets.values()) == 9
+    findings = findings_of(data)
+    assert one(findings, "only 9 image(s)")["severity"] == "warning"
+    upscaled = one(findings, "get upscaled")
+    assert "small.png (100×150" in upscaled["what"]
+    single = one(findings, "bucket(s) hold a single image")
+    assert single["severity"] == "warning" and "small.png" in single["what"] and "train_batch_size 2" in single["what"]
+    assert "photo again.jpg ≈ photo.png" in one(findings, "near-duplicate pair")["what"]
+    assert "gone.txt" in one(findings, "have no image next to them")["what"]
+    assert "original.caption" in one(findings, "caption but no \".txt\" one")["what"]
+    trigger = one(findings, "do not contain the trigger token \"mytoken\"")
+    assert "photo.txt" in trigger["what"] and trigger["what"].startswith("1 of 3 caption(s)")
+    long = one(findings, "longer than the 75-token window")
+    assert "cmyk.txt" in long["what"] and "at least" in long["what"] and "max_token_length = 225" in long["fix"]
+    assert one(findings, "mixed file formats")["severity"] == "info"
+    assert one(findings, "have no \".txt\" caption")["severity"] == "warning"  # check's own finding, shown per concept
+    assert data["errors"] == 0 and data["warnings"] >= 8
+
+    text = cli("lint", root)
+    assert text.code == 0
+    assert "mytoken · image/2_mytoken woman: 9 image(s) (8 png, 1 jpg)" in text.out
+    assert "(!)" in text.out and "ok: no errors" in text.out
+
+    checked = cli("check", root, "--json")
+    assert checked.code == 0  # warnings do not fail check
+    assert any("near-duplicate pair" in f["what"] for f in json.loads(checked.out)["findings"])
+
+    # an error: a truncated image. lint and check both exit 2, plan refuses
+    folder = root.joinpath(*FOLDER)
+    (folder / "broken.png").write_bytes((folder / "photo.png").read_bytes()[:400])
+    broken = cli("lint", root)
+    assert broken.code == 2 and "broken.png" in broken.out and "1 error(s)" in broken.out
+    assert cli("check", root).code == 2
+
+
+def test_shuffled_captions_keep_the_trigger_in_front(prepared, cli):  # noqa: F811
+    root, _ = prepared
+    assert cli("prep", root).code == 0
+    folder = root.joinpath(*FOLDER)
+    (folder / "photo.txt").write_text("woman, mytoken, park", encoding="utf-8")
+    spec = root / "kohya-wrap.toml"
+    base = spec.read_text(encoding="utf-8")
+    spec.write_text(base.replace("[dataset]\n", "[dataset]\nshuffle_caption = true\n"), encoding="utf-8")
+    data = json.loads(cli("lint", root, "--json").out)
+    assert one(findings_of(data), "keep_tokens = 0")["fix"].endswith("set dataset.keep_tokens = 1")
+    spec.write_text(base.replace("[dataset]\n", "[dataset]\nshuffle_caption = true\nkeep_tokens = 1\n"), encoding="utf-8")
+    data = json.loads(cli("lint", root, "--json").out)
+    buried = one(findings_of(data), "after the first 1 tag(s)")
+    assert "photo.txt" in buried["what"] and "rotated.txt" not in buried["what"]  # "mytoken woman, …" is fine
+
+
+def test_clip_token_counts(tmp_path):
+    from kohya_wrap.dataset.tokens import ClipTokenCounter, PretokenCounter, counter_for, pretokens
+
+    assert pretokens("Hello,  world! 123 it's") == ["hello", ",", "world", "!", "1", "2", "3", "it", "'s"]
+    assert PretokenCounter().count("1girl, blue_eyes") == 6  # 1 · girl · , · blue · _ · eyes
+    vocab = tmp_path / "tokenizers" / "openai_clip-vit-large-patch14"
+    vocab.mkdir(parents=True)
+    (vocab / "merges.txt").write_text("#version: 0.2\nh e\nhe l\nhel l\nhell o</w>\nw o\n", encoding="utf-8")
+    (vocab / "vocab.json").write_text("{}", encoding="utf-8")
+    counter = counter_for(tmp_path / "tokenizers")
+    assert isinstance(counter, ClipTokenCounter) and counter.exact
+    assert counter.count("hello") == 1  # h e l l o</w> → he l l o</w> → hel l o</w> → hell o</w> → hello</w>
+    assert counter.count("Hellx") == 2  # hell · x</w>
+    assert counter.count("wow, hello") == 2 + 1 + 1  # wo · w</w>, then ",", then hello</w>
+    assert counter.count("中文") == 6  # no merges: one token per UTF-8 byte
+    assert not counter_for(tmp_path / "nowhere").exact or pytest.skip("a real CLIP tokenizer is in this machine's HF cache")
+
+
+def test_hashes_are_cached(prepared, cli, monkeypatch):  # noqa: F811
+    root, _ = prepared
+    assert cli("prep", root).code == 0
+    assert cli("lint", root).code == 0
+    cache = json.loads((root / ".kohya-wrap" / "cache" / "dhash.json").read_text(encoding="utf-8"))
+    assert len(cache) == 7
+
+    import kohya_wrap.lint
+
+    def no_decoding(path):
+        raise AssertionError(f"decoded {path} again")
+
+    monkeypatch.setattr(kohya_wrap.lint, "_image_dhash", no_decoding)
+    assert cli("lint", root).code == 0
