@@ -66,7 +66,8 @@ def _names(paths, limit: int = 5) -> str:
 
 class HashCache:
     """Difference hashes of training images, kept in `.kohya-wrap/cache/dhash.json` keyed by path,
-    size and modification time, so a second lint decodes nothing."""
+    size and modification time, so a second lint decodes nothing. New images are hashed on every
+    core (threads: Pillow releases the GIL while it decodes)."""
 
     def __init__(self, root: Path) -> None:
         self.file = root / ".kohya-wrap" / "cache" / "dhash.json"
@@ -74,29 +75,44 @@ class HashCache:
             self.entries: dict[str, list] = json.loads(self.file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             self.entries = {}
+        self.seen: set[str] = set()
         self.changed = False
 
-    def get(self, path: Path) -> int | None:
-        try:
-            stat = path.stat()
-        except OSError:
-            return None
-        key = str(path)
-        entry = self.entries.get(key)
-        if entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns:
-            return int(entry[2], 16) if entry[2] else None
-        value = _image_dhash(path)
-        self.entries[key] = [stat.st_size, stat.st_mtime_ns, f"{value:016x}" if value is not None else ""]
-        self.changed = True
-        return value
+    def hashes(self, paths: list[Path]) -> dict[Path, int]:
+        stale = []
+        for path in paths:
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            self.seen.add(str(path))
+            entry = self.entries.get(str(path))
+            if not (entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns):
+                stale.append((path, stat))
+        if stale:
+            from concurrent.futures import ThreadPoolExecutor
+
+            from kohya_wrap.dataset.prep import worker_count
+
+            with ThreadPoolExecutor(worker_count(len(stale))) as pool:
+                for (path, stat), value in zip(stale, pool.map(_image_dhash, [p for p, _ in stale])):
+                    self.entries[str(path)] = [stat.st_size, stat.st_mtime_ns, f"{value:016x}" if value is not None else ""]
+            self.changed = True
+        found = {}
+        for path in paths:
+            entry = self.entries.get(str(path))
+            if entry and entry[2]:
+                found[path] = int(entry[2], 16)
+        return found
 
     def save(self) -> None:
-        if not self.changed:
+        """Write the cache (only the images seen this time: deleted ones drop out)."""
+        if not self.changed and self.seen == set(self.entries):
             return
         from kohya_wrap.fsutil import write_text_atomic
 
         try:
-            write_text_atomic(self.file, json.dumps(self.entries))
+            write_text_atomic(self.file, json.dumps({key: self.entries[key] for key in sorted(self.seen) if key in self.entries}))
         except OSError:
             pass  # a read-only project still lints; it just hashes again next time
 
@@ -198,8 +214,8 @@ def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, 
     if distance:
         from kohya_wrap.dataset.prep import hamming
 
-        hashed = [(i, hashes.get(i.path)) for i in images]
-        hashed = [(i, h) for i, h in hashed if h is not None]
+        known = hashes.hashes([i.path for i in images])
+        hashed = [(i, known[i.path]) for i in images if i.path in known]
         pairs = []
         for n, (a, ha) in enumerate(hashed):
             for b, hb in hashed[n + 1:]:
@@ -218,8 +234,9 @@ def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, 
     if orphans:
         add("warning", f"{len(orphans)} caption file(s) have no image next to them: {_names(orphans)}", "delete them, or restore their images (a renamed image loses its caption)")
     if paired:
+        captioned = {str(c) for c in paired.values()}
         other = [s for s in scan.sidecars if not s.name.endswith(extension) and os.path.splitext(str(s))[0] in image_stems
-                 and Path(os.path.splitext(str(s))[0] + extension) not in set(paired.values())
+                 and os.path.splitext(str(s))[0] + extension not in captioned
                  and os.path.splitext(s.name)[1] in CAPTION_LIKE_SUFFIXES]
         if other:
             ext = Counter(os.path.splitext(s.name)[1] for s in other).most_common(1)[0][0]
@@ -261,7 +278,7 @@ def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, 
     return result
 
 
-def concept_settings(report: "CheckReport", item: "ConceptScan", counter) -> dict[str, Any]:
+def concept_settings(report: "CheckReport", item: "ConceptScan") -> dict[str, Any]:
     """The settings that decide what is a problem for this concept: its own subset keys over [dataset]."""
     from kohya_wrap.check import effective
 
@@ -290,6 +307,6 @@ def lint_project(report: "CheckReport") -> list[ConceptLint]:
     root = report.loaded.layout.root
     counter = counter_for(root / Path(cache_dir).expanduser() if cache_dir else None)
     hashes = HashCache(report.loaded.layout.root)
-    results = [lint_concept(report, item, hashes, counter, concept_settings(report, item, counter)) for item in report.concepts]
+    results = [lint_concept(report, item, hashes, counter, concept_settings(report, item)) for item in report.concepts]
     hashes.save()
     return results

@@ -7,7 +7,7 @@ decoder (the machine's practical ceiling). Prints images/s, the ratios, the PSNR
 against the naive output, and, on a synthetic test chart with lines, circles and text, the PSNR
 against the exact reference: a full-resolution decode resized with LANCZOS over the same crop box.
 
-    python scripts/bench_prep.py [--count 100] [--size 4000x3000] [--target 512] [--format jpg] [--grain 0.12]
+    python scripts/bench_prep.py [--count 100] [--rounds 3] [--size 4000x3000] [--target 512] [--format jpg] [--grain 0.12]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 import multiprocessing
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--size", default="4000x3000")
     parser.add_argument("--target", type=int, default=512)
     parser.add_argument("--format", default="jpg", choices=["jpg", "png", "webp"])
+    parser.add_argument("--rounds", type=int, default=3, help="each fast pipeline runs this many times, interleaved; medians are reported")
     parser.add_argument("--grain", type=float, default=0.12, help="fine-detail noise blended in: 0.12 → ~2.8 MB files, 0.25 → ~4.4 MB")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
@@ -149,25 +151,33 @@ def main() -> None:
 
         workers = worker_count(len(sources))
         engines = ["vips", "pillow"] if vips() is not None else ["pillow"]
-        rates, quality = {}, {}
         suffix = {"jpg": ".jpg", "png": ".png", "webp": ".webp"}[args.format]
-        for engine in engines:
-            out = Path(temp) / f"ours-{engine}"
-            settings = PrepSettings(mode="crop", size=(args.target, args.target), out_format=args.format, min_size=1, max_aspect=10, engine=engine)
-            started = time.perf_counter()
-            report = prep_concept("bench", corpus, out, settings, {}, 0, workers)
-            rates[engine] = len(sources) / (time.perf_counter() - started)
-            assert not report.rejected, report.rejected
-            print(f"kohya-wrap prep, engine {engine:6s}, {workers} processes: {rates[engine]:6.1f} img/s", flush=True)
-            quality[engine] = [psnr(naive_out / p.name, out / (p.stem + suffix)) for p in sources]
-        decode = {"Pillow draft": pool_rate(bare_decode, sources)}
-        print(f"bare decode, Pillow draft, {workers} processes:      {decode['Pillow draft']:6.1f} img/s", flush=True)
-        if vips() is not None:
-            decode["libvips shrink-on-load"] = pool_rate(bare_vips_decode, sources)
-            print(f"bare decode, libvips shrink, {workers} processes:    {decode['libvips shrink-on-load']:6.1f} img/s", flush=True)
+        measured: dict[str, list[float]] = {}
+        quality = {}
+        decoders = [("Pillow draft", bare_decode)] + ([("libvips shrink-on-load", bare_vips_decode)] if vips() is not None else [])
+        for round_ in range(1, args.rounds + 1):  # interleaved, so drift in the machine's speed hits every pipeline alike
+            for engine in engines:
+                out = Path(temp) / f"ours-{engine}"
+                settings = PrepSettings(mode="crop", size=(args.target, args.target), out_format=args.format, min_size=1, max_aspect=10, engine=engine)
+                started = time.perf_counter()
+                report = prep_concept("bench", corpus, out, settings, {}, 0, workers)
+                rate = len(sources) / (time.perf_counter() - started)
+                assert not report.rejected, report.rejected
+                measured.setdefault(f"prep {engine}", []).append(rate)
+                print(f"round {round_}: kohya-wrap prep, engine {engine}, {workers} processes: {rate:6.1f} img/s", flush=True)
+                if round_ == 1:
+                    quality[engine] = [psnr(naive_out / p.name, out / (p.stem + suffix)) for p in sources]
+            for name, function in decoders:
+                rate = pool_rate(function, sources)
+                measured.setdefault(name, []).append(rate)
+                print(f"round {round_}: bare decode, {name}, {workers} processes: {rate:6.1f} img/s", flush=True)
+        median = {key: statistics.median(values) for key, values in measured.items()}
+        rates = {engine: median[f"prep {engine}"] for engine in engines}
+        decode = {name: median[name] for name, _ in decoders}
         chart = chart_quality(Path(temp), args.target, "png") if vips() is not None else {}  # lossless: resampling only
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; medians of {args.rounds} round(s):")
+    print(f"naive {naive_rate:.1f} img/s; " + "; ".join(f"{key} {value:.1f}" for key, value in median.items()))
     for engine in engines:
         print(f"engine {engine}: {rates[engine] / naive_rate:.1f}× naive; "
               + "; ".join(f"{rates[engine] / rate:.2f} of the {name} decode" for name, rate in decode.items()))

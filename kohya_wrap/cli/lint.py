@@ -32,7 +32,6 @@ def lint(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
 
     report = check_project(load_project(directory, overrides))
     root = report.loaded.layout.root
-    per_concept = {id(c): c for c in report.lint}
     concept_findings = {id(f) for c in report.lint for f in c.findings}
     folders = {str(c.folder.relative_to(root)) if c.folder.is_relative_to(root) else str(c.folder) for c in report.lint}
     # check's own findings about a concept folder go with that concept; the rest of the dataset's below
@@ -56,7 +55,7 @@ def lint(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
             mark, style = SEVERITY_STYLE[finding.severity]
             out().print(Text(f"    {mark} ", style=style) + Text(finding.line().split(": ", 1)[-1] if finding.where else finding.line()))
 
-    for c in per_concept.values():
+    for c in report.lint:
         folder = str(c.folder.relative_to(root)) if c.folder.is_relative_to(root) else str(c.folder)
         kind = " (regularization)" if c.is_reg else ""
         formats = ", ".join(f"{n} {ext}" for ext, n in c.formats.items())

@@ -123,7 +123,10 @@ def _vips_resize(data: bytes, image, orientation: int, settings: PrepSettings, o
     tw, th = (out[1], out[0]) if swapped else out  # the output in the file's stored orientation
     shrink = _shrink(image.size, scale) if scale < 0.5 else 1
     try:
-        decoded = pyvips.Image.jpegload_buffer(data, shrink=shrink, fail_on="truncated", access="sequential")
+        # a JPEG without its end-of-image marker near the end is cut short: have libvips fail on it
+        # (checking every scanline for that costs ~5 % on whole files, so only then)
+        whole = data.rfind(b"\xff\xd9", max(0, len(data) - 65536)) != -1
+        decoded = pyvips.Image.jpegload_buffer(data, shrink=shrink, access="sequential", **({} if whole else {"fail_on": "truncated"}))
         dw, dh = decoded.width, decoded.height
         if settings.mode in ("crop", "bucket"):
             cover = max(tw / dw, th / dh)
