@@ -27,7 +27,7 @@ def prep(directory: Path, concept_name: str | None, source: Path | None, mode: s
          focus: str | None, engine: str | None, workers: int | None, as_json: bool, overrides: tuple[str, ...]) -> int:
     """Prepare training images: orientation, colour, alpha, one size (crop/fit/bucket), duplicates and
     unusable files rejected with a reason. Sources are never modified; re-running skips unchanged ones."""
-    from kohya_wrap.console import is_interactive
+    from kohya_wrap.cli.progress import ImageProgress
     from kohya_wrap.dataset.prep import list_sources, prep_concept, project_settings, read_manifest, worker_count, write_manifest
     from kohya_wrap.kohya.render import concept_dir
     from kohya_wrap.spec.load import load_project
@@ -58,7 +58,7 @@ def prep(directory: Path, concept_name: str | None, source: Path | None, mode: s
         started = time.monotonic()
         folder = folder.absolute()
         sources = list_sources(folder)
-        with _Progress(concept.label, len(sources), interactive=is_interactive() and not as_json) as progress:
+        with ImageProgress.for_output("prep", concept.label, len(sources), as_json) as progress:
             report = prep_concept(concept.label, folder, target, settings, previous, distance,
                                   workers or worker_count(len(sources)), on_done=progress.advance, sources=sources)
         report.seconds = time.monotonic() - started
@@ -81,34 +81,3 @@ def prep(directory: Path, concept_name: str | None, source: Path | None, mode: s
     echo(f"manifest: {layout.root / 'prep.json'}")
     return ExitCode.OK
 
-
-class _Progress:
-    """A Rich bar with images/s on a terminal; nothing otherwise (the summary line follows)."""
-
-    def __init__(self, label: str, total: int, interactive: bool) -> None:
-        self.label, self.total, self.interactive = label, total, interactive
-        self.bar = None
-        self.started = time.monotonic()
-        self.done = 0
-
-    def __enter__(self) -> "_Progress":
-        if self.interactive:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            from kohya_wrap.console import out
-
-            self.bar = Progress(TextColumn(f"prep {self.label}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=out(), transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(self.label, total=self.total, rate="")
-        return self
-
-    def advance(self, result) -> None:
-        self.done += 1
-        if self.bar is not None:
-            rate = self.done / max(time.monotonic() - self.started, 1e-9)
-            self.bar.update(self.task, advance=1, rate=f"{rate:.1f} img/s")
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
