@@ -154,3 +154,29 @@ def test_missing_libraries_are_named(project, cli, tiny_blip, monkeypatch):
     monkeypatch.setitem(sys.modules, "transformers", None)
     result = cli("caption", project, "--model", "blip", "--model-path", tiny_blip)
     assert result.code == 2 and "needs torch and transformers" in result.err and "kohya-wrap[caption]" in result.err
+
+
+def test_caption_then_edit_the_tags_then_undo(project, cli, tiny_tagger):
+    """The issue's path on 20 images: tag them, count, remove/add/trigger, and undo back to the tagger's
+    output byte for byte."""
+    import hashlib
+
+    assert cli("caption", project, "--model", "wd14", "--model-path", tiny_tagger, "--no-prefix").code == 0
+    folder = project.joinpath(*FOLDER)
+    tagged = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.txt")}
+    assert len(tagged) == 20 and captions(project)["img01"] == "blue eyes, 1girl, ^_^, simple background\n"
+
+    stats = json.loads(cli("tags", "stats", project, "--json", "--top", "0").out)
+    counts = {t["tag"]: t["count"] for t in stats["tags"]}
+    assert stats["captions"] == 20 and counts == {"1girl": 20, "^_^": 20, "simple background": 20, "blue eyes": 5,
+                                                   "red hair": 5, "green hair": 5, "hatsune miku": 5}
+    assert cli("tags", "remove", project, "blue eyes").code == 0
+    assert cli("tags", "add", project, "white background", "--back").code == 0
+    assert cli("tags", "trigger", project, "mytoken").code == 0
+    edited = captions(project)
+    assert edited["img01"] == "mytoken, 1girl, ^_^, simple background, white background\n"
+    assert edited["img00"] == "mytoken, red hair, 1girl, ^_^, simple background, white background\n"
+    assert edited["img03"] == "mytoken, 1girl, ^_^, simple background, white background\n"
+    for _ in range(3):
+        assert cli("tags", "undo", project).code == 0
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.txt")} == tagged
