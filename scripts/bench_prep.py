@@ -3,9 +3,10 @@
 photos (some EXIF-rotated), then in one run: the naive Pillow loop (open, exif_transpose, LANCZOS
 resize of the whole image, centre crop, save), kohya-wrap's prep with each engine (the same code
 `kohya-wrap prep` runs, on every core), and a bare reduced-scale decode on every core with each
-decoder (the machine's practical ceiling). Prints images/s, the ratios, the PSNR of prep's output
-against the naive output, and, on a synthetic test chart with lines, circles and text, the PSNR
-against the exact reference: a full-resolution decode resized with LANCZOS over the same crop box.
+decoder, in a thread pool and in a process pool (the faster is the machine's practical ceiling).
+Prints images/s, the ratios, the PSNR of prep's output against the naive output, and, on a synthetic
+test chart with lines, circles and text, the PSNR against the exact reference: a full-resolution
+decode resized with LANCZOS over the same crop box.
 
     python scripts/bench_prep.py [--count 100] [--rounds 3] [--size 4000x3000] [--target 512] [--format jpg] [--grain 0.12]
 """
@@ -129,10 +130,18 @@ def main() -> None:
     width, height = map(int, args.size.split("x"))
     from kohya_wrap.dataset.prep import PrepSettings, prep_concept, vips, worker_count
 
-    def pool_rate(function, sources) -> float:
+    def pool_rate(function, sources, kind: str) -> float:
+        """A bare decode over the corpus on every core: `kind` threads (as prep runs) or processes."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        jobs = [(str(p), args.target) for p in sources]
         started = time.perf_counter()
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            list(pool.imap_unordered(function, [(str(p), args.target) for p in sources], chunksize=1))
+        if kind == "threads":
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(function, jobs))
+        else:
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                list(pool.imap_unordered(function, jobs, chunksize=1))
         return len(sources) / (time.perf_counter() - started)
 
     with tempfile.TemporaryDirectory(prefix="kw-bench-prep-") as temp:
@@ -164,16 +173,18 @@ def main() -> None:
                 rate = len(sources) / (time.perf_counter() - started)
                 assert not report.rejected, report.rejected
                 measured.setdefault(f"prep {engine}", []).append(rate)
-                print(f"round {round_}: kohya-wrap prep, engine {engine}, {workers} processes: {rate:6.1f} img/s", flush=True)
+                print(f"round {round_}: kohya-wrap prep, engine {engine}, {workers} threads: {rate:6.1f} img/s", flush=True)
                 if round_ == 1:
                     quality[engine] = [psnr(naive_out / p.name, out / (p.stem + suffix)) for p in sources]
             for name, function in decoders:
-                rate = pool_rate(function, sources)
-                measured.setdefault(name, []).append(rate)
-                print(f"round {round_}: bare decode, {name}, {workers} processes: {rate:6.1f} img/s", flush=True)
+                for kind in ("threads", "processes"):
+                    rate = pool_rate(function, sources, kind)
+                    measured.setdefault(f"{name}, {kind}", []).append(rate)
+                    print(f"round {round_}: bare decode, {name}, {workers} {kind}: {rate:6.1f} img/s", flush=True)
         median = {key: statistics.median(values) for key, values in measured.items()}
         rates = {engine: median[f"prep {engine}"] for engine in engines}
-        decode = {name: median[name] for name, _ in decoders}
+        # each decoder's floor: the faster of its thread-pool and process-pool medians
+        decode = {name: max(median[f"{name}, threads"], median[f"{name}, processes"]) for name, _ in decoders}
         chart = chart_quality(Path(temp), args.target, "png") if vips() is not None else {}  # lossless: resampling only
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; medians of {args.rounds} round(s):")

@@ -280,3 +280,28 @@ def test_heic_and_avif_sources(tmp_path, monkeypatch):
     assert result.status == "rejected" and "pip install 'kohya-wrap[heic]'" in result.reason
     format_support.cache_clear()
     assert prep_module.format_support(".jpg") is None
+
+
+def test_ctrl_c_leaves_only_whole_images(tmp_path):
+    """Ctrl-C while the pool works: the images in hand finish, no new ones start, and every file in the
+    training folder is a whole image (no temporary or half-written file)."""
+    from kohya_wrap.dataset.prep import PrepSettings, prep_concept
+
+    source = tmp_path / "src"
+    source.mkdir()
+    for index in range(12):
+        picture((400, 300), 20 + index).save(source / f"p{index:02d}.jpg", quality=90)
+    seen = []
+
+    def interrupt(result):
+        seen.append(result)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    target = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        prep_concept("c", source, target, PrepSettings(mode="crop", size=(128, 128)), {}, 0, 2, on_done=interrupt)
+    written = sorted(target.iterdir())
+    assert 3 <= len(written) <= 5  # the 3 reported, at most the 2 in hand finished, none started after
+    for path in written:
+        assert path.suffix == ".png" and Image.open(path).size == (128, 128)
