@@ -215,6 +215,47 @@ if __name__ == "__main__":
 '''
 
 
+GEN_IMG = '''\
+"""Stand-in for sd-scripts' gen_img.py: reads --from_file prompt lines the way it does (options after
+" --"), and writes each image (--f name) as a flat colour computed from everything that decides the
+real image: seed, steps, cfg, sampler, size, the network multipliers (--am) and the networks' bytes.
+A prompt containing "crash" stops it with an error, as a failing generation would. Every image it
+writes is appended to $KOHYA_WRAP_STANDIN_GEN_LOG when that is set."""
+import argparse, hashlib, os, sys, time
+from PIL import Image
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--ckpt"); parser.add_argument("--outdir"); parser.add_argument("--from_file")
+parser.add_argument("--sampler", default="ddim"); parser.add_argument("--batch_size", type=int, default=1)
+parser.add_argument("--images_per_prompt", type=int, default=1); parser.add_argument("--sdpa", action="store_true")
+parser.add_argument("--sdxl", action="store_true"); parser.add_argument("--v2", action="store_true")
+parser.add_argument("--v_parameterization", action="store_true"); parser.add_argument("--vae")
+parser.add_argument("--tokenizer_cache_dir"); parser.add_argument("--clip_skip", type=int)
+parser.add_argument("--network_module", nargs="*"); parser.add_argument("--network_weights", nargs="*")
+parser.add_argument("--network_mul", type=float, nargs="*")
+args = parser.parse_args()
+networks = [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in (args.network_weights or [])]
+print(f"loaded {len(networks)} network(s)", flush=True)
+lines = [l for l in open(args.from_file, encoding="utf-8").read().splitlines() if l.strip()]
+os.makedirs(args.outdir, exist_ok=True)
+for index, line in enumerate(lines):
+    prompt, *options = line.split(" --")
+    opts = {o.split(" ", 1)[0]: o.split(" ", 1)[1] if " " in o else "" for o in options}
+    print(f"prompt {index + 1}/{len(lines)}: {prompt}", flush=True)
+    if "crash" in prompt:
+        print("RuntimeError: stand-in generation failed on purpose", flush=True)
+        sys.exit(1)
+    muls = [float(v) for v in opts.get("am", "").split(",") if v] or [1.0] * len(networks)
+    active = [f"{n}:{m:g}" for n, m in zip(networks, muls) if m != 0]
+    basis = "|".join([prompt, opts.get("n", ""), opts["d"], opts["s"], opts["l"], args.sampler, opts["w"], opts["h"], *active])
+    digest = hashlib.sha256(basis.encode()).digest()
+    Image.new("RGB", (int(opts["w"]), int(opts["h"])), tuple(digest[:3])).save(os.path.join(args.outdir, opts["f"]))
+    if os.environ.get("KOHYA_WRAP_STANDIN_GEN_LOG"):
+        with open(os.environ["KOHYA_WRAP_STANDIN_GEN_LOG"], "a", encoding="utf-8") as log:
+            log.write(opts["f"] + "\\n")
+'''
+
+
 def build_standin_trainer(root: Path) -> Path:
     (root / "library").mkdir(parents=True)
     (root / "library" / "__init__.py").write_text("", encoding="utf-8")
@@ -223,6 +264,7 @@ def build_standin_trainer(root: Path) -> Path:
     (root / "library" / "config_util.py").write_text(CONFIG_UTIL, encoding="utf-8")
     (root / "train_network.py").write_text(REPLAY, encoding="utf-8")
     (root / "simulate.py").write_text(SIMULATE, encoding="utf-8")
+    (root / "gen_img.py").write_text(GEN_IMG, encoding="utf-8")
     launch = root / "accelerate" / "commands"
     launch.mkdir(parents=True)
     (root / "accelerate" / "__init__.py").write_text("", encoding="utf-8")

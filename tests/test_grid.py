@@ -1,0 +1,116 @@
+"""`kohya-wrap grid` on the stand-in sd-scripts (its gen_img.py paints each cell a colour computed
+from everything that decides the real image): the layout, labels, one render per cell, the cache,
+weight 0 shared, a failing cell, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+NAME = "mytoken_v1"
+
+
+@pytest.fixture
+def project(tmp_path, base_model, on_standin, monkeypatch) -> Path:
+    root = tmp_path / "grid 项目"
+    (root / "model").mkdir(parents=True)
+    for stem, content in ((f"{NAME}-step00000002", b"lora at step 2"), (f"{NAME}-step00000004", b"lora at step 4"), (NAME, b"final lora")):
+        (root / "model" / f"{stem}.safetensors").write_bytes(content)
+    (root / "model" / "someone-else.safetensors").write_bytes(b"not ours")
+    (root / "kohya-wrap.toml").write_text(
+        f'name = "{NAME}"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = "woman"\nrepeats = 10\n'
+        '[dataset]\nresolution = 64\n[training]\nmax_train_epochs = 1\n'
+        '[sample]\nprompts = ["mytoken woman, portrait"]\nnegative = "blurry"\nsteps = 8\ncfg = 6\nseed = 3\nsampler = "euler_a"\nevery_n_epochs = 1\n',
+        encoding="utf-8")
+    monkeypatch.setenv("KOHYA_WRAP_STANDIN_GEN_LOG", str(tmp_path / "gen.log"))
+    return root
+
+
+def renders(project: Path) -> list[str]:
+    log = project.parent / "gen.log"
+    return log.read_text(encoding="utf-8").split() if log.exists() else []
+
+
+def test_checkpoints_by_weights_per_seed_each_cell_once(project, cli):
+    result = cli("grid", project, "--checkpoints", "step 2,step 4", "--weights", "0,1", "--seeds", "1,2", "--json")
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["axes"] == {"x": "weight", "y": "checkpoint", "pages": ["seed"]}
+    assert [p["label"] for p in data["pages"]] == ["seed 1", "seed 2"]
+    # 2 checkpoints × 2 weights × 2 seeds, but weight 0 is the same base image for both checkpoints
+    assert data["cells"] == 6 and data["rendered"] == 6 and data["cached"] == 0 and data["failed"] == 0
+    assert len(renders(project)) == 6 and len(set(renders(project))) == 6
+
+    folder = Path(data["folder"])
+    grid = json.loads((folder / "grid.json").read_text(encoding="utf-8"))
+    cells = {(c["checkpoint_label"], c["weight"], c["seed"]): c for c in grid["cells"]}
+    assert set(cells) == {("base model", 0.0, 1), ("base model", 0.0, 2), ("step 2", 1.0, 1), ("step 2", 1.0, 2), ("step 4", 1.0, 1), ("step 4", 1.0, 2)}
+    assert all(c["status"] == "ok" and c["prompt"] == "mytoken woman, portrait" and c["negative"] == "blurry"
+               and c["steps"] == 8 and c["cfg"] == 6 and c["sampler"] == "euler_a" and (c["width"], c["height"]) == (64, 64) for c in cells.values())
+    colour = {k: Image.open(folder / c["image"]).getpixel((5, 5)) for k, c in cells.items()}
+    assert colour[("step 2", 1.0, 1)] != colour[("step 4", 1.0, 1)] != colour[("base model", 0.0, 1)]  # each LoRA, and none
+
+    # the page: title row, a header row, 2 rows (checkpoints) × 2 columns (weights), each cell its image
+    page = Image.open(folder / "grid-seed-1.png")
+    (left, top), (cw, ch) = grid["pages"][0]["origin"], grid["pages"][0]["cell"]
+    assert page.size == (left + 2 * cw, top + 2 * ch) and cw >= 160  # 64-px renders shown enlarged, labels readable
+    assert len(page.crop((0, 0, page.width, top)).getcolors(1 << 16)) > 2  # title and column labels drawn
+    assert len(page.crop((0, top, left, page.height)).getcolors(1 << 16)) > 2  # row labels drawn
+    for row, checkpoint in enumerate(("step 2", "step 4")):
+        for col, weight in enumerate((0.0, 1.0)):
+            key = ("base model", 0.0, 1) if weight == 0 else (checkpoint, weight, 1)
+            assert page.getpixel((left + col * cw + cw // 2, top + row * ch + ch // 2)) == colour[key]
+
+    # one more weight: only its cells render; everything else comes from the cache
+    again = cli("grid", project, "--checkpoints", "step 2,step 4", "--weights", "0,0.5,1", "--seeds", "1,2", "--json")
+    assert again.code == 0, again.err
+    data = json.loads(again.out)
+    assert data["rendered"] == 4 and data["cached"] == 6 and len(renders(project)) == 10
+
+
+def test_defaults_come_from_the_spec_and_the_text_output(project, cli):
+    result = cli("grid", project)
+    assert result.code == 0, result.err
+    assert "grid: 3 cell(s) — 3 rendered, 0 from the cache, 0 failed" in result.out  # all 3 checkpoints at weight 1
+    folder = Path(result.out.strip().splitlines()[-1].split(": ", 1)[1])
+    grid = json.loads((folder / "grid.json").read_text(encoding="utf-8"))
+    assert [c["checkpoint_label"] for c in grid["cells"]] == ["step 2", "step 4", "final"]  # training order; not someone-else's file
+    assert grid["fixed"] == {"prompt": "mytoken woman, portrait", "seed": 3, "cfg": 6.0, "steps": 8, "sampler": "euler_a"}
+    assert (folder / "grid.png").is_file() and (folder / "gen.log").is_file()
+
+
+def test_a_failing_cell_is_reported_and_the_others_are_kept(project, cli, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("# one per line\nfirst prompt\nthis one will crash\nthird prompt\n", encoding="utf-8")
+    result = cli("grid", project, "--checkpoints", "last", "--prompts", prompts, "--json")
+    assert result.code == 1, result.err
+    data = json.loads(result.out)
+    assert data["rendered"] == 2 and data["failed"] == 1
+    grid = json.loads((Path(data["folder"]) / "grid.json").read_text(encoding="utf-8"))
+    failed = [c for c in grid["cells"] if c["status"] == "failed"]
+    assert [c["prompt"] for c in failed] == ["this one will crash"]
+    assert "gen_img.py exited with 1" in failed[0]["error"] and "stand-in generation failed" in failed[0]["error"]
+    assert data["axes"]["x"] == "prompt"  # the only varying axis goes across
+
+
+def test_bad_input(project, cli, tmp_path):
+    assert cli("grid", project, "--x", "colour").code == 2
+    assert cli("grid", project, "--weights", "a,b").code == 2
+    assert cli("grid", project, "--checkpoints", "step 99").code == 2
+    assert cli("grid", project, "--size", "100x7").code == 2
+    assert cli("grid", project, "--run", "nosuch").code == 2
+    for path in (project / "model").glob(f"{NAME}*"):
+        path.unlink()
+    empty = cli("grid", project)
+    assert empty.code == 2 and "no saved mytoken_v1*.safetensors checkpoints" in empty.err
+
+
+def test_without_sd_scripts(project, cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", str(tmp_path / "nowhere"))
+    result = cli("grid", project)
+    assert result.code == 2 and "gen_img.py" in result.err and "vendor install" in result.err
+    assert os.environ["KOHYA_WRAP_SD_SCRIPTS"].endswith("nowhere")
