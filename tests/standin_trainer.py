@@ -249,6 +249,7 @@ for index, line in enumerate(lines):
     active = [f"{n}:{m:g}" for n, m in zip(networks, muls) if m != 0]
     basis = "|".join([prompt, opts.get("n", ""), opts["d"], opts["s"], opts["l"], args.sampler, opts["w"], opts["h"], *active])
     digest = hashlib.sha256(basis.encode()).digest()
+    time.sleep(float(os.environ.get("KOHYA_WRAP_STANDIN_GEN_DELAY", "0")))  # tests that need time to press Ctrl-C
     Image.new("RGB", (int(opts["w"]), int(opts["h"])), tuple(digest[:3])).save(os.path.join(args.outdir, opts["f"]))
     if os.environ.get("KOHYA_WRAP_STANDIN_GEN_LOG"):
         with open(os.environ["KOHYA_WRAP_STANDIN_GEN_LOG"], "a", encoding="utf-8") as log:

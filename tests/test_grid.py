@@ -114,3 +114,32 @@ def test_without_sd_scripts(project, cli, monkeypatch, tmp_path):
     result = cli("grid", project)
     assert result.code == 2 and "gen_img.py" in result.err and "vendor install" in result.err
     assert os.environ["KOHYA_WRAP_SD_SCRIPTS"].endswith("nowhere")
+
+
+def test_ctrl_c_keeps_the_finished_cells(trainer, tmp_path, base_model):
+    """Ctrl-C while gen_img.py runs: it is stopped, and every cell finished so far is in the cache."""
+    import sys
+
+    from kohya_wrap import grid as g
+
+    lora = tmp_path / "x-step00000002.safetensors"
+    lora.write_bytes(b"lora")
+    checkpoint = g.Checkpoint(lora, "step 2", "0" * 64)
+    request = g.GridRequest([checkpoint], [0.0, 1.0], [g.Prompt("a")], list(range(1, 31)), [7.0], [4], ["euler_a"], 64, 64)
+    todo = {cell.key("base"): cell for cell in request.cells()}
+    generator = g.Generator(Path(sys.executable), trainer, str(base_model), "sd15")
+    seen = []
+
+    def interrupt(count):
+        seen.append(count)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    cache = tmp_path / "cache"
+    env = dict(os.environ, KOHYA_WRAP_STANDIN_GEN_DELAY="0.1")  # 60 cells would take 6 s
+    outcome = g.render_cells(generator, todo, [checkpoint], cache, tmp_path / "work", 1, tmp_path / "gen.log", on_progress=interrupt, env=env)
+    assert outcome.interrupted and 2 <= outcome.rendered < 30  # stopped early, not run to the end
+    kept = sorted(p.stem for p in cache.glob("*.png"))
+    assert len(kept) == outcome.rendered and set(kept) <= set(todo)
+    for path in cache.glob("*.png"):
+        assert Image.open(path).size == (64, 64)
