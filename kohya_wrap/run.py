@@ -257,6 +257,13 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
                 open(run_dir / "metrics.csv", "w", newline="", encoding="utf-8") as metrics_file:
             metrics = csv.writer(metrics_file)
             metrics.writerow(["step", "epoch", "loss", "lr", "seconds_per_step", "elapsed_s"])
+            # one row per step, its last report: sd-scripts' bar shows a step first with the previous
+            # step's loss, then with its own, so a row is written once the next step begins
+            pending: list[list] = []
+
+            def flush_metrics() -> None:
+                if pending:
+                    metrics.writerow(pending.pop())
 
             def consume(events) -> None:
                 for event in events:
@@ -264,7 +271,9 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
                     state.update(event)
                     events_file.write(json.dumps(event_dict(event), ensure_ascii=False) + "\n")
                     if isinstance(event, Progress) and event.loss is not None:
-                        metrics.writerow([event.step, state.epoch, event.loss, state.lr, event.seconds_per_step, event.elapsed_s])
+                        if pending and pending[0][0] != event.step:
+                            flush_metrics()
+                        pending[:] = [[event.step, state.epoch, event.loss, state.lr, event.seconds_per_step, event.elapsed_s]]
                     renderer.handle(event, state)
 
             def look_for_samples(force: bool = False) -> None:
@@ -293,6 +302,7 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
                     consume(parser.close())
                 look_for_samples(force=True)
             finally:  # whatever goes wrong here, no training process outlives `run`, and the terminal is restored
+                flush_metrics()
                 if child.process.poll() is None or child.group_alive():
                     child.stop(0.0, escalate_s=2.0)
                 renderer.close(state)

@@ -61,6 +61,10 @@ def test_a_successful_run_and_its_record(replay, project, cli):
         "rec_lora-step00000003.safetensors", "rec_lora-step00000006.safetensors", "rec_lora.safetensors"]
     rows = list(csv.DictReader((run / "metrics.csv").open(encoding="utf-8")))
     assert rows and rows[-1]["step"] == "6" and float(rows[-1]["loss"]) > 0
+    assert [r["step"] for r in rows] == [str(n) for n in range(1, 7)]  # one row per step, its last report
+    progress = [e for e in events if e["event"] == "Progress" and e.get("loss") is not None]
+    last = {e["step"]: e["loss"] for e in progress}
+    assert [float(r["loss"]) for r in rows] == [last[n] for n in range(1, 7)]
     assert float(rows[-1]["lr"]) == 2e-6 and "· lr 2e-06 ·" in result.out  # the stand-in's default, constant
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["verdict"] == "trained" and manifest["exit_code"] == 0 and manifest["child_exit_code"] == 0
