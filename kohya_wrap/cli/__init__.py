@@ -56,7 +56,7 @@ def _print_error(lines: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from kohya_wrap.cli import caption, commands, grid, lint, prep, run, tags, vendor  # noqa: F401 - registers the commands on `cli`
+    from kohya_wrap.cli import caption, commands, grid, lint, prep, report, run, tags, vendor  # noqa: F401 - registers the commands on `cli`
 
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args

@@ -126,6 +126,8 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
         for line in manifest["diagnosis"]:
             echo(f"  {line}", style="yellow")
         echo(f"  dataset: {len(manifest['dataset'])} image(s); record: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
+        if (run_dir / "report.html").is_file():
+            echo(f"  report: {run_dir / 'report.html'}")
         return ExitCode.OK
     if len(args) > 1:
         raise KohyaWrapError(f"unexpected arguments: {' '.join(args[1:])}", "use `kohya-wrap runs [DIR]` or `kohya-wrap runs show ID [DIR]`")
