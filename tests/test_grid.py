@@ -24,7 +24,7 @@ def project(tmp_path, base_model, on_standin, monkeypatch) -> Path:
     (root / "kohya-wrap.toml").write_text(
         f'name = "{NAME}"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = "woman"\nrepeats = 10\n'
         '[dataset]\nresolution = 64\n[training]\nmax_train_epochs = 1\n'
-        '[sample]\nprompts = ["mytoken woman, portrait"]\nnegative = "blurry"\nsteps = 8\ncfg = 6\nseed = 3\nsampler = "euler_a"\nevery_n_epochs = 1\n',
+        '[sample]\nprompts = ["mytoken woman, portrait"]\nnegative = "blurry"\nsteps = 8\ncfg = 6\nseed = 3\nsampler = "euler_a"\n',  # prompts for grid only, no sampling during training
         encoding="utf-8")
     monkeypatch.setenv("KOHYA_WRAP_STANDIN_GEN_LOG", str(tmp_path / "gen.log"))
     return root

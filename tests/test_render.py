@@ -110,3 +110,9 @@ def test_square_resolution_and_family_defaults():
     assert configs.train_args["resolution"] == "1024,1024" and configs.dataset["general"]["resolution"] == 1024
     assert configs.train_args["network_module"] == "networks.lora"
     assert configs.sample_prompts is None and "sample_prompts" not in configs.train_args
+
+
+def test_unscheduled_prompts_are_not_sampled_during_training():
+    spec = validate_spec({**SPEC, "sample": {"prompts": ["mytoken woman, portrait"]}}, "k", SCHEMA)
+    configs = render_configs(spec, ProjectLayout(ROOT), SCHEMA, {"base": "/m"})
+    assert configs.sample_prompts is None and "sample_prompts" not in configs.train_args

@@ -88,7 +88,9 @@ def test_dataset_and_concept_options_are_checked_against_dataset_config():
 def test_cross_field_rules_name_the_fix():
     found = problems(minimal(model={"family": "flux"}))
     assert "model.clip_l" in found and "FLUX needs" in found["model.clip_l"]
-    assert "every_n_epochs" in problems(minimal(sample={"prompts": ["x"]}))["sample.prompts"]
+    assert "add prompts" in problems(minimal(sample={"every_n_epochs": 1}))["sample.prompts"]
+    grid_only = validate_spec(minimal(sample={"prompts": ["x"]}), "kohya-wrap.toml", SCHEMA)  # grid's defaults, no sampling
+    assert grid_only.sample.prompts == ["x"] and not grid_only.sample.enabled
     assert "num_machines" in problems(minimal(launch={"num_processes": 3, "num_machines": 2, "main_process_ip": "10.0.0.1", "main_process_port": 29500}))["launch.num_processes"]
     assert "max_train_epochs" in problems({**minimal(), "training": {}})["training.max_train_epochs"]
     assert "dataset.resolution" in problems({**minimal(), "dataset": {}})

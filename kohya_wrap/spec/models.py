@@ -325,15 +325,14 @@ class SampleSpec(_Section):
     @model_validator(mode="after")
     def check_schedule(self) -> "SampleSpec":
         scheduled = self.every_n_epochs or self.every_n_steps or self.at_first
-        if self.prompts and not scheduled:
-            raise ValueError("prompts: are set but never used — set every_n_epochs (e.g. 1), every_n_steps or at_first = true")
         if scheduled and not self.prompts:
             raise ValueError("prompts: a sampling schedule is set but there are no prompts — add prompts = [\"mytoken woman, portrait\"]")
         return self
 
     @property
     def enabled(self) -> bool:
-        return bool(self.prompts)
+        """Sampling during training: prompts and a schedule (prompts alone are `grid`'s defaults)."""
+        return bool(self.prompts) and bool(self.every_n_epochs or self.every_n_steps or self.at_first)
 
 
 class LaunchSpec(_Section):
