@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -40,3 +41,12 @@ def copy_file_atomic(source: Path, target: Path) -> None:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     _replace_from_temp(path, lambda handle: handle.write(data))
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (checkpoints and base models are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kohya_wrap.errors import KohyaWrapError
+from kohya_wrap.fsutil import sha256_file
 
 AXES = ("checkpoint", "weight", "prompt", "seed", "cfg", "steps", "sampler")
 MAX_SIDE = 6144  # a grid image larger than this is scaled down
@@ -42,14 +43,6 @@ class Checkpoint:
     @property
     def name(self) -> str:
         return self.path.name
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def checkpoint_label(stem: str, name: str) -> str:
@@ -97,7 +90,7 @@ def select_checkpoints(paths: list[Path], name: str, selection: str) -> list[Che
                 labels = ", ".join(checkpoint_label(p.stem, name) for p in paths)
                 raise KohyaWrapError(f"--checkpoints: no checkpoint '{wanted}'", f"choose from: all, last, {labels}")
             chosen += [p for p in match if p not in chosen]
-    return [Checkpoint(p, checkpoint_label(p.stem, name), _sha256(p)) for p in chosen]
+    return [Checkpoint(p, checkpoint_label(p.stem, name), sha256_file(p)) for p in chosen]
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import csv
-import hashlib
 import html
 import io
 import json
@@ -27,7 +26,7 @@ from typing import Any, Iterable, Sequence
 from urllib.parse import quote
 
 from kohya_wrap.errors import KohyaWrapError
-from kohya_wrap.fsutil import write_text_atomic
+from kohya_wrap.fsutil import sha256_file, write_text_atomic
 
 REPORT_NAME = "report.html"
 MAX_DRAWN_POINTS = 1000  # per line of a chart; more are decimated (min/max per bucket, spikes kept)
@@ -379,14 +378,6 @@ def _read_text(path: Path) -> str | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def size_text(size: int | float | None) -> str:
     if size is None:
         return "?"
@@ -714,7 +705,7 @@ def _checkpoints(manifest: dict, spec: dict | None, root: Path) -> str:
         path = Path(output["path"])
         exists = path.is_file()
         size_now = path.stat().st_size if exists else None
-        sha = output.get("sha256") or (_sha256(path) if exists else None)
+        sha = output.get("sha256") or (sha256_file(path) if exists else None)
         recorded = "recorded" if output.get("sha256") else "computed now" if sha else ""
         state = "missing" if not exists else "exists" if size_now == output.get("bytes") else "exists, size changed since the run"
         final = name is not None and path.stem == name
@@ -882,17 +873,12 @@ def build_report(run_dir: Path) -> str:
 
 def pick_run(root: Path, run_id: str | None) -> Path:
     """runs/<run_id>, or the newest run with a record."""
-    runs_dir = root / "runs"
-    if run_id is not None:
-        run_dir = runs_dir / run_id
-        if run_id in ("", ".", "..") or Path(run_id).name != run_id or not (run_dir / "manifest.json").is_file():
-            raise KohyaWrapError(f"{run_dir}: no such run record", "see `kohya-wrap runs` for the ids")
-        return run_dir
-    candidates = sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True) if runs_dir.is_dir() else []
-    for run_dir in candidates:
-        if (run_dir / "manifest.json").is_file():
-            return run_dir
-    raise KohyaWrapError(f"{root}: no run with a record yet", "`kohya-wrap run` starts one")
+    from kohya_wrap.paths import find_run
+
+    run_dir = find_run(root / "runs", run_id)
+    if run_dir is None:
+        raise KohyaWrapError(f"{root}: no run with a record yet", "`kohya-wrap run` starts one")
+    return run_dir
 
 
 def write_report(run_dir: Path) -> Path:

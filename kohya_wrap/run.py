@@ -8,7 +8,6 @@ code: it exits 0 having trained nothing ("No data found"), so success means the 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import platform
@@ -22,7 +21,7 @@ from typing import Any
 from kohya_wrap import __version__
 from kohya_wrap.check import CheckReport
 from kohya_wrap.errors import ExitCode, KohyaWrapError
-from kohya_wrap.fsutil import write_text_atomic
+from kohya_wrap.fsutil import sha256_file, write_text_atomic
 from kohya_wrap.launch.events import CheckpointSaved, Event, EventParser, Progress, SampleSaved, event_dict
 from kohya_wrap.launch.process import Child, Exited, Output, child_env
 from kohya_wrap.plan import TrainingPlan
@@ -102,19 +101,11 @@ def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
     return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def dataset_files(report: CheckReport) -> list[dict[str, Any]]:
     files = []
     for item in report.concepts:
         for image in item.scan.images:
-            files.append({"path": str(image.path.relative_to(report.loaded.layout.root)), "bytes": image.path.stat().st_size, "sha256": _sha256(image.path)})
+            files.append({"path": str(image.path.relative_to(report.loaded.layout.root)), "bytes": image.path.stat().st_size, "sha256": sha256_file(image.path)})
     return files
 
 

@@ -139,22 +139,17 @@ def grid(directory: Path, run_id: str | None, checkpoints: str, weights: str | N
 
 
 def _pick_run(runs_dir: Path, run_id: str | None) -> tuple[Path | None, list[str] | None]:
-    """The run to take checkpoints (and their order) from: --run, else the newest with a manifest."""
-    if run_id is not None:
-        folder = runs_dir / run_id
-        if not (folder / "manifest.json").is_file():
-            known = sorted(p.name for p in runs_dir.iterdir() if (p / "manifest.json").is_file()) if runs_dir.is_dir() else []
-            raise KohyaWrapError(f"--run {run_id}: no such run in {runs_dir}", "runs: " + (", ".join(known[-5:]) or "none yet"))
-        candidates = [folder]
-    else:
-        candidates = sorted((p for p in runs_dir.iterdir() if (p / "manifest.json").is_file()), reverse=True) if runs_dir.is_dir() else []
-    for folder in candidates:
-        try:
-            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        return folder, [o["path"] for o in manifest.get("outputs", [])]
-    return None, None
+    """The run to take checkpoints (and their order) from: --run, else the newest with a record."""
+    from kohya_wrap.paths import find_run
+
+    folder = find_run(runs_dir, run_id)
+    if folder is None:
+        return None, None
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return folder, None
+    return folder, [o["path"] for o in manifest.get("outputs", [])]
 
 
 def _prompts(prompt_args: tuple[str, ...], negative: str | None, sample) -> list:
