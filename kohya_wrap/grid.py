@@ -20,7 +20,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -121,13 +121,6 @@ class Cell:
                 "prompt": self.prompt.text, "negative": self.prompt.negative, "seed": self.seed, "cfg": self.cfg,
                 "steps": self.steps, "sampler": self.sampler, "size": [self.width, self.height]}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
-
-    def value(self, axis: str) -> Any:
-        if axis == "checkpoint":
-            return self.checkpoint.label if self.checkpoint else None
-        if axis == "prompt":
-            return self.prompt.text
-        return getattr(self, axis)
 
 
 @dataclass
@@ -500,12 +493,6 @@ def base_identity(base: str, commit: str | None) -> str:
     else:
         stat_text = f"{stat.st_size}:{stat.st_mtime_ns}" if stat else ""
     return f"{path.resolve()}|{stat_text}|{commit or ''}"
-
-
-def as_dict(request: GridRequest) -> dict[str, Any]:
-    data = asdict(request)
-    data["checkpoints"] = [{"path": str(c.path), "label": c.label, "sha256": c.sha256} for c in request.checkpoints]
-    return data
 
 
 def clear_work(work: Path) -> None:
