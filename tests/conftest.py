@@ -16,6 +16,25 @@ from kohya_wrap.cli import main
 REPO = Path(__file__).resolve().parents[1]
 
 
+# Read before any test runs: _isolated_env removes them from each test's environment.
+REAL_SD_SCRIPTS = os.environ.get("KOHYA_WRAP_SD_SCRIPTS")
+REAL_SD_PYTHON = os.environ.get("KOHYA_WRAP_SD_PYTHON")
+TEST_CACHE = Path(os.environ.get("KOHYA_WRAP_TEST_CACHE", Path.home() / ".cache" / "kohya-wrap-tests"))
+
+
+@pytest.fixture
+def real_sdscripts(monkeypatch) -> Path:
+    """The real sd-scripts checkout named by KOHYA_WRAP_SD_SCRIPTS (and KOHYA_WRAP_SD_PYTHON), with the
+    demo model built once under KOHYA_WRAP_TEST_CACHE across runs; the test skips without it."""
+    if not REAL_SD_SCRIPTS or not Path(REAL_SD_SCRIPTS, "train_network.py").is_file():
+        pytest.skip("set KOHYA_WRAP_SD_SCRIPTS (and KOHYA_WRAP_SD_PYTHON)")
+    monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", REAL_SD_SCRIPTS)
+    if REAL_SD_PYTHON:
+        monkeypatch.setenv("KOHYA_WRAP_SD_PYTHON", REAL_SD_PYTHON)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(TEST_CACHE / "xdg"))
+    return Path(REAL_SD_SCRIPTS)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path_factory, monkeypatch):
     """No test sees the developer's presets, config dir, HF cache or sd-scripts."""

@@ -4,24 +4,13 @@ venv (once, into KOHYA_WRAP_TEST_CACHE), trains for real on the CPU, keeps a com
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 pytestmark = pytest.mark.sdscripts
 
-SD_SCRIPTS = os.environ.get("KOHYA_WRAP_SD_SCRIPTS")
-CACHE = Path(os.environ.get("KOHYA_WRAP_TEST_CACHE", Path.home() / ".cache" / "kohya-wrap-tests"))
 
-
-def test_real_demo(tmp_path, monkeypatch, cli):
-    if not SD_SCRIPTS or not Path(SD_SCRIPTS, "train_network.py").is_file():
-        pytest.skip("set KOHYA_WRAP_SD_SCRIPTS (and KOHYA_WRAP_SD_PYTHON)")
-    monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", SD_SCRIPTS)
-    if os.environ.get("KOHYA_WRAP_SD_PYTHON"):
-        monkeypatch.setenv("KOHYA_WRAP_SD_PYTHON", os.environ["KOHYA_WRAP_SD_PYTHON"])
-    monkeypatch.setenv("XDG_CACHE_HOME", str(CACHE / "xdg"))  # the demo model is built once across runs
+def test_real_demo(tmp_path, real_sdscripts, cli):
     result = cli("demo", tmp_path / "demo", "--plain", "--steps", "4")
     assert result.code == 0, result.out + result.err
     root = tmp_path / "demo"

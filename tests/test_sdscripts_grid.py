@@ -5,7 +5,6 @@ each cell once, and a grid with one more weight renders only the new column."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,8 @@ from PIL import Image, ImageChops
 
 pytestmark = pytest.mark.sdscripts
 
-SD_SCRIPTS = os.environ.get("KOHYA_WRAP_SD_SCRIPTS")
-CACHE = Path(os.environ.get("KOHYA_WRAP_TEST_CACHE", Path.home() / ".cache" / "kohya-wrap-tests"))
 
-
-def test_real_grid(tmp_path, monkeypatch, cli):
-    if not SD_SCRIPTS or not Path(SD_SCRIPTS, "gen_img.py").is_file():
-        pytest.skip("set KOHYA_WRAP_SD_SCRIPTS (and KOHYA_WRAP_SD_PYTHON)")
-    monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", SD_SCRIPTS)
-    if os.environ.get("KOHYA_WRAP_SD_PYTHON"):
-        monkeypatch.setenv("KOHYA_WRAP_SD_PYTHON", os.environ["KOHYA_WRAP_SD_PYTHON"])
-    monkeypatch.setenv("XDG_CACHE_HOME", str(CACHE / "xdg"))
+def test_real_grid(tmp_path, real_sdscripts, cli):
     root = tmp_path / "demo 项目"
     assert cli("demo", root, "--plain", "--steps", "4").code == 0  # saves step 2, step 4 and the final file
 

@@ -17,10 +17,6 @@ import pytest
 
 pytestmark = pytest.mark.sdscripts
 
-SD_SCRIPTS = os.environ.get("KOHYA_WRAP_SD_SCRIPTS")
-SD_PYTHON = os.environ.get("KOHYA_WRAP_SD_PYTHON")
-CACHE = Path(os.environ.get("KOHYA_WRAP_TEST_CACHE", Path.home() / ".cache" / "kohya-wrap-tests"))
-
 
 def run_until(root: Path, *args: str, stop_after_step: int | None = None) -> tuple[int, list[dict]]:
     """`kohya-wrap run --json`, sending Ctrl-C (SIGINT to the wrapper, as a terminal does) once a step
@@ -43,13 +39,7 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_ctrl_c_then_two_resumes(tmp_path, monkeypatch, cli):
-    if not SD_SCRIPTS or not Path(SD_SCRIPTS, "train_network.py").is_file():
-        pytest.skip("set KOHYA_WRAP_SD_SCRIPTS (and KOHYA_WRAP_SD_PYTHON)")
-    monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", SD_SCRIPTS)
-    if SD_PYTHON:
-        monkeypatch.setenv("KOHYA_WRAP_SD_PYTHON", SD_PYTHON)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(CACHE / "xdg"))
+def test_ctrl_c_then_two_resumes(tmp_path, real_sdscripts, monkeypatch, cli):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from kohya_wrap.demo import ensure_demo_model, write_demo_project
     from kohya_wrap.kohya.install import locate_sd_scripts

@@ -5,7 +5,6 @@ sampler), and `run` notices every sample as it appears (events, dashboard lines,
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,6 @@ from PIL import Image
 
 pytestmark = pytest.mark.sdscripts
 
-SD_SCRIPTS = os.environ.get("KOHYA_WRAP_SD_SCRIPTS")
-CACHE = Path(os.environ.get("KOHYA_WRAP_TEST_CACHE", Path.home() / ".cache" / "kohya-wrap-tests"))
 
 SAMPLE = """
 [sample]
@@ -27,13 +24,7 @@ at_first = true
 """
 
 
-def test_real_samples(tmp_path, monkeypatch, cli):
-    if not SD_SCRIPTS or not Path(SD_SCRIPTS, "train_network.py").is_file():
-        pytest.skip("set KOHYA_WRAP_SD_SCRIPTS (and KOHYA_WRAP_SD_PYTHON)")
-    monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", SD_SCRIPTS)
-    if os.environ.get("KOHYA_WRAP_SD_PYTHON"):
-        monkeypatch.setenv("KOHYA_WRAP_SD_PYTHON", os.environ["KOHYA_WRAP_SD_PYTHON"])
-    monkeypatch.setenv("XDG_CACHE_HOME", str(CACHE / "xdg"))
+def test_real_samples(tmp_path, real_sdscripts, cli):
     root = tmp_path / "samples"
     assert cli("demo", root, "--plain", "--steps", "2").code == 0
     spec = root / "kohya-wrap.toml"
