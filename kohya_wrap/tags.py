@@ -30,7 +30,6 @@ from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import write_bytes_atomic, write_text_atomic
 
 if TYPE_CHECKING:
-    from kohya_wrap.dataset.scan import FolderScan
     from kohya_wrap.spec.load import LoadedSpec
 
 HISTORY_DIR = (".kohya-wrap", "caption-history")
@@ -286,27 +285,10 @@ class ConceptCaptions:
         return keep
 
 
-def light_scan(folder: Path) -> "FolderScan":
-    """The images and caption-like files of a folder, as `scan_folder` pairs them, without reading any
-    image (sizes are not needed to edit captions)."""
-    from kohya_wrap.dataset.scan import CAPTION_LIKE_SUFFIXES, FolderScan, ImageEntry, is_sd_scripts_image
-
-    if not folder.is_dir():
-        return FolderScan(folder, False, (), (), ())
-    images, sidecars = [], []
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if not entry.is_file():
-                continue
-            if is_sd_scripts_image(entry.name):
-                images.append(Path(entry.path))
-            elif os.path.splitext(entry.name)[1].lower() in CAPTION_LIKE_SUFFIXES:
-                sidecars.append(Path(entry.path))
-    return FolderScan(folder, True, tuple(ImageEntry(p, None) for p in sorted(images, key=str)), (), tuple(sorted(sidecars)))
-
-
 def read_captions(folder: Path, extension: str) -> list[CaptionFile]:
-    scan = light_scan(folder)
+    from kohya_wrap.dataset.scan import scan_folder
+
+    scan = scan_folder(folder, read_sizes=False)
     paired = scan.captions_with(extension)
     files = []
     for image in scan.images:

@@ -61,7 +61,7 @@ def caption(directory: Path, kind: str, model_path: str | None, concept_name: st
     plan = []
     for concept in concepts:
         folder = concept_dir(layout, concept)
-        scan = scan_folder(folder)
+        scan = scan_folder(folder, read_sizes=False)
         if not scan.exists:
             raise KohyaWrapError(f"{folder}: concept {concept.label!r} has no image folder yet", "run `kohya-wrap prep` (or `init --images`) first")
         extension = concept.subset_options().get("caption_extension", loaded.spec.dataset.caption_extension)

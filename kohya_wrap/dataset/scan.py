@@ -96,7 +96,9 @@ def damage(path: Path) -> str | None:
     return None
 
 
-def scan_folder(folder: Path) -> FolderScan:
+def scan_folder(folder: Path, read_sizes: bool = True) -> FolderScan:
+    """The folder as sd-scripts lists it; `read_sizes=False` skips the image headers and the integrity
+    check (for work on captions, which needs only the names)."""
     if not folder.is_dir():
         return FolderScan(folder, False, (), (), ())
     images, skipped, sidecars = [], [], []
@@ -115,6 +117,6 @@ def scan_folder(folder: Path) -> FolderScan:
     images.sort(key=str)  # sd-scripts sorts path strings; the order decides which reg images are used
     entries_ = []
     for path in images:
-        size = image_size(path)
+        size = image_size(path) if read_sizes else None
         entries_.append(ImageEntry(path, size, damage(path) if size is not None else None))
     return FolderScan(folder, True, tuple(entries_), tuple(sorted(skipped)), tuple(sorted(sidecars)))
