@@ -12,10 +12,10 @@ from typing import Literal
 
 from kohya_wrap.dataset.scan import FolderScan, scan_folder
 from kohya_wrap.errors import Problem
-from kohya_wrap.kohya.install import SdScripts
-from kohya_wrap.kohya.modelref import ResolvedRef, resolve_model_refs
-from kohya_wrap.kohya.render import concept_dir
-from kohya_wrap.kohya.stepmath import BucketError, BucketSelector, BucketSettings
+from kohya_wrap.sdscripts.locate import SdScripts
+from kohya_wrap.sdscripts.modelref import ResolvedRef, resolve_model_refs
+from kohya_wrap.sdscripts.render import concept_dir
+from kohya_wrap.sdscripts.stepmath import BucketError, BucketSelector, BucketSettings
 from kohya_wrap.spec.load import LoadedSpec
 from kohya_wrap.spec.models import ConceptSpec
 

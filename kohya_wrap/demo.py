@@ -2,7 +2,7 @@
 
 sd-scripts hard-codes SD1.5's UNet shape, so the demo model has a full-size UNet (random, fp16, 1.7 GB)
 with a tiny text encoder, VAE and byte-level tokenizer; it is built once into the user cache by
-`kohya/tinymodel.py` running in sd-scripts' own venv, and reused."""
+`sdscripts/tinymodel.py` running in sd-scripts' own venv, and reused."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
-from kohya_wrap.kohya.install import SdScripts
+from kohya_wrap.sdscripts.locate import SdScripts
 from kohya_wrap.paths import SPEC_FILENAME, ProjectLayout, user_cache_dir
 
-TINYMODEL = Path(__file__).resolve().parent / "kohya" / "tinymodel.py"
+TINYMODEL = Path(__file__).resolve().parent / "sdscripts" / "tinymodel.py"
 MARKER = ".kohya-wrap-demo"
 MODEL_MARKER = ".tiny-sd15-complete"  # written last by tinymodel.py
 

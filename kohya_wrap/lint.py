@@ -150,7 +150,7 @@ def _read_captions(paths: dict[Path, Path]) -> dict[Path, str]:
 
 def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, counter, settings: dict[str, Any]) -> ConceptLint:
     from kohya_wrap.check import Finding
-    from kohya_wrap.kohya.stepmath import BucketError, BucketSelector
+    from kohya_wrap.sdscripts.stepmath import BucketError, BucketSelector
 
     root = report.loaded.layout.root
     concept, scan = item.concept, item.scan

@@ -9,8 +9,8 @@ from typing import Any
 
 from kohya_wrap.check import CheckReport, effective
 from kohya_wrap.errors import KohyaWrapError
-from kohya_wrap.kohya.render import RenderedConfigs, render_configs
-from kohya_wrap.kohya.stepmath import BucketSettings, EpochMath, SubsetImages, checkpoint_names, epoch_math
+from kohya_wrap.sdscripts.render import RenderedConfigs, render_configs
+from kohya_wrap.sdscripts.stepmath import BucketSettings, EpochMath, SubsetImages, checkpoint_names, epoch_math
 from kohya_wrap.launch.command import build_launch_command, command_line
 
 

@@ -164,7 +164,7 @@ def environment(python: Path, sd_root: Path) -> dict[str, Any]:
     sd-scripts' venv, GPU names from nvidia-smi where there is one, the checkout's commit and changes."""
     import subprocess
 
-    from kohya_wrap.kohya.vendor import dirty_files
+    from kohya_wrap.sdscripts.vendor import dirty_files
 
     code = (
         "import importlib.metadata as m, importlib.util as u, json, os, re\n"
@@ -219,7 +219,7 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
     import time
 
     from kohya_wrap.dashboard import RunState
-    from kohya_wrap.kohya.lrsched import schedule
+    from kohya_wrap.sdscripts.lrsched import schedule
 
     loaded = report.loaded
     layout = loaded.layout

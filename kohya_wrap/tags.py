@@ -310,7 +310,7 @@ def read_captions(folder: Path, extension: str) -> list[CaptionFile]:
 
 def load_concepts(loaded: "LoadedSpec", concept_name: str | None) -> list[ConceptCaptions]:
     """The chosen concepts (all without a name) with their captions and caption settings."""
-    from kohya_wrap.kohya.render import concept_dir
+    from kohya_wrap.sdscripts.render import concept_dir
 
     spec, schema = loaded.spec, loaded.schema
     script = spec.model.script

@@ -888,7 +888,7 @@ def test_imported_specs_pass_kohya_wraps_own_validation(name: str) -> None:
     """The importer's output is a spec the rest of kohya-wrap accepts (models + sd-scripts option schema)."""
     pytest.importorskip("pydantic")
     try:
-        from kohya_wrap.kohya.schema import load_option_schema
+        from kohya_wrap.sdscripts.schema import load_option_schema
         from kohya_wrap.spec.load import validate_spec
     except ImportError as exc:  # the spec package is being written alongside this module
         pytest.skip(f"kohya_wrap spec validation not importable: {exc}")

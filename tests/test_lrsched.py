@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from kohya_wrap.kohya.lrsched import schedule
+from kohya_wrap.sdscripts.lrsched import schedule
 
 SD_PYTHON = os.environ.get("KOHYA_WRAP_SD_PYTHON")  # read before the tests' environment isolation
 DEFAULTS = {"lr_scheduler": "constant", "lr_warmup_steps": 0, "lr_scheduler_num_cycles": 1, "lr_scheduler_power": 1}

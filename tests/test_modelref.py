@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kohya_wrap.kohya.modelref import resolve_ref
+from kohya_wrap.sdscripts.modelref import resolve_ref
 
 
 def seed_hub_cache(hf_home: Path, repo: str, filename: str) -> Path:

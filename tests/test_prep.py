@@ -169,7 +169,7 @@ def test_other_modes(prepared, cli, mode):
         assert set(sizes.values()) == {(RES, RES)}
         assert Image.open(root / "image" / "2_mytoken woman" / "photo.png").getpixel((128, 5)) == (0, 0, 0)  # 600×400 padded
     elif mode == "bucket":
-        from kohya_wrap.kohya.stepmath import BucketSelector, BucketSettings
+        from kohya_wrap.sdscripts.stepmath import BucketSelector, BucketSettings
 
         selector = BucketSelector(BucketSettings((RES, RES), True, 128, 512, 64, False))
         assert sizes["photo.png"] == selector.select(600, 400) and sizes["rotated.png"] == selector.select(320, 480)
@@ -217,7 +217,7 @@ def test_libvips_and_pillow_engines_give_the_same_image(tmp_path, mode):
     from PIL import ImageCms
 
     from kohya_wrap.dataset.prep import PrepSettings, prepare_one, vips
-    from kohya_wrap.kohya.stepmath import BucketSettings
+    from kohya_wrap.sdscripts.stepmath import BucketSettings
 
     if vips() is None:
         pytest.skip("pyvips is not installed")
@@ -244,7 +244,7 @@ def test_libvips_and_pillow_engines_give_the_same_image(tmp_path, mode):
     assert f"decoded at 1/{shrink} scale (libvips)" in vips_ops and f"decoded at 1/{shrink} scale" in pillow_ops
     assert vips_image.size == pillow_image.size
     if mode == "bucket":
-        from kohya_wrap.kohya.stepmath import BucketSelector
+        from kohya_wrap.sdscripts.stepmath import BucketSelector
 
         assert vips_image.size == BucketSelector(buckets).select(1600, 2400)
     else:

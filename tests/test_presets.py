@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kohya_wrap.kohya.schema import load_option_schema
+from kohya_wrap.sdscripts.schema import load_option_schema
 from kohya_wrap.paths import builtin_presets_dir
 from kohya_wrap.presets import all_presets, find_preset
 from kohya_wrap.spec.load import read_toml, resolve_extends, validate_spec

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import toml  # the TOML reader sd-scripts itself uses
 
-from kohya_wrap.kohya.render import render_configs, render_sample_prompts
-from kohya_wrap.kohya.schema import load_option_schema
+from kohya_wrap.sdscripts.render import render_configs, render_sample_prompts
+from kohya_wrap.sdscripts.schema import load_option_schema
 from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.spec.load import validate_spec
 

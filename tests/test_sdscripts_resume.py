@@ -42,7 +42,7 @@ def digest(path: Path) -> str:
 def test_ctrl_c_then_two_resumes(tmp_path, real_sdscripts, monkeypatch, cli):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from kohya_wrap.demo import ensure_demo_model, write_demo_project
-    from kohya_wrap.kohya.install import locate_sd_scripts
+    from kohya_wrap.sdscripts.locate import locate_sd_scripts
 
     model, tokenizers = ensure_demo_model(locate_sd_scripts(), lambda *a, **k: None)
     root = tmp_path / "resume 项目"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kohya_wrap.errors import KohyaWrapError, SpecError
-from kohya_wrap.kohya.schema import load_option_schema
+from kohya_wrap.sdscripts.schema import load_option_schema
 from kohya_wrap.spec.load import apply_overrides, deep_merge, load_project, parse_override, validate_spec
 
 SCHEMA = load_option_schema()

@@ -1,7 +1,7 @@
 """sd-scripts' bucket and step arithmetic, reproduced (cross-checked against the real thing in
 test_sdscripts_plan.py)."""
 
-from kohya_wrap.kohya.stepmath import (
+from kohya_wrap.sdscripts.stepmath import (
     BucketSelector,
     BucketSettings,
     SubsetImages,
@@ -73,7 +73,7 @@ def test_checkpoint_names_follow_sd_scripts():
 def test_images_sd_scripts_cannot_bucket_raise():
     import pytest
 
-    from kohya_wrap.kohya.stepmath import BucketError
+    from kohya_wrap.sdscripts.stepmath import BucketError
 
     selector = BucketSelector(BucketSettings((64, 64), True, 64, 128, 64, no_upscale=True))
     assert selector.select(64, 64) == (64, 64)

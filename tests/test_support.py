@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from kohya_wrap.fsutil import write_text_atomic
-from kohya_wrap.kohya.install import locate_sd_scripts
-from kohya_wrap.kohya.schema import load_option_schema
+from kohya_wrap.sdscripts.locate import locate_sd_scripts
+from kohya_wrap.sdscripts.schema import load_option_schema
 from kohya_wrap.launch.command import build_launch_command, command_line
 from kohya_wrap.paths import ProjectLayout, vendor_dir
 from kohya_wrap.spec.load import resolve_extends, validate_spec

@@ -91,7 +91,7 @@ def test_the_installed_options_validate_projects(installed, tmp_path, cli, monke
     assert "training.network_dimm: train_network.py of sd-scripts v1.0.0 (vendor) has no such option — did you mean 'network_dim'?" in result.err
     assert "use_8bit_adam" not in result.err  # v1.0.0 still has it
 
-    from kohya_wrap.kohya import schema
+    from kohya_wrap.sdscripts import schema
 
     def no_second_run(*args):
         raise AssertionError("the option schema was read again instead of from the cache")

@@ -45,7 +45,7 @@ def caption(directory: Path, kind: str, model_path: str | None, concept_name: st
     from kohya_wrap.caption import CaptionJob, locate_model, model_reference
     from kohya_wrap.cli.progress import ImageProgress
     from kohya_wrap.dataset.scan import scan_folder
-    from kohya_wrap.kohya.render import concept_dir
+    from kohya_wrap.sdscripts.render import concept_dir
     from kohya_wrap.spec.load import load_project
 
     if overwrite and append:

@@ -128,8 +128,8 @@ def init(directory: Path, preset, token, class_, repeats, images, base_model, na
 def _write_new_spec(layout, user: dict[str, Any], overrides: tuple[str, ...]):
     """Validate first, so an invalid spec is never written; keep the previous spec as .bak (undo)."""
     from kohya_wrap.fsutil import copy_file_atomic, write_text_atomic
-    from kohya_wrap.kohya.install import locate_sd_scripts
-    from kohya_wrap.kohya.schema import load_option_schema
+    from kohya_wrap.sdscripts.locate import locate_sd_scripts
+    from kohya_wrap.sdscripts.schema import load_option_schema
     from kohya_wrap.spec.load import apply_overrides, resolve_extends, validate_spec
     from kohya_wrap.spec.write import render_spec_toml
 
@@ -150,7 +150,7 @@ def _import_concept_images(layout, spec, extra_images: Path | None) -> None:
     """Create every concept folder and copy in its `source`; `extra_images` (init --images on an
     existing project) go to the first training concept."""
     from kohya_wrap.dataset.importer import import_images
-    from kohya_wrap.kohya.render import concept_dir
+    from kohya_wrap.sdscripts.render import concept_dir
 
     for concept in spec.concepts:
         target = concept_dir(layout, concept)
@@ -269,7 +269,7 @@ def _print_plan(plan: "TrainingPlan", written: list[Path], root: Path) -> None:
 
 def checked_plan(directory: Path, overrides: tuple[str, ...], as_json: bool, purpose: str) -> tuple["CheckReport", "TrainingPlan", list[Path]]:
     """What `plan` and `run` share: check (stop on errors, before any model loads), plan, render."""
-    from kohya_wrap.kohya.render import write_configs
+    from kohya_wrap.sdscripts.render import write_configs
     from kohya_wrap.plan import build_plan
 
     report = _check(directory, overrides)

@@ -52,7 +52,7 @@ def grid(directory: Path, run_id: str | None, checkpoints: str, weights: str | N
     Cells already rendered with the same settings come from a cache."""
     from kohya_wrap import grid as g
     from kohya_wrap.cli.progress import ImageProgress
-    from kohya_wrap.kohya.modelref import resolve_model_refs
+    from kohya_wrap.sdscripts.modelref import resolve_model_refs
     from kohya_wrap.spec.load import load_project
 
     loaded = load_project(directory, overrides)

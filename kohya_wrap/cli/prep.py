@@ -29,7 +29,7 @@ def prep(directory: Path, concept_name: str | None, source: Path | None, mode: s
     unusable files rejected with a reason. Sources are never modified; re-running skips unchanged ones."""
     from kohya_wrap.cli.progress import ImageProgress
     from kohya_wrap.dataset.prep import list_sources, prep_concept, project_settings, read_manifest, worker_count, write_manifest
-    from kohya_wrap.kohya.render import concept_dir
+    from kohya_wrap.sdscripts.render import concept_dir
     from kohya_wrap.spec.load import load_project
 
     loaded = load_project(directory, overrides)

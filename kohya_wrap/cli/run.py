@@ -161,7 +161,7 @@ def demo(directory: Path, steps: int, plain: bool, as_json: bool, model: Path | 
     import os
 
     from kohya_wrap.demo import ensure_demo_model, write_demo_project
-    from kohya_wrap.kohya.install import locate_sd_scripts
+    from kohya_wrap.sdscripts.locate import locate_sd_scripts
 
     sd = locate_sd_scripts()
     if not sd.usable:

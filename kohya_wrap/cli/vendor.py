@@ -14,8 +14,8 @@ from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
 if TYPE_CHECKING:
-    from kohya_wrap.kohya.schema import OptionSchema
-    from kohya_wrap.kohya.schemadiff import SchemaDiff
+    from kohya_wrap.sdscripts.schema import OptionSchema
+    from kohya_wrap.sdscripts.schemadiff import SchemaDiff
 
 
 class PhaseReporter:
@@ -55,7 +55,7 @@ def vendor(vendor_dir: Path | None) -> None:
 
 
 def _vendor():
-    from kohya_wrap.kohya.vendor import Vendor
+    from kohya_wrap.sdscripts.vendor import Vendor
 
     return Vendor.default()
 
@@ -79,7 +79,7 @@ def _run_phases(work) -> Any:
 @click.option("--force", is_flag=True, help="Overwrite local changes in the checkout.")
 def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, constraints, force) -> int:
     """Clone (or fetch) sd-scripts, check out the pinned commit, build its venv, read its options."""
-    from kohya_wrap.kohya.vendor import DEFAULT_TORCH, InstallOptions, install
+    from kohya_wrap.sdscripts.vendor import DEFAULT_TORCH, InstallOptions, install
 
     vendor = _vendor()
     state = vendor.state()
@@ -97,7 +97,7 @@ def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, co
 @click.option("--no-torch", is_flag=True, help="Skip importing torch in the venv (a few seconds).")
 def vendor_status(as_json: bool, no_torch: bool) -> int:
     """Source, ref, commit, local changes, venv, torch and device; whether the checkout matches the lock."""
-    from kohya_wrap.kohya.vendor import status
+    from kohya_wrap.sdscripts.vendor import status
 
     info = status(_vendor(), with_torch=not no_torch)
     if as_json:
@@ -129,9 +129,9 @@ def vendor_status(as_json: bool, no_torch: bool) -> int:
 def vendor_upgrade(ref, source, exclude, constraints, force, directory: Path) -> int:
     """Move to another sd-scripts version: fetch, check out, reinstall requirements if they changed,
     update the lock, show the option diff, re-check the project in DIRECTORY (default: here)."""
-    from kohya_wrap.kohya.schema import live_schema
-    from kohya_wrap.kohya.schemadiff import diff_schemas
-    from kohya_wrap.kohya.vendor import upgrade
+    from kohya_wrap.sdscripts.schema import live_schema
+    from kohya_wrap.sdscripts.schemadiff import diff_schemas
+    from kohya_wrap.sdscripts.vendor import upgrade
     from kohya_wrap.paths import SPEC_FILENAME
 
     vendor = _vendor()
@@ -178,8 +178,8 @@ def _option_line(option) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def vendor_options(script: str, grep: str | None, as_json: bool) -> int:
     """List the options the installed sd-scripts accepts, with type, default and choices."""
-    from kohya_wrap.kohya.install import locate_sd_scripts
-    from kohya_wrap.kohya.schema import load_option_schema
+    from kohya_wrap.sdscripts.locate import locate_sd_scripts
+    from kohya_wrap.sdscripts.schema import load_option_schema
 
     schema = load_option_schema(locate_sd_scripts())
     options = schema.options(script if script.endswith(".py") else f"{script}.py")
@@ -228,8 +228,8 @@ def _print_diff(diff: "SchemaDiff") -> None:
 def vendor_diff(ref_a: str, ref_b: str, directory: Path, as_json: bool) -> int:
     """Options added, removed and changed between two sd-scripts refs, and what would break in the
     project in DIRECTORY (default: here), with a suggested rewrite."""
-    from kohya_wrap.kohya.schema import schema_at_ref
-    from kohya_wrap.kohya.schemadiff import diff_schemas
+    from kohya_wrap.sdscripts.schema import schema_at_ref
+    from kohya_wrap.sdscripts.schemadiff import diff_schemas
 
     vendor = _vendor()
     if not (vendor.checkout / ".git").exists():
@@ -273,8 +273,8 @@ def _project_breaks(directory: Path, schema: "OptionSchema") -> dict[str, Any] |
 def vendor_use(path: Path, python: Path | None, directory: Path) -> int:
     """Train the project in DIRECTORY (default: here) with an existing sd-scripts checkout at PATH, e.g.
     the one inside a kohya_ss GUI install; recorded in its spec's [sd_scripts] (old spec kept as .bak)."""
-    from kohya_wrap.kohya.install import SdScripts, guess_python
-    from kohya_wrap.kohya.schema import live_schema
+    from kohya_wrap.sdscripts.locate import SdScripts, guess_python
+    from kohya_wrap.sdscripts.schema import live_schema
     from kohya_wrap.spec.edit import set_table
     from kohya_wrap.spec.load import find_spec_file
 

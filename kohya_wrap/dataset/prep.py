@@ -72,7 +72,7 @@ class PrepResult:
 
 @lru_cache(maxsize=4)
 def _bucket_selector(buckets):
-    from kohya_wrap.kohya.stepmath import BucketSelector
+    from kohya_wrap.sdscripts.stepmath import BucketSelector
 
     return BucketSelector(buckets)  # builds sd-scripts' bucket list: once, not per image
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from kohya_wrap.kohya.install import SdScripts
+from kohya_wrap.sdscripts.locate import SdScripts
 from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.spec.models import ProjectSpec
 

@@ -25,8 +25,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
-    from kohya_wrap.kohya.install import SdScripts
-    from kohya_wrap.kohya.schema import OptionSchema
+    from kohya_wrap.sdscripts.locate import SdScripts
+    from kohya_wrap.sdscripts.schema import OptionSchema
     from kohya_wrap.spec.models import ProjectSpec
 
 
@@ -269,8 +269,8 @@ def _unique(problems: list[Problem]) -> list[Problem]:
 
 def load_project(directory: str | Path, overrides: Iterable[str] = (), schema: "OptionSchema | None" = None) -> LoadedSpec:
     """`schema` replaces the one of the project's sd-scripts (e.g. another version's, for a diff)."""
-    from kohya_wrap.kohya.install import locate_sd_scripts
-    from kohya_wrap.kohya.schema import load_option_schema
+    from kohya_wrap.sdscripts.locate import locate_sd_scripts
+    from kohya_wrap.sdscripts.schema import load_option_schema
 
     spec_file = find_spec_file(directory)
     layout = ProjectLayout.at(spec_file.parent)

@@ -4,7 +4,7 @@ Friendly names where sd-scripts is awkward (`[model]`, `[[concepts]]`, `[sample]
 own names elsewhere (`[dataset]` = its dataset_config keys, `[training]` = its argparse dests). The common
 options are typed here with bounds, so a wrong type fails before any model loads; every other key in
 `[training]`, `[dataset]` and a concept is allowed by the model and then checked against the option
-schema of the installed sd-scripts (kohya/schema.py), so an sd-scripts upgrade needs no code change.
+schema of the installed sd-scripts (sdscripts/schema.py), so an sd-scripts upgrade needs no code change.
 Each cross-field rule is one small validator whose message names the fix.
 """
 

@@ -16,7 +16,7 @@ import tomli_w
 
 from kohya_wrap import __version__
 from kohya_wrap.fsutil import write_text_atomic
-from kohya_wrap.kohya.schema import OptionSchema, coerce_dataset_value, coerce_option_value
+from kohya_wrap.sdscripts.schema import OptionSchema, coerce_dataset_value, coerce_option_value
 from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.spec.models import ConceptSpec, ProjectSpec, SamplePrompt
 

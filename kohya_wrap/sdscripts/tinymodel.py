@@ -33,7 +33,7 @@ It runs INSIDE sd-scripts' virtual environment (which has torch, diffusers and t
 imports only the standard library at module level and never imports kohya_wrap; `kohya-wrap demo`
 runs it, and so do the tests::
 
-    <sd-scripts venv python> kohya_wrap/kohya/tinymodel.py OUT_DIR [--tokenizer-cache DIR] [--seed N]
+    <sd-scripts venv python> kohya_wrap/sdscripts/tinymodel.py OUT_DIR [--tokenizer-cache DIR] [--seed N]
 
 Idempotent: the model is built in a temporary sibling folder, a marker file is written last and
 the folder is then renamed to OUT_DIR; when OUT_DIR already holds the marker, the model is not

@@ -21,8 +21,8 @@ from kohya_wrap.errors import KohyaWrapError, Problem
 from kohya_wrap.paths import PACKAGE_DIR
 
 if TYPE_CHECKING:
-    from kohya_wrap.kohya.install import SdScripts
-    from kohya_wrap.kohya.vendor import Vendor
+    from kohya_wrap.sdscripts.locate import SdScripts
+    from kohya_wrap.sdscripts.vendor import Vendor
 
 SNAPSHOT_DIR = PACKAGE_DIR / "data" / "option_schema"
 DATASET_LEVELS = ("general", "dataset", "subset")
@@ -417,7 +417,7 @@ def schema_at_ref(vendor: "Vendor", ref: str) -> OptionSchema:
     (cached per commit), without touching the checkout."""
     import tempfile
 
-    from kohya_wrap.kohya.vendor import archive_tree, open_repo, resolve_or_fetch
+    from kohya_wrap.sdscripts.vendor import archive_tree, open_repo, resolve_or_fetch
 
     if not vendor.python.is_file():
         raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")

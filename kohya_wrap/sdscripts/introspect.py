@@ -28,7 +28,7 @@ What it reads
 
 Usage (with the sd-scripts virtual environment's Python)::
 
-    python kohya_wrap/kohya/introspect.py [--sd-scripts DIR] [--out FILE] [--script NAME ...]
+    python kohya_wrap/sdscripts/introspect.py [--sd-scripts DIR] [--out FILE] [--script NAME ...]
 
 A training script that this version does not have is left out (older releases have no
 flux_train_network.py); at least one must exist.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from kohya_wrap.kohya.schema import OptionInfo, OptionSchema
+from kohya_wrap.sdscripts.schema import OptionInfo, OptionSchema
 
 COMPARED = ("type", "action", "nargs", "default", "choices")
 

@@ -25,7 +25,7 @@ from typing import IO, Any, Callable, Iterator
 
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
-from kohya_wrap.kohya.install import SdScripts, venv_python
+from kohya_wrap.sdscripts.locate import SdScripts, venv_python
 from kohya_wrap.launch.process import child_env
 from kohya_wrap.paths import PACKAGE_DIR, vendor_dir
 
@@ -398,7 +398,7 @@ class InstallOptions:
 
 def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], None]) -> Lock:
     """Clone or fetch, check out the pinned (or given) ref, build the venv, read the options."""
-    from kohya_wrap.kohya.schema import live_schema
+    from kohya_wrap.sdscripts.schema import live_schema
 
     pinned = vendor.lock()
     source = options.source or (pinned.source if pinned else DEFAULT_SOURCE)
@@ -445,7 +445,7 @@ def upgrade(
     constraints: tuple[str, ...] | None, report: Callable[[str], None],
 ) -> UpgradeResult:
     """`constraints` None keeps the installed pins; a tuple replaces them (and reinstalls)."""
-    from kohya_wrap.kohya.schema import live_schema
+    from kohya_wrap.sdscripts.schema import live_schema
 
     old = vendor.lock()
     if old is None or not (vendor.checkout / ".git").exists() or not vendor.python.is_file():
