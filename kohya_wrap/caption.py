@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from kohya_wrap.dataset.scan import scan_folder
 from kohya_wrap.errors import KohyaWrapError
+from kohya_wrap.fsutil import dataset_lock, write_text_atomic
+from kohya_wrap.spec.load import LoadedSpec
+from kohya_wrap.workers import Progress, cpu_count, no_progress
 
 BLIP_DEFAULT = "Salesforce/blip-image-captioning-large"
 WD14_DEFAULT = "SmilingWolf/wd-swinv2-tagger-v3"
@@ -77,10 +81,6 @@ def pick_device(requested: str) -> str:
     return requested
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @dataclass
 class BlipOptions:
     beams: int = 3
@@ -105,7 +105,7 @@ class BlipCaptioner:
         self.torch, self.options = torch, options
         self.device = pick_device(options.device)
         if self.device == "cpu":
-            torch.set_num_threads(_cores())
+            torch.set_num_threads(cpu_count())
         dtype = torch.float16 if self.device == "cuda" else torch.float32
         self.processor = BlipProcessor.from_pretrained(folder)
         self.model = BlipForConditionalGeneration.from_pretrained(folder, dtype=dtype).to(self.device).eval()
@@ -149,7 +149,7 @@ class Wd14Tagger:
 
         self.options = options
         settings = ort.SessionOptions()
-        settings.intra_op_num_threads = _cores()
+        settings.intra_op_num_threads = cpu_count()
         available = ort.get_available_providers()
         providers = ["CPUExecutionProvider"]
         if options.device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
@@ -234,6 +234,67 @@ def compose(job: CaptionJob, generated: str) -> str:
     return ", ".join(([job.prefix] if job.prefix else []) + items + ([job.suffix] if job.suffix else []))
 
 
+@dataclass
+class ConceptJobs:
+    """One concept's captioning work: the images to caption, and those left alone."""
+
+    label: str
+    folder: Path
+    jobs: list[CaptionJob]
+    skipped: int  # already captioned
+    unreadable: list[Path]  # existing captions (for --append) that are not UTF-8
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    concept: str | None = None  # only this concept (default: every training concept)
+    prefix: str | None = None  # default: the concept's trigger token
+    no_prefix: bool = False
+    suffix: str = ""
+    overwrite: bool = False
+    append: bool = False
+
+
+def plan_jobs(loaded: LoadedSpec, options: JobOptions) -> list[ConceptJobs]:
+    """What to caption: every image of the chosen concepts without a caption (all of them with
+    `overwrite` or `append`), in the concept's own caption extension."""
+    if options.overwrite and options.append:
+        raise KohyaWrapError("--overwrite and --append: choose one", "--overwrite replaces captions, --append adds to them")
+    plan = []
+    for item in loaded.settings.select_concepts(options.concept, loaded.layout.spec_file, training_only=True):
+        scan = scan_folder(item.folder, read_sizes=False)
+        if not scan.exists:
+            raise KohyaWrapError(f"{item.folder}: concept {item.label!r} has no image folder yet", "run `kohya-wrap prep` (or `init --images`) first")
+        lead = "" if options.no_prefix else options.prefix if options.prefix is not None else item.concept.token
+        jobs, skipped, unreadable = [], 0, []
+        for image in scan.images:
+            target = Path(image.stem_path + item.caption_extension)
+            existing = None
+            if target.exists():
+                if not (options.overwrite or options.append):
+                    skipped += 1
+                    continue
+                if options.append:
+                    try:
+                        existing = target.read_bytes().decode("utf-8").lstrip("\ufeff")
+                    except UnicodeDecodeError:
+                        unreadable.append(target)
+                        continue
+            jobs.append(CaptionJob(image.path, target, lead, options.suffix, existing))
+        plan.append(ConceptJobs(item.label, item.folder, jobs, skipped, unreadable))
+    return plan
+
+
+def load_captioner(kind: str, folder: Path, blip: BlipOptions, tagger: TaggerOptions):
+    """The BLIP captioner or WD14 tagger from a model folder; a missing library is named with the fix."""
+    try:
+        return BlipCaptioner(folder, blip) if kind == "blip" else Wd14Tagger(folder, tagger)
+    except ImportError as exc:
+        needs = "torch and transformers" if kind == "blip" else "onnxruntime and numpy"
+        raise KohyaWrapError(f"caption --model {kind} needs {needs} ({exc.name or exc} is not installed)",
+                             "pip install 'kohya-wrap[caption]'") from None
+
+
 def load_image(path: Path):
     """RGB, upright, transparency on white: how the captioner should see the training image."""
     from PIL import Image, ImageOps
@@ -257,8 +318,6 @@ def run_captioner(captioner: Callable[[list], list[str]], jobs: list[CaptionJob]
                   on_done: Callable[[int], None] | None = None) -> CaptionReport:
     """Caption in batches; the next batch's images are decoded on another thread while the model runs.
     Each caption is written (atomically) as soon as its batch is done, so an interruption keeps them."""
-    from kohya_wrap.fsutil import write_text_atomic
-
     report = CaptionReport()
 
     def load(batch: list[CaptionJob]):
@@ -294,3 +353,28 @@ def _finish(captioner, loaded, report: CaptionReport, write, on_done) -> None:
         report.written.append(job.caption)
     if on_done:
         on_done(len(jobs))
+
+
+@dataclass
+class ConceptCaptioned:
+    jobs: ConceptJobs
+    report: CaptionReport
+    seconds: float
+
+
+def caption_project(loaded: LoadedSpec, plan: list[ConceptJobs], captioner: Callable[[list], list[str]] | None, batch_size: int,
+                    progress: Progress = no_progress) -> list[ConceptCaptioned]:
+    """Run the planned jobs concept by concept (holding the project's dataset lock)."""
+    import time
+
+    results = []
+    with dataset_lock(loaded.layout.root, "caption"):
+        for concept in plan:
+            started = time.monotonic()
+            report = CaptionReport()
+            if concept.jobs:
+                assert captioner is not None
+                with progress(concept.label, len(concept.jobs)) as bar:
+                    report = run_captioner(captioner, concept.jobs, batch_size, on_done=lambda n: bar.advance(count=n))
+            results.append(ConceptCaptioned(concept, report, time.monotonic() - started))
+    return results

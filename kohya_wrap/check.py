@@ -8,35 +8,19 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
-from kohya_wrap.dataset.scan import FolderScan, scan_folder
-from kohya_wrap.errors import Problem
+from kohya_wrap.dataset.scan import ConceptScan, scan_folder
+from kohya_wrap.errors import Finding, Severity
+from kohya_wrap.lint import ConceptLint, lint_project
+from kohya_wrap.paths import relative
 from kohya_wrap.sdscripts.locate import SdScripts
 from kohya_wrap.sdscripts.modelref import ResolvedRef, resolve_model_refs
-from kohya_wrap.sdscripts.render import concept_dir
-from kohya_wrap.sdscripts.stepmath import BucketError, BucketSelector, BucketSettings
+from kohya_wrap.sdscripts.stepmath import BucketError, BucketSelector
 from kohya_wrap.spec.load import LoadedSpec
-from kohya_wrap.spec.models import ConceptSpec
+from kohya_wrap.spec.settings import Settings
 
-Severity = Literal["error", "warning", "info"]
 FOLDER_NAME = re.compile(r"^(\d+)_(.+)$")
 MAX_LISTED = 5  # per problem kind and folder; the rest are counted
-
-
-@dataclass(frozen=True)
-class Finding(Problem):
-    severity: Severity = "error"
-
-    def as_dict(self) -> dict[str, str]:
-        return {"severity": self.severity, "where": self.where, "what": self.what, "fix": self.fix}
-
-
-@dataclass(frozen=True)
-class ConceptScan:
-    concept: ConceptSpec
-    folder: Path
-    scan: FolderScan
 
 
 @dataclass
@@ -44,10 +28,16 @@ class CheckReport:
     loaded: LoadedSpec
     concepts: list[ConceptScan]
     models: list[ResolvedRef]
-    sd_scripts: SdScripts
-    bucket: BucketSettings
     findings: list[Finding] = field(default_factory=list)
-    lint: list = field(default_factory=list)  # kohya_wrap.lint.ConceptLint per concept: statistics and dataset findings
+    lint: list[ConceptLint] = field(default_factory=list)  # per concept: statistics and dataset findings
+
+    @property
+    def settings(self) -> Settings:
+        return self.loaded.settings
+
+    @property
+    def sd_scripts(self) -> SdScripts:
+        return self.loaded.sd_scripts
 
     @property
     def errors(self) -> list[Finding]:
@@ -58,10 +48,7 @@ class CheckReport:
 
 
 def _rel(layout_root: Path, path: Path) -> str:
-    try:
-        return str(path.relative_to(layout_root))
-    except ValueError:
-        return str(path)
+    return relative(path, layout_root)
 
 
 def _listed(paths: list[Path], root: Path) -> str:
@@ -97,8 +84,7 @@ def _check_concept(report: CheckReport, item: ConceptScan) -> None:
 def _check_captions(report: CheckReport, item: ConceptScan) -> None:
     root = report.loaded.layout.root
     where = _rel(root, item.folder)
-    dataset = report.loaded.spec.dataset
-    extension = item.concept.subset_options().get("caption_extension", dataset.caption_extension)
+    extension = item.concept.caption_extension
     paired = item.scan.captions_with(extension)
     images = item.scan.images
     other_exts: dict[str, int] = {}
@@ -111,11 +97,11 @@ def _check_captions(report: CheckReport, item: ConceptScan) -> None:
             ext, count = max(other_exts.items(), key=lambda kv: kv[1])
             report.add("error", where, f"caption_extension is \"{extension}\" but the captions here are {count} \"{ext}\" file(s)", f"set dataset.caption_extension = \"{ext}\" (or rename the files)")
         else:
-            report.add("warning", where, f"no \"{extension}\" caption files", f"sd-scripts will caption every image \"{item.concept.class_tokens}\"; add captions for better control")
+            report.add("warning", where, f"no \"{extension}\" caption files", f"sd-scripts will caption every image \"{item.concept.concept.class_tokens}\"; add captions for better control")
         return
     missing = [image.path for image in images if image.path not in paired]
     if missing:
-        report.add("warning", where, f"{len(missing)} of {len(images)} images have no \"{extension}\" caption: {_listed(missing, root)}", f"they train with the caption \"{item.concept.class_tokens}\"")
+        report.add("warning", where, f"{len(missing)} of {len(images)} images have no \"{extension}\" caption: {_listed(missing, root)}", f"they train with the caption \"{item.concept.concept.class_tokens}\"")
     bad_encoding, empty, bom = [], [], []
     for caption in paired.values():
         data = caption.read_bytes()
@@ -162,32 +148,9 @@ def _check_stray_folders(report: CheckReport) -> None:
                 report.add("error", where, "is not a concept in the spec, so its images are not trained", f"add a [[concepts]] entry with repeats = {match.group(1)} for '{words}', or move it out of {parent.name}/")
 
 
-def effective(spec_value, fallback):
-    """A spec value, or sd-scripts' own default where the spec leaves it unset."""
-    return spec_value if spec_value is not None else fallback
-
-
-def bucket_settings(loaded: LoadedSpec) -> BucketSettings:
-    """The bucketing sd-scripts will do: the spec's [dataset] values over its argparse defaults."""
-    dataset, schema, script = loaded.spec.dataset, loaded.schema, loaded.spec.model.script
-    size = dataset.size
-    assert size is not None  # the spec validator requires it
-    enable = bool(effective(dataset.enable_bucket, schema.default(script, "enable_bucket")))
-    steps = effective(dataset.bucket_reso_steps, schema.default(script, "bucket_reso_steps"))
-    min_reso = effective(dataset.min_bucket_reso, schema.default(script, "min_bucket_reso"))
-    max_reso = effective(dataset.max_bucket_reso, schema.default(script, "max_bucket_reso"))
-    if enable:  # sd-scripts' adjust_min_max_bucket_reso_by_steps: min rounds down, max up, to steps
-        min_reso -= min_reso % steps
-        max_reso += (steps - max_reso % steps) % steps
-    return BucketSettings(
-        resolution=size, enable_bucket=enable, min_reso=min_reso, max_reso=max_reso, reso_steps=steps,
-        no_upscale=bool(effective(dataset.bucket_no_upscale, schema.default(script, "bucket_no_upscale"))),
-    )
-
-
 def _check_bucket_range(report: CheckReport) -> None:
     """sd-scripts asserts these at start-up, after loading the model; say so before."""
-    settings, dataset = report.bucket, report.loaded.spec.dataset
+    settings, dataset = report.settings.bucket, report.loaded.spec.dataset
     if not settings.enable_bucket:
         return
     short, long = min(settings.resolution), max(settings.resolution)
@@ -200,7 +163,7 @@ def _check_bucket_range(report: CheckReport) -> None:
 
 
 def _check_buckets(report: CheckReport) -> None:
-    settings = report.bucket
+    settings = report.settings.bucket
     selector = BucketSelector(settings)
     for item in report.concepts:
         failed = []
@@ -250,20 +213,13 @@ def _check_sd_scripts(report: CheckReport) -> None:
 
 
 def check_project(loaded: LoadedSpec) -> CheckReport:
-    concepts = []
-    for concept in loaded.spec.concepts:
-        folder = concept_dir(loaded.layout, concept)
-        concepts.append(ConceptScan(concept, folder, scan_folder(folder)))
-    report = CheckReport(
-        loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root), loaded.sd_scripts, bucket_settings(loaded)
-    )
+    concepts = [ConceptScan(concept, scan_folder(concept.folder)) for concept in loaded.settings.concepts]
+    report = CheckReport(loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root))
     for item in concepts:
         _check_concept(report, item)
     _check_bucket_range(report)
     _check_buckets(report)
-    from kohya_wrap.lint import lint_project
-
-    report.lint = lint_project(report)
+    report.lint = lint_project(concepts, loaded.settings, loaded.layout.root)
     for concept_lint in report.lint:
         report.findings.extend(concept_lint.findings)
     _check_stray_folders(report)

@@ -6,11 +6,11 @@ with a tiny text encoder, VAE and byte-level tokenizer; it is built once into th
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
+from kohya_wrap.launch.process import run
 from kohya_wrap.sdscripts.locate import SdScripts
 from kohya_wrap.paths import SPEC_FILENAME, ProjectLayout, user_cache_dir
 
@@ -65,10 +65,7 @@ def ensure_demo_model(sd: SdScripts, report) -> tuple[Path, Path]:
         report(f"demo model: {model} (cached)")
         return model, tokenizers
     report(f"building the demo model once (~30 s, 1.7 GB) into {model} …")
-    result = subprocess.run(
-        [str(sd.python), str(TINYMODEL), str(model), "--tokenizer-cache", str(tokenizers)],
-        capture_output=True, text=True, stdin=subprocess.DEVNULL,
-    )
+    result = run([str(sd.python), str(TINYMODEL), str(model), "--tokenizer-cache", str(tokenizers)])
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
         raise KohyaWrapError(f"building the demo model with {sd.python} failed: {tail}", "check sd-scripts' venv (`kohya-wrap vendor status`)")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Literal
+
+Severity = Literal["error", "warning", "info"]
 
 
 class ExitCode(IntEnum):
@@ -24,6 +27,16 @@ class Problem:
     def line(self) -> str:
         text = f"{self.where}: {self.what}" if self.where else self.what
         return f"{text} — {self.fix}" if self.fix else text
+
+
+@dataclass(frozen=True)
+class Finding(Problem):
+    """A problem `check` or `lint` found in a project; errors stop `plan` and `run`, warnings do not."""
+
+    severity: Severity = "error"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"severity": self.severity, "where": self.where, "what": self.what, "fix": self.fix}
 
 
 class KohyaWrapError(Exception):

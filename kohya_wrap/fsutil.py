@@ -1,12 +1,18 @@
-"""Atomic writes: a crash or Ctrl-C never leaves a half-written config, caption or copy behind."""
+"""Atomic writes (a crash or Ctrl-C never leaves a half-written config, caption or copy behind), file
+hashes, and the locks that keep two kohya-wrap processes from editing the same files at once."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
+import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from kohya_wrap.errors import KohyaWrapError
 
 
 def _replace_from_temp(path: Path, fill) -> None:
@@ -50,3 +56,36 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@contextmanager
+def exclusive_lock(path: Path, busy: str, hint: str) -> Iterator[None]:
+    """Hold an OS file lock (filelock) at `path` for the block, or fail at once with `busy` (plus the
+    holder's pid and command). The OS releases it when the holder dies, so a lock is never stale."""
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    owner = path.with_name(path.name + ".owner")
+    lock = FileLock(str(path), timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = owner.read_text(encoding="utf-8").strip()
+        except OSError:
+            holder = ""
+        raise KohyaWrapError(f"{busy} ({holder})" if holder else busy, hint) from None
+    try:
+        owner.write_text(f"pid {os.getpid()}: kohya-wrap {' '.join(sys.argv[1:])}".strip() + "\n", encoding="utf-8")
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
+
+
+def dataset_lock(root: Path, command: str):
+    """The lock every command that writes a project's training images or captions holds (prep, caption,
+    tags), so two of them never edit the same files at once."""
+    return exclusive_lock(root / ".kohya-wrap" / "dataset.lock",
+                          f"{root}: another kohya-wrap command is changing this project's images or captions",
+                          f"wait for it to finish, then run `kohya-wrap {command}` again")

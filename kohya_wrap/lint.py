@@ -9,22 +9,23 @@ extension, and mixed file formats. `check` runs the same findings; `lint` also s
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kohya_wrap.dataset.scan import CAPTION_LIKE_SUFFIXES, ImageEntry
-
-if TYPE_CHECKING:
-    from kohya_wrap.check import CheckReport, ConceptScan, Finding
+from kohya_wrap.dataset.dhash import HashCache, hamming
+from kohya_wrap.dataset.scan import CAPTION_LIKE_SUFFIXES, ConceptScan, ImageEntry
+from kohya_wrap.dataset.tokens import counter_for, token_pattern
+from kohya_wrap.errors import Finding, Severity
+from kohya_wrap.paths import relative
+from kohya_wrap.sdscripts.stepmath import BucketError, BucketSelector
+from kohya_wrap.spec.settings import Settings
 
 MIN_IMAGES = 15  # below this a LoRA mostly memorises its few images
 UPSCALE_TOLERANCE = 1.05  # bucket rounding alone scales by a few per cent
-DEFAULT_NEAR_DISTANCE = 5
 
 
 @dataclass
@@ -37,23 +38,16 @@ class ConceptLint:
     short_sides: tuple[int, int, int] | None = None  # min, median, max
     buckets: list[tuple[tuple[int, int], int]] = field(default_factory=list)  # (bucket, images) by count
     upscaled: int = 0
-    findings: list["Finding"] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
 
     def as_dict(self, root: Path) -> dict[str, Any]:
         return {
-            "label": self.label, "folder": _rel(root, self.folder), "is_reg": self.is_reg, "images": self.images,
+            "label": self.label, "folder": relative(self.folder, root), "is_reg": self.is_reg, "images": self.images,
             "formats": self.formats,
             "short_side": dict(zip(("min", "median", "max"), self.short_sides)) if self.short_sides else None,
             "buckets": [{"width": b[0], "height": b[1], "images": n} for b, n in self.buckets],
             "upscaled": self.upscaled, "findings": [f.as_dict() for f in self.findings],
         }
-
-
-def _rel(root: Path, path: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _names(paths, limit: int = 5) -> str:
@@ -64,77 +58,7 @@ def _names(paths, limit: int = 5) -> str:
 # ---------------------------------------------------------------------------------------------- hashes
 
 
-class HashCache:
-    """Difference hashes of training images, kept in `.kohya-wrap/cache/dhash.json` keyed by path,
-    size and modification time, so a second lint decodes nothing. New images are hashed on every
-    core (threads: Pillow releases the GIL while it decodes)."""
-
-    def __init__(self, root: Path) -> None:
-        self.file = root / ".kohya-wrap" / "cache" / "dhash.json"
-        try:
-            self.entries: dict[str, list] = json.loads(self.file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            self.entries = {}
-        self.seen: set[str] = set()
-        self.changed = False
-
-    def hashes(self, paths: list[Path]) -> dict[Path, int]:
-        stale = []
-        for path in paths:
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            self.seen.add(str(path))
-            entry = self.entries.get(str(path))
-            if not (entry and entry[0] == stat.st_size and entry[1] == stat.st_mtime_ns):
-                stale.append((path, stat))
-        if stale:
-            from concurrent.futures import ThreadPoolExecutor
-
-            from kohya_wrap.dataset.prep import worker_count
-
-            with ThreadPoolExecutor(worker_count(len(stale))) as pool:
-                for (path, stat), value in zip(stale, pool.map(_image_dhash, [p for p, _ in stale])):
-                    self.entries[str(path)] = [stat.st_size, stat.st_mtime_ns, f"{value:016x}" if value is not None else ""]
-            self.changed = True
-        found = {}
-        for path in paths:
-            entry = self.entries.get(str(path))
-            if entry and entry[2]:
-                found[path] = int(entry[2], 16)
-        return found
-
-    def save(self) -> None:
-        """Write the cache (only the images seen this time: deleted ones drop out)."""
-        if not self.changed and self.seen == set(self.entries):
-            return
-        from kohya_wrap.fsutil import write_text_atomic
-
-        try:
-            write_text_atomic(self.file, json.dumps({key: self.entries[key] for key in sorted(self.seen) if key in self.entries}))
-        except OSError:
-            pass  # a read-only project still lints; it just hashes again next time
-
-
-def _image_dhash(path: Path) -> int | None:
-    from PIL import Image, ImageOps
-
-    from kohya_wrap.dataset.prep import dhash
-
-    try:
-        with Image.open(path) as image:
-            image.draft("L", (64, 64))  # JPEG: decode at 1/8 scale; a no-op for other formats
-            return dhash(ImageOps.exif_transpose(image))
-    except Exception:  # noqa: BLE001 - unreadable images are check's finding, not lint's
-        return None
-
-
 # ---------------------------------------------------------------------------------------------- findings
-
-
-def _token_pattern(token: str) -> re.Pattern[str]:
-    return re.compile(r"(?<!\w)" + re.escape(token) + r"(?!\w)", re.IGNORECASE)
 
 
 def _read_captions(paths: dict[Path, Path]) -> dict[Path, str]:
@@ -148,17 +72,14 @@ def _read_captions(paths: dict[Path, Path]) -> dict[Path, str]:
     return texts
 
 
-def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, counter, settings: dict[str, Any]) -> ConceptLint:
-    from kohya_wrap.check import Finding
-    from kohya_wrap.sdscripts.stepmath import BucketError, BucketSelector
-
-    root = report.loaded.layout.root
-    concept, scan = item.concept, item.scan
+def lint_concept(item: ConceptScan, settings: Settings, root: Path, hashes: HashCache, counter) -> ConceptLint:
+    own, scan = item.concept, item.scan
+    concept = own.concept
     result = ConceptLint(concept.label, item.folder, concept.is_reg)
-    where = _rel(root, item.folder)
+    where = relative(item.folder, root)
 
-    def add(severity: str, what: str, fix: str = "") -> None:
-        result.findings.append(Finding(where, what, fix, severity))  # type: ignore[arg-type]
+    def add(severity: Severity, what: str, fix: str = "") -> None:
+        result.findings.append(Finding(where, what, fix, severity))
 
     if not scan.exists:
         return result
@@ -177,7 +98,7 @@ def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, 
             "add more varied images (angles, distances, backgrounds, lighting); 20–50 is a common range")
 
     # --- buckets and upscaling, the way sd-scripts assigns them
-    selector = BucketSelector(report.bucket)
+    selector = BucketSelector(settings.bucket)
     per_bucket: dict[tuple[int, int], list[ImageEntry]] = {}
     upscaled: list[tuple[float, ImageEntry]] = []
     for image in images:
@@ -198,22 +119,20 @@ def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, 
         add("warning", f"{len(upscaled)} image(s) are smaller than their training size and get upscaled, which trains blur: {examples}"
             + (f" and {len(upscaled) - 3} more" if len(upscaled) > 3 else ""),
             "use larger originals, lower dataset.resolution, or set dataset.bucket_no_upscale = true")
-    if report.bucket.enable_bucket and len(per_bucket) > 1:
+    if settings.bucket.enable_bucket and len(per_bucket) > 1:
         single = [(b, v[0]) for b, v in per_bucket.items() if len(v) == 1]
         if single:
-            batch = settings["batch_size"]
+            batch = settings.batch_size
             listing = ", ".join(f"{b[0]}×{b[1]} ({img.path.name})" for b, img in single[:5]) + (f" and {len(single) - 5} more" if len(single) > 5 else "")
             if batch > 1:
-                add("warning", f"{len(single)} bucket(s) hold a single image: {listing}; with train_batch_size {batch} each batch from such a bucket repeats that one image",
+                add("warning", f"{len(single)} bucket(s) hold a single image: {listing}; with a batch size of {batch} each batch from such a bucket repeats that one image",
                     "crop those images to a common aspect ratio (`kohya-wrap prep --mode crop`), or add images of that shape")
             else:
-                add("info", f"{len(single)} bucket(s) hold a single image: {listing}", "fine at train_batch_size 1; with larger batches crop them to a common aspect ratio")
+                add("info", f"{len(single)} bucket(s) hold a single image: {listing}", "fine at a batch size of 1; with larger batches crop them to a common aspect ratio")
 
     # --- near-duplicates
-    distance = settings["near_distance"]
+    distance = settings.near_duplicate_distance
     if distance:
-        from kohya_wrap.dataset.prep import hamming
-
         known = hashes.hashes([i.path for i in images])
         hashed = [(i, known[i.path]) for i in images if i.path in known]
         pairs = []
@@ -227,7 +146,7 @@ def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, 
                 "keep one image of each pair (`kohya-wrap prep` rejects near-duplicates)")
 
     # --- captions
-    extension = settings["caption_extension"]
+    extension = own.caption_extension
     paired = scan.captions_with(extension)
     image_stems = {os.path.splitext(str(i.path))[0] for i in scan.images} | {os.path.splitext(str(p))[0] for p in scan.skipped}
     orphans = [s for s in scan.sidecars if s.name.endswith(extension) and os.path.splitext(str(s))[0] not in image_stems]
@@ -244,13 +163,13 @@ def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, 
                 f"rename them to \"{extension}\" (or set caption_extension)")
     texts = _read_captions(paired)
     if texts and not concept.is_reg:
-        pattern = _token_pattern(concept.token)
+        pattern = token_pattern(concept.token)
         lacking = [image for image, text in texts.items() if not pattern.search(text)]
         if lacking:
             add("warning", f"{len(lacking)} of {len(texts)} caption(s) do not contain the trigger token \"{concept.token}\": {_names(paired[i] for i in lacking)}",
                 f"add \"{concept.token}\" at the start of each caption: it is the word the LoRA learns to respond to")
-        if settings["shuffle"]:
-            keep = settings["keep_tokens"]
+        if own.shuffle_caption:
+            keep = own.keep_tokens
             if keep < 1:
                 add("warning", f"shuffle_caption is on with keep_tokens = 0, so the trigger token \"{concept.token}\" is shuffled to a random place in every caption",
                     "put the trigger token first in each caption and set dataset.keep_tokens = 1")
@@ -260,7 +179,7 @@ def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, 
                 if buried:
                     add("warning", f"{len(buried)} caption(s) have the trigger token \"{concept.token}\" after the first {keep} tag(s) that keep_tokens holds in place, so shuffling moves it: {_names(paired[i] for i in buried)}",
                         "put the trigger token first in those captions")
-    window = settings["token_window"]
+    window = settings.token_window
     if texts and window:
         lengths = {image: counter.count(text) for image, text in texts.items()}
         long = sorted((image for image, n in lengths.items() if n > window), key=lambda i: -lengths[i])
@@ -278,35 +197,9 @@ def lint_concept(report: "CheckReport", item: "ConceptScan", hashes: HashCache, 
     return result
 
 
-def concept_settings(report: "CheckReport", item: "ConceptScan") -> dict[str, Any]:
-    """The settings that decide what is a problem for this concept: its own subset keys over [dataset]."""
-    from kohya_wrap.check import effective
-
-    loaded = report.loaded
-    spec, schema, script = loaded.spec, loaded.schema, loaded.spec.model.script
-    own = item.concept.subset_options()
-    dataset = spec.dataset
-    shuffle = own.get("shuffle_caption", effective(dataset.shuffle_caption, schema.default(script, "shuffle_caption")))
-    keep = own.get("keep_tokens", effective(dataset.keep_tokens, schema.default(script, "keep_tokens")))
-    window = None
-    if spec.model.family in ("sd15", "sd2", "sdxl"):  # CLIP text encoders; FLUX reads its caption through T5 too
-        window = spec.training.max_token_length or 75
-    near = spec.prep.near_duplicate_distance
-    return {
-        "caption_extension": own.get("caption_extension", dataset.caption_extension),
-        "shuffle": bool(shuffle), "keep_tokens": int(keep or 0),
-        "batch_size": int(effective(spec.training.train_batch_size, schema.default(script, "train_batch_size")) or 1),
-        "near_distance": DEFAULT_NEAR_DISTANCE if near is None else near, "token_window": window,
-    }
-
-
-def lint_project(report: "CheckReport") -> list[ConceptLint]:
-    from kohya_wrap.dataset.tokens import counter_for
-
-    cache_dir = report.loaded.spec.training.set_fields().get("tokenizer_cache_dir")
-    root = report.loaded.layout.root
-    counter = counter_for(root / Path(cache_dir).expanduser() if cache_dir else None)
-    hashes = HashCache(report.loaded.layout.root)
-    results = [lint_concept(report, item, hashes, counter, concept_settings(report, item)) for item in report.concepts]
+def lint_project(concepts: list[ConceptScan], settings: Settings, root: Path) -> list[ConceptLint]:
+    counter = counter_for(settings.tokenizer_cache_dir)
+    hashes = HashCache(root)
+    results = [lint_concept(item, settings, root, hashes, counter) for item in concepts]
     hashes.save()
     return results

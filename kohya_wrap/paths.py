@@ -114,15 +114,9 @@ def vendor_dir() -> Path:
     return user_data_dir() / "vendor"
 
 
-def find_run(runs_dir: Path, run_id: str | None) -> Path | None:
-    """runs/<run_id> when it has a record (else a KohyaWrapError naming what to do), or without an id
-    the newest run with a record; None when there is none yet."""
-    from kohya_wrap.errors import KohyaWrapError
-
-    if run_id is not None:
-        run_dir = runs_dir / run_id
-        if run_id in ("", ".", "..") or Path(run_id).name != run_id or not (run_dir / "manifest.json").is_file():
-            raise KohyaWrapError(f"{run_dir}: no such run record", "see `kohya-wrap runs` for the ids")
-        return run_dir
-    candidates = sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True) if runs_dir.is_dir() else []
-    return next((run_dir for run_dir in candidates if (run_dir / "manifest.json").is_file()), None)
+def relative(path: Path, root: Path) -> str:
+    """`path` as it is shown to users: relative to `root` (with /) where it lies inside, else whole."""
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)

@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kohya_wrap.check import CheckReport, effective
-from kohya_wrap.errors import KohyaWrapError
-from kohya_wrap.sdscripts.render import RenderedConfigs, render_configs
-from kohya_wrap.sdscripts.stepmath import BucketSettings, EpochMath, SubsetImages, checkpoint_names, epoch_math
+from kohya_wrap.check import CheckReport, check_project
+from kohya_wrap.errors import Finding, KohyaWrapError
 from kohya_wrap.launch.command import build_launch_command, command_line
+from kohya_wrap.sdscripts.render import RenderedConfigs, render_configs, write_configs
+from kohya_wrap.sdscripts.stepmath import BucketSettings, EpochMath, SubsetImages, epoch_math
+from kohya_wrap.spec.load import load_project
 
 
 @dataclass(frozen=True)
@@ -73,45 +74,56 @@ def build_plan(report: CheckReport) -> TrainingPlan:
     if report.errors:
         raise KohyaWrapError(f"{report.loaded.layout.spec_file}: `check` found {len(report.errors)} error(s)", "fix them first (see `kohya-wrap check`)")
     loaded = report.loaded
-    spec, schema = loaded.spec, loaded.schema
-    script = spec.model.script
-    dataset, training = spec.dataset, spec.training
-    extras = dataset.model_extra or {}
-    default = lambda name: schema.default(script, name)  # noqa: E731 - sd-scripts' argparse defaults
-
-    bucket = report.bucket
-    batch_size = extras.get("batch_size") or training.train_batch_size or default("train_batch_size") or 1
-    accumulation = effective(training.gradient_accumulation_steps, default("gradient_accumulation_steps")) or 1
+    spec, schema, settings = loaded.spec, loaded.schema, loaded.settings
     subsets = [
-        SubsetImages(tuple(image.size for image in item.scan.images if image.size), item.concept.repeats, item.concept.is_reg)
+        SubsetImages(tuple(image.size for image in item.scan.images if image.size), item.concept.concept.repeats, item.concept.is_reg)
         for item in report.concepts
     ]
     math = epoch_math(
         subsets,
-        bucket,
-        batch_size=batch_size,
-        gradient_accumulation_steps=accumulation,
-        num_processes=spec.launch.num_processes,
-        max_train_epochs=training.max_train_epochs,
-        max_train_steps=effective(training.max_train_steps, default("max_train_steps")),
+        settings.bucket,
+        batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        num_processes=settings.num_processes,
+        max_train_epochs=settings.max_train_epochs,
+        max_train_steps=settings.max_train_steps,
     )
-    extension = "." + (training.save_model_as or default("save_model_as") or "safetensors")
-    checkpoints = checkpoint_names(
-        spec.name, extension, math.total_steps, math.epochs, math.steps_per_epoch,
-        training.save_every_n_epochs, training.save_every_n_steps,
-    )
+    checkpoints = settings.checkpoint_names(math.total_steps, math.epochs, math.steps_per_epoch)
     notes = [ref.note for ref in report.models if ref.note]
-    if extras.get("validation_split"):
+    if (spec.dataset.model_extra or {}).get("validation_split"):
         notes.append("dataset.validation_split is set: sd-scripts holds some images out, so it will report fewer steps than shown")
     models = {ref.field: ref.value for ref in report.models if ref.value is not None}
-    rendered = render_configs(spec, loaded.layout, schema, models)
-    command = build_launch_command(spec, loaded.layout, report.sd_scripts, os.cpu_count() or 1)
+    rendered = render_configs(spec, settings, loaded.layout, schema, models)
+    command = build_launch_command(spec.launch, settings, loaded.layout, report.sd_scripts)
     concepts = tuple(
-        ConceptPlan(item.concept.label, item.folder, item.concept.is_reg, len(item.scan.images), item.concept.repeats)
+        ConceptPlan(item.concept.label, item.folder, item.concept.is_reg, len(item.scan.images), item.concept.concept.repeats)
         for item in report.concepts
     )
     return TrainingPlan(
-        name=spec.name, script=script, schema_source=schema.source, concepts=concepts, math=math,
-        batch_size=batch_size, gradient_accumulation_steps=accumulation, num_processes=spec.launch.num_processes,
-        bucket=bucket, checkpoints=tuple(checkpoints), rendered=rendered, command=tuple(command), notes=tuple(notes),
+        name=settings.name, script=settings.script, schema_source=schema.source, concepts=concepts, math=math,
+        batch_size=settings.batch_size, gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        num_processes=settings.num_processes, bucket=settings.bucket, checkpoints=tuple(checkpoints), rendered=rendered,
+        command=tuple(command), notes=tuple(notes),
     )
+
+
+class CheckFailed(KohyaWrapError):
+    """`check` found errors, so nothing is planned or trained; the findings go with it to be shown."""
+
+    def __init__(self, report: CheckReport, purpose: str) -> None:
+        super().__init__(f"{report.loaded.layout.spec_file}: {len(report.errors)} error(s) to fix before {purpose}",
+                         "see the lines above (`kohya-wrap check` shows them too)")
+        self.report = report
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.report.findings
+
+
+def checked_plan(directory: Path, overrides: tuple[str, ...] = (), purpose: str = "planning") -> tuple[CheckReport, TrainingPlan, list[Path]]:
+    """What `plan` and `run` share: check (stop on errors, before any model loads), plan, render."""
+    report = check_project(load_project(directory, overrides))
+    if report.errors:
+        raise CheckFailed(report, purpose)
+    training_plan = build_plan(report)
+    return report, training_plan, write_configs(training_plan.rendered, report.loaded.layout)

@@ -873,7 +873,7 @@ def build_report(run_dir: Path) -> str:
 
 def pick_run(root: Path, run_id: str | None) -> Path:
     """runs/<run_id>, or the newest run with a record."""
-    from kohya_wrap.paths import find_run
+    from kohya_wrap.training.record import find_run
 
     run_dir = find_run(root / "runs", run_id)
     if run_dir is None:

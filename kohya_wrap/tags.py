@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from kohya_wrap.dataset.scan import scan_folder
+from kohya_wrap.dataset.tokens import token_pattern
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import write_bytes_atomic, write_text_atomic
 
@@ -286,8 +288,6 @@ class ConceptCaptions:
 
 
 def read_captions(folder: Path, extension: str) -> list[CaptionFile]:
-    from kohya_wrap.dataset.scan import scan_folder
-
     scan = scan_folder(folder, read_sizes=False)
     paired = scan.captions_with(extension)
     files = []
@@ -310,34 +310,11 @@ def read_captions(folder: Path, extension: str) -> list[CaptionFile]:
 
 def load_concepts(loaded: "LoadedSpec", concept_name: str | None) -> list[ConceptCaptions]:
     """The chosen concepts (all without a name) with their captions and caption settings."""
-    from kohya_wrap.sdscripts.render import concept_dir
-
-    spec, schema = loaded.spec, loaded.schema
-    script = spec.model.script
-    chosen = [c for c in spec.concepts if concept_name in (None, c.label)]
-    if not chosen:
-        labels = ", ".join(c.label for c in spec.concepts)
-        raise KohyaWrapError(f"--concept {concept_name}: no such concept in {loaded.layout.spec_file.name}", f"use one of: {labels}")
-    dataset = spec.dataset
-    extra = dict(dataset.model_extra or {})
-
-    def setting(own: dict[str, Any], name: str, value: Any) -> Any:
-        if name in own:
-            return own[name]
-        return value if value is not None else schema.default(script, name)
-
-    concepts = []
-    for concept in chosen:
-        own = concept.subset_options()
-        extension = own.get("caption_extension", dataset.caption_extension)
-        folder = concept_dir(loaded.layout, concept)
-        concepts.append(ConceptCaptions(
-            label=concept.label, folder=folder, token=concept.token or None, extension=extension,
-            shuffle=bool(setting(own, "shuffle_caption", dataset.shuffle_caption)),
-            keep_tokens=int(setting(own, "keep_tokens", dataset.keep_tokens) or 0),
-            keep_separator=str(setting(own, "keep_tokens_separator", extra.get("keep_tokens_separator")) or ""),
-            is_reg=concept.is_reg, files=read_captions(folder, extension)))
-    return concepts
+    return [ConceptCaptions(
+        label=item.label, folder=item.folder, token=item.concept.token or None, extension=item.caption_extension,
+        shuffle=item.shuffle_caption, keep_tokens=item.keep_tokens, keep_separator=item.keep_tokens_separator,
+        is_reg=item.is_reg, files=read_captions(item.folder, item.caption_extension))
+        for item in loaded.settings.select_concepts(concept_name, loaded.layout.spec_file)]
 
 
 def tag_counts(concepts: Iterable[ConceptCaptions]) -> Counter:
@@ -347,11 +324,6 @@ def tag_counts(concepts: Iterable[ConceptCaptions]) -> Counter:
         for item in concept.readable:
             counts.update(item.caption.keys())  # type: ignore[union-attr]
     return counts
-
-
-def token_pattern(token: str) -> re.Pattern[str]:
-    """The trigger token as a word, any case: how `lint` looks for it."""
-    return re.compile(r"(?<!\w)" + re.escape(token) + r"(?!\w)", re.IGNORECASE)
 
 
 # ---------------------------------------------------------------------------------------------- planning

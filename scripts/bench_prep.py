@@ -128,7 +128,8 @@ def main() -> None:
     parser.add_argument("--grain", type=float, default=0.12, help="fine-detail noise blended in: 0.12 → ~2.8 MB files, 0.25 → ~4.4 MB")
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
-    from kohya_wrap.dataset.prep import PrepSettings, prep_concept, vips, worker_count
+    from kohya_wrap.dataset.prep import PrepSettings, prep_concept, vips
+    from kohya_wrap.workers import worker_count
 
     def pool_rate(function, sources, kind: str) -> float:
         """A bare decode over the corpus on every core: `kind` threads (as prep runs) or processes."""

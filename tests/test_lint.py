@@ -56,7 +56,7 @@ def test_lint_on_the_prepared_project(prepared, cli):  # noqa: F811
     upscaled = one(findings, "get upscaled")
     assert "small.png (100×150" in upscaled["what"]
     single = one(findings, "bucket(s) hold a single image")
-    assert single["severity"] == "warning" and "small.png" in single["what"] and "train_batch_size 2" in single["what"]
+    assert single["severity"] == "warning" and "small.png" in single["what"] and "batch size of 2" in single["what"]
     assert "photo again.jpg ≈ photo.png" in one(findings, "near-duplicate pair")["what"]
     assert "gone.txt" in one(findings, "have no image next to them")["what"]
     assert "original.caption" in one(findings, "caption but no \".txt\" one")["what"]
@@ -126,10 +126,10 @@ def test_hashes_are_cached(prepared, cli, monkeypatch):  # noqa: F811
     cache = json.loads((root / ".kohya-wrap" / "cache" / "dhash.json").read_text(encoding="utf-8"))
     assert len(cache) == 7
 
-    import kohya_wrap.lint
+    import kohya_wrap.dataset.dhash
 
     def no_decoding(path):
         raise AssertionError(f"decoded {path} again")
 
-    monkeypatch.setattr(kohya_wrap.lint, "_image_dhash", no_decoding)
+    monkeypatch.setattr(kohya_wrap.dataset.dhash, "image_dhash", no_decoding)
     assert cli("lint", root).code == 0

@@ -216,7 +216,7 @@ def test_libvips_and_pillow_engines_give_the_same_image(tmp_path, mode):
     agree on size and (within resampling differences) on every pixel."""
     from PIL import ImageCms
 
-    from kohya_wrap.dataset.prep import PrepSettings, prepare_one, vips
+    from kohya_wrap.dataset.images import PrepSettings, prepare_one, vips
     from kohya_wrap.sdscripts.stepmath import BucketSettings
 
     if vips() is None:
@@ -257,8 +257,8 @@ def test_libvips_and_pillow_engines_give_the_same_image(tmp_path, mode):
 def test_heic_and_avif_sources(tmp_path, monkeypatch):
     """iPhone HEIC (through the optional pillow-heif) and AVIF are read; without the plugin a HEIC is
     rejected with what to install, not skipped silently."""
-    from kohya_wrap.dataset import prep as prep_module
-    from kohya_wrap.dataset.prep import PrepSettings, format_support, prepare_one
+    from kohya_wrap.dataset import images as prep_module
+    from kohya_wrap.dataset.images import PrepSettings, format_support, prepare_one
 
     settings = PrepSettings(mode="crop", size=(128, 128))
     if format_support(".avif") is None:

@@ -13,6 +13,7 @@ from kohya_wrap.sdscripts.render import render_configs, render_sample_prompts
 from kohya_wrap.sdscripts.schema import load_option_schema
 from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.spec.load import validate_spec
+from kohya_wrap.spec.settings import derive_settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -43,9 +44,16 @@ SPEC = {
 }
 
 
+def render(data: dict, base: str = "/m"):
+    """Validate, derive the settings, render: the path every command takes, without the files."""
+    spec = validate_spec(data, "kohya-wrap.toml", SCHEMA)
+    settings = derive_settings(spec, SCHEMA, ProjectLayout(ROOT))
+    return render_configs(spec, settings, ProjectLayout(ROOT), SCHEMA, {"base": base}), spec, settings
+
+
 def rendered():
-    spec = validate_spec(SPEC, "kohya-wrap.toml", SCHEMA)
-    return render_configs(spec, ProjectLayout(ROOT), SCHEMA, {"base": "/models/v1-5.safetensors"}), spec
+    configs, spec, _ = render(SPEC, "/models/v1-5.safetensors")
+    return configs, spec
 
 
 def check_golden(name: str, text: str) -> None:
@@ -97,15 +105,14 @@ def test_toml_and_tomllib_read_the_same(which):
 
 
 def test_sample_prompt_lines_use_section_defaults():
-    _, spec = rendered()
-    lines = render_sample_prompts(spec).splitlines()
+    _, spec, settings = render(SPEC)
+    lines = render_sample_prompts(spec, settings).splitlines()
     assert lines[0] == "mytoken woman, portrait --n lowres, blurry --w 512 --h 768 --d 1 --l 7 --s 20"
     assert lines[1].endswith("--d 7 --l 5.5 --s 20 --ss ddim")
 
 
 def test_square_resolution_and_family_defaults():
-    spec = validate_spec({**SPEC, "dataset": {"resolution": 1024}, "model": {"base": "/m", "family": "sd2", "v_parameterization": True}, "sample": {}}, "k", SCHEMA)
-    configs = render_configs(spec, ProjectLayout(ROOT), SCHEMA, {"base": "/m"})
+    configs, _, _ = render({**SPEC, "dataset": {"resolution": 1024}, "model": {"base": "/m", "family": "sd2", "v_parameterization": True}, "sample": {}})
     assert configs.train_args["v2"] is True and configs.train_args["v_parameterization"] is True
     assert configs.train_args["resolution"] == "1024,1024" and configs.dataset["general"]["resolution"] == 1024
     assert configs.train_args["network_module"] == "networks.lora"
@@ -113,6 +120,5 @@ def test_square_resolution_and_family_defaults():
 
 
 def test_unscheduled_prompts_are_not_sampled_during_training():
-    spec = validate_spec({**SPEC, "sample": {"prompts": ["mytoken woman, portrait"]}}, "k", SCHEMA)
-    configs = render_configs(spec, ProjectLayout(ROOT), SCHEMA, {"base": "/m"})
+    configs, _, _ = render({**SPEC, "sample": {"prompts": ["mytoken woman, portrait"]}})
     assert configs.sample_prompts is None and "sample_prompts" not in configs.train_args

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import make_images
-from kohya_wrap.resume import SAMPLE_NAME, settle, true_name
+from kohya_wrap.sdscripts.naming import SAMPLE_NAME, renumbered
+from kohya_wrap.training.resume import settle
 
 
 @pytest.fixture
@@ -130,11 +131,11 @@ def test_resumes_sd_scripts_would_get_wrong_are_refused(simulate, tmp_path, cli,
 
 
 def test_true_names():
-    assert true_name("lora-step00000004.safetensors", 8) == "lora-step00000012.safetensors"
-    assert true_name("my-lora-step00000004-state", 16) == "my-lora-step00000020-state"
-    assert true_name("lora-000002.safetensors", 8) == "lora-000002.safetensors"  # epoch numbers are right
-    assert true_name("lora_000004_01_20261125120000_7.png", 8, sample=True) == "lora_000012_01_20261125120000_7.png"
-    assert true_name("lora_e000002_00_20261125120000_7.png", 8, sample=True) == "lora_e000002_00_20261125120000_7.png"
+    assert renumbered("lora-step00000004.safetensors", 8) == "lora-step00000012.safetensors"
+    assert renumbered("my-lora-step00000004-state", 16) == "my-lora-step00000020-state"
+    assert renumbered("lora-000002.safetensors", 8) == "lora-000002.safetensors"  # epoch numbers are right
+    assert renumbered("lora_000004_01_20261125120000_7.png", 8, sample=True) == "lora_000012_01_20261125120000_7.png"
+    assert renumbered("lora_e000002_00_20261125120000_7.png", 8, sample=True) == "lora_e000002_00_20261125120000_7.png"
     assert SAMPLE_NAME.match("x_000004_00_t.png")
 
 
@@ -154,7 +155,7 @@ def test_settle_moves_samples_and_replaces_abandoned_states(tmp_path):
 
 
 def test_sample_images_are_noticed_once(tmp_path):
-    from kohya_wrap.run import SampleWatcher
+    from kohya_wrap.training.supervise import SampleWatcher
 
     folder = tmp_path / "sample"
     watcher = SampleWatcher(folder, interval_s=10.0)

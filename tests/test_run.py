@@ -72,7 +72,7 @@ def test_a_successful_run_and_its_record(replay, project, cli):
     assert len(manifest["outputs"]) == 3 and len(manifest["dataset"]) == 3 and len(manifest["dataset"][0]["sha256"]) == 64
     command = json.loads((run / "command.json").read_text(encoding="utf-8"))
     assert command["env"]["COLUMNS"] == "250" and command["argv"][1:3] == ["-m", "accelerate.commands.launch"]
-    assert not (project / "runs" / ".lock").exists()
+    assert lock_is_free(project)
 
 
 def test_json_events(replay, project, cli):
@@ -98,18 +98,39 @@ def test_failures_are_explained(replay, project, cli, fixture, explanation):
     assert manifest["verdict"].startswith("failed") and manifest["diagnosis"]
 
 
+def lock_is_free(project: Path) -> bool:
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(project / "runs" / ".lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return False
+    lock.release()
+    return True
+
+
+HOLD_THE_RUN_LOCK = """
+import sys, time
+from pathlib import Path
+from kohya_wrap.fsutil import exclusive_lock
+with exclusive_lock(Path(sys.argv[1]), "busy", "wait"):
+    print("held", flush=True)
+    time.sleep(30)
+"""
+
+
 def test_a_second_run_is_refused_while_one_runs(replay, project, cli):
     replay("pipe_steps")
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_RUN_LOCK, str(project / "runs" / ".lock")], stdout=subprocess.PIPE, text=True)
     try:
-        (project / "runs").mkdir(exist_ok=True)
-        (project / "runs" / ".lock").write_text(f"{sleeper.pid}\n")
+        assert holder.stdout.readline().strip() == "held"
         refused = cli("run", project, "--plain")
-        assert refused.code == 2 and "a run is already in progress" in refused.err
+        assert refused.code == 2 and "a run is already in progress" in refused.err and f"pid {holder.pid}" in refused.err
     finally:
-        sleeper.kill()
-        sleeper.wait()
-    stale = cli("run", project, "--plain")  # the lock's process is gone: a stale lock is taken over
+        holder.kill()
+        holder.wait()
+    stale = cli("run", project, "--plain")  # the holder is gone, and the OS released its lock with it
     assert stale.code == 0, stale.err
 
 
@@ -183,7 +204,7 @@ def test_demo_builds_a_project_and_trains(replay, tmp_path, cli):
 
 def test_a_crash_in_the_wrapper_leaves_no_training_process(replay, project, trainer, cli, monkeypatch):
     replay("pipe_steps", speed=2)
-    from kohya_wrap import dashboard
+    from kohya_wrap.training import dashboard
 
     def broken(self, event, state):
         if isinstance(event, dashboard.Epoch):
@@ -200,4 +221,4 @@ def test_a_crash_in_the_wrapper_leaves_no_training_process(replay, project, trai
             return b""
 
     assert [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(trainer).encode() in cmdline(p)] == []
-    assert not (project / "runs" / ".lock").exists()
+    assert lock_is_free(project)

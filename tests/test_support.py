@@ -12,6 +12,7 @@ from kohya_wrap.sdscripts.locate import locate_sd_scripts
 from kohya_wrap.sdscripts.schema import load_option_schema
 from kohya_wrap.launch.command import build_launch_command, command_line
 from kohya_wrap.paths import ProjectLayout, vendor_dir
+from kohya_wrap.spec.settings import derive_settings
 from kohya_wrap.spec.load import resolve_extends, validate_spec
 
 if sys.version_info >= (3, 11):
@@ -75,7 +76,7 @@ def test_launch_command_is_an_argument_list(tmp_path, monkeypatch):
         "x", load_option_schema(),
     )
     layout = ProjectLayout(tmp_path / "it's 项目")
-    argv = build_launch_command(spec, layout, locate_sd_scripts(), cpu_count=16)
+    argv = build_launch_command(spec.launch, derive_settings(spec, load_option_schema(), layout), layout, locate_sd_scripts(), cores=16)
     assert argv[1:3] == ["-m", "accelerate.commands.launch"]
     assert argv[argv.index("--num_cpu_threads_per_process") + 1] == "8"  # 16 cores / 2 processes
     assert argv[argv.index("--mixed_precision") + 1] == "bf16" and "--multi_gpu" in argv
@@ -85,11 +86,10 @@ def test_launch_command_is_an_argument_list(tmp_path, monkeypatch):
 
 
 def test_bucket_settings_round_like_sd_scripts(project):
-    from kohya_wrap.check import bucket_settings
     from kohya_wrap.spec.load import load_project
 
     root = project()
     loaded = load_project(root, ["dataset.min_bucket_reso=100", "dataset.max_bucket_reso=1000"])
-    settings = bucket_settings(loaded)
+    settings = loaded.settings.bucket
     assert (settings.min_reso, settings.max_reso, settings.reso_steps) == (64, 1024, 64)
-    assert bucket_settings(load_project(root, ["dataset.enable_bucket=false", "dataset.min_bucket_reso=100"])).min_reso == 100
+    assert load_project(root, ["dataset.enable_bucket=false", "dataset.min_bucket_reso=100"]).settings.bucket.min_reso == 100

@@ -1,85 +1,18 @@
-"""The `kohya-wrap` command: thin click commands and the one error boundary.
-
-Only click and our errors are imported at module level: `kohya-wrap --help` stays fast and free of
-torch/transformers/pydantic; each command imports what it needs when it runs.
-"""
+"""The `kohya-wrap` command line: thin click commands over the cores (each callable from Python and
+returning data), registered here from one list, and the one error boundary in `main`."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from kohya_wrap.cli import caption, grid, lint, prep, presets, project, report, run, tags, vendor
+from kohya_wrap.cli.base import cli, main
 
-import click
+COMMANDS = (
+    project.init, project.check, project.plan, project.export, presets.presets,
+    prep.prep, lint.lint, caption.caption, tags.tags,
+    run.run, run.runs, run.demo, grid.grid, report.report,
+    vendor.vendor,
+)
+for _command in COMMANDS:
+    cli.add_command(_command)
 
-from kohya_wrap import __version__
-from kohya_wrap.errors import ExitCode, KohyaWrapError
-
-SET_HELP = "Override a spec value for this command, e.g. --set training.learning_rate=2e-4 (repeatable)."
-
-
-class _State:
-    debug = False
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="kohya-wrap")
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def cli(debug: bool) -> None:
-    """Train Stable Diffusion LoRAs with kohya's sd-scripts: one validated, reproducible path.
-
-    \b
-    Start here:
-      kohya-wrap init my-lora --preset sd15-character --token mytoken --class woman --images ~/photos
-      kohya-wrap check my-lora
-      kohya-wrap plan my-lora
-    """
-    _State.debug = debug
-
-
-def project_dir_argument(func):
-    return click.argument("directory", required=False, default=".", type=click.Path(path_type=Path))(func)
-
-
-def set_option(func):
-    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(func)
-
-
-def _print_error(lines: list[str]) -> None:
-    from rich.text import Text
-
-    from kohya_wrap.console import err
-
-    first, *rest = lines
-    err().print(Text("error: ", style="bold red") + Text(first))
-    for line in rest:
-        err().print(Text(line))
-
-
-def main(argv: list[str] | None = None) -> None:
-    from kohya_wrap.cli import caption, commands, grid, lint, prep, report, run, tags, vendor  # noqa: F401 - registers the commands on `cli`
-
-    args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
-    try:
-        code = cli.main(args=args, prog_name="kohya-wrap", standalone_mode=False)
-    except click.exceptions.Abort:
-        code = ExitCode.INTERRUPTED
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        _print_error(["interrupted"])
-        code = ExitCode.INTERRUPTED
-    except KohyaWrapError as exc:
-        if debug:
-            import traceback
-
-            traceback.print_exc()
-        _print_error(exc.lines())
-        code = exc.exit_code
-    except Exception as exc:  # the boundary: anything unexpected is a bug, shown briefly
-        if debug:
-            raise
-        _print_error([f"internal error: {type(exc).__name__}: {exc}", "run again with --debug for the traceback, and please report it"])
-        code = ExitCode.FAILED
-    sys.exit(int(code or 0))
+__all__ = ["COMMANDS", "cli", "main"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from kohya_wrap.cli import cli, project_dir_argument, set_option
+from kohya_wrap.cli.base import print_findings, project_dir_argument, set_option
 from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode
 
@@ -16,24 +16,21 @@ def _dataset_finding(where: str) -> bool:
     return where.startswith(("image", "reg", "dataset.")) or where == ""
 
 
-@cli.command()
+@click.command()
 @project_dir_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the findings and statistics as one JSON object.")
 @set_option
 def lint(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
     """Find problems in the training images and captions: too few images, upscaling, single-image
     buckets, near-duplicates, orphan or mis-named captions, missing trigger tokens, over-long captions."""
-    from rich.text import Text
-
     from kohya_wrap.check import check_project
-    from kohya_wrap.cli.commands import SEVERITY_STYLE
-    from kohya_wrap.console import out
+    from kohya_wrap.paths import relative
     from kohya_wrap.spec.load import load_project
 
     report = check_project(load_project(directory, overrides))
     root = report.loaded.layout.root
     concept_findings = {id(f) for c in report.lint for f in c.findings}
-    folders = {str(c.folder.relative_to(root)) if c.folder.is_relative_to(root) else str(c.folder) for c in report.lint}
+    folders = {relative(c.folder, root) for c in report.lint}
     # check's own findings about a concept folder go with that concept; the rest of the dataset's below
     general = [f for f in report.findings if id(f) not in concept_findings and f.where not in folders and _dataset_finding(f.where)]
     by_folder = {folder: [f for f in report.findings if id(f) not in concept_findings and f.where == folder] for folder in folders}
@@ -50,26 +47,19 @@ def lint(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
                    "concepts": concepts, "findings": [f.as_dict() for f in general]})
         return ExitCode.USAGE if errors else ExitCode.OK
 
-    def show(findings) -> None:
-        for finding in findings:
-            mark, style = SEVERITY_STYLE[finding.severity]
-            out().print(Text(f"    {mark} ", style=style) + Text(finding.line().split(": ", 1)[-1] if finding.where else finding.line()))
-
     for c in report.lint:
-        folder = str(c.folder.relative_to(root)) if c.folder.is_relative_to(root) else str(c.folder)
+        folder = relative(c.folder, root)
         kind = " (regularization)" if c.is_reg else ""
         formats = ", ".join(f"{n} {ext}" for ext, n in c.formats.items())
         sides = f" · short side {c.short_sides[0]}–{c.short_sides[2]} px, median {c.short_sides[1]}" if c.short_sides else ""
         echo(f"{c.label}{kind} · {folder}: {c.images} image(s)" + (f" ({formats})" if formats else "") + sides, style="bold")
         if c.buckets:
             listing = " · ".join(f"{b[0]}×{b[1]} {n}" + (" (!)" if n == 1 and len(c.buckets) > 1 else "") for b, n in c.buckets)
-            echo(f"  buckets ({len(c.buckets)}): {listing}" if report.bucket.enable_bucket else f"  size: {listing}")
-        show(by_folder.get(folder, []) + c.findings)
+            echo(f"  buckets ({len(c.buckets)}): {listing}" if report.settings.bucket.enable_bucket else f"  size: {listing}")
+        print_findings(by_folder.get(folder, []) + c.findings, indent="    ", short=True)
     if general:
         echo("dataset:", style="bold")
-        for finding in general:
-            mark, style = SEVERITY_STYLE[finding.severity]
-            out().print(Text(f"    {mark} ", style=style) + Text(finding.line()))
+        print_findings(general, indent="    ")
     if errors:
         echo(f"{len(errors)} error(s), {len(warnings)} warning(s)", style="bold red")
     else:

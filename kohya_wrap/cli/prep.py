@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import click
 
-from kohya_wrap.cli import cli, project_dir_argument, set_option
+from kohya_wrap.cli.base import project_dir_argument, set_option
 from kohya_wrap.cli.output import echo, echo_json
-from kohya_wrap.errors import ExitCode, KohyaWrapError
+from kohya_wrap.errors import ExitCode
 
 
-@cli.command()
+@click.command()
 @project_dir_argument
 @click.option("--concept", "concept_name", help="Only this concept (its token, or class for regularization concepts).")
 @click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Read from this folder instead of the concept's source (needs --concept when there are several).")
@@ -28,42 +27,13 @@ def prep(directory: Path, concept_name: str | None, source: Path | None, mode: s
     """Prepare training images: orientation, colour, alpha, one size (crop/fit/bucket), duplicates and
     unusable files rejected with a reason. Sources are never modified; re-running skips unchanged ones."""
     from kohya_wrap.cli.progress import ImageProgress
-    from kohya_wrap.dataset.prep import list_sources, prep_concept, project_settings, read_manifest, worker_count, write_manifest
-    from kohya_wrap.sdscripts.render import concept_dir
+    from kohya_wrap.dataset.prep import MANIFEST, PrepOptions, prep_project
     from kohya_wrap.spec.load import load_project
 
     loaded = load_project(directory, overrides)
     layout = loaded.layout
-    concepts = [c for c in loaded.spec.concepts if concept_name in (None, c.label)]
-    if not concepts:
-        labels = ", ".join(c.label for c in loaded.spec.concepts)
-        raise KohyaWrapError(f"--concept {concept_name}: no such concept in {layout.spec_file.name}", f"use one of: {labels}")
-    if source is not None and len(concepts) > 1:
-        raise KohyaWrapError("--source: the project has several concepts", "say which one with --concept")
-    settings, distance = project_settings(loaded, {"mode": mode, "format": out_format, "focus": focus, "engine": engine})
-    manifest = read_manifest(layout.root)
-    reports = []
-    for concept in concepts:
-        folder = Path(source) if source is not None else Path(concept.source).expanduser() if concept.source else None
-        if folder is None:
-            raise KohyaWrapError(f"{layout.spec_file.name}: concept {concept.label!r} has no source folder",
-                                 f"set source = \"…\" on it, or pass --concept {concept.label} --source FOLDER")
-        folder = folder if folder.is_absolute() else layout.root / folder
-        if not folder.is_dir():
-            raise KohyaWrapError(f"{layout.spec_file.name}: concept {concept.label!r}: source {folder} is not a folder", "fix source, or pass --source")
-        target = concept_dir(layout, concept)
-        if folder.resolve() == target.resolve():
-            raise KohyaWrapError(f"concept {concept.label!r}: the source is the training folder itself", "keep originals in a folder of their own and point source at it")
-        previous = manifest.get("concepts", {}).get(concept.label, {})
-        started = time.monotonic()
-        folder = folder.absolute()
-        sources = list_sources(folder)
-        with ImageProgress.for_output("prep", concept.label, len(sources), as_json) as progress:
-            report = prep_concept(concept.label, folder, target, settings, previous, distance,
-                                  workers or worker_count(len(sources)), on_done=progress.advance, sources=sources)
-        report.seconds = time.monotonic() - started
-        reports.append(report)
-        write_manifest(layout.root, manifest, report, settings)
+    reports = prep_project(loaded, PrepOptions(concept_name, source, mode, out_format, focus, engine, workers),
+                           progress=lambda label, total: ImageProgress.for_output("prep", label, total, as_json))
     if as_json:
         echo_json({"concepts": [
             {"label": r.label, "source": str(r.source), "target": str(r.target), "written": r.fresh, "unchanged": r.skipped,
@@ -78,6 +48,6 @@ def prep(directory: Path, concept_name: str | None, source: Path | None, mode: s
              f"{len(r.rejected)} rejected, {r.captions} caption(s) copied")
         for x in r.rejected:
             echo(f"  rejected {Path(x.source).relative_to(r.source)}: {x.reason}", style="yellow")
-    echo(f"manifest: {layout.root / 'prep.json'}")
+    echo(f"manifest: {layout.root / MANIFEST}")
     return ExitCode.OK
 

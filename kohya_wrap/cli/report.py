@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from kohya_wrap.cli import cli, project_dir_argument
+from kohya_wrap.cli.base import project_dir_argument
 from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode
 
 
-@cli.command()
+@click.command()
 @project_dir_argument
 @click.option("--run", "run_id", metavar="ID", help="This run (default: the newest one with a record; ids: `kohya-wrap runs`).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")

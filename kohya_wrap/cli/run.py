@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from kohya_wrap.cli import cli, project_dir_argument, set_option
+from kohya_wrap.cli.base import project_dir_argument, set_option
 from kohya_wrap.cli.output import echo
 from kohya_wrap.errors import ChildFailed, ExitCode, KohyaWrapError
 
 
-@cli.command()
+@click.command()
 @project_dir_argument
 @click.option("--plain", is_flag=True, help="One line per event instead of the live dashboard (the default when piped).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event (NDJSON).")
@@ -26,10 +26,10 @@ def run(directory: Path, plain: bool, as_json: bool, grace: float, resume: bool,
 
 def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: bool, grace: float, resume: bool = False,
           resume_from: Path | None = None) -> int:
-    from kohya_wrap.cli.commands import checked_plan
+    from kohya_wrap.cli.project import checked_plan
     from kohya_wrap.console import is_interactive
-    from kohya_wrap.dashboard import JsonRenderer, LiveRenderer, PlainRenderer
-    from kohya_wrap.run import supervise
+    from kohya_wrap.training.dashboard import JsonRenderer, LiveRenderer, PlainRenderer
+    from kohya_wrap.training.supervise import supervise
 
     report, plan, _ = checked_plan(directory, overrides, as_json, "training")
     sd = report.sd_scripts
@@ -40,7 +40,7 @@ def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: boo
         import os
         import time
 
-        from kohya_wrap.resume import plan_resume
+        from kohya_wrap.training.resume import plan_resume
 
         layout = report.loaded.layout
         training = report.loaded.spec.training
@@ -74,81 +74,69 @@ def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: boo
     return ExitCode.OK
 
 
-def _manifests(root: Path) -> list[tuple[Path, dict | None]]:
-    import json
-
-    runs_dir = root / "runs"
-    found = []
-    for run_dir in sorted((p for p in runs_dir.iterdir() if p.is_dir()), reverse=True) if runs_dir.is_dir() else []:
-        try:
-            found.append((run_dir, json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))))
-        except (OSError, ValueError):
-            found.append((run_dir, None))  # still running, or ended without a record
-    return found
-
-
-@cli.command()
+@click.command()
 @click.argument("args", nargs=-1, metavar="[DIR] | show ID [DIR]")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def runs(args: tuple[str, ...], as_json: bool) -> int:
     """The run history of a project (`kohya-wrap runs [DIR]`), or one run (`kohya-wrap runs show ID [DIR]`)."""
-    import json
-
     from kohya_wrap.cli.output import echo_json
     from kohya_wrap.spec.load import find_spec_file
+    from kohya_wrap.training.record import RecordError, find_run, list_runs, read_record
 
     if args[:1] == ("show",):
         if len(args) < 2:
             raise KohyaWrapError("runs show needs a run id", "see `kohya-wrap runs` for the ids")
         root = find_spec_file(args[2] if len(args) > 2 else ".").parent
-        run_dir = root / "runs" / args[1]
-        manifest_path = run_dir / "manifest.json"
-        if not manifest_path.is_file():
-            raise KohyaWrapError(f"{run_dir}: no such run record", "see `kohya-wrap runs` for the ids")
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        run_dir = find_run(root / "runs", args[1])
+        assert run_dir is not None
+        record = read_record(run_dir)
         if as_json:
-            echo_json(manifest)
+            echo_json(record.to_dict())
             return ExitCode.OK
-        echo(f"run {manifest['run_id']}: {manifest['verdict']} (exit {manifest['exit_code']})", style="bold")
-        echo(f"  started {manifest['started']}, {manifest['duration_s']:.0f} s; steps {manifest['steps']['reached']}/{manifest['steps']['planned']}; final loss {manifest['final_loss']}")
-        echo(f"  sd-scripts: {manifest['sd_scripts']['schema']} at {manifest['sd_scripts']['root']}")
-        environment = manifest.get("environment") or {}
+        echo(f"run {record.run_id}: {record.verdict} (exit {record.exit_code})", style="bold")
+        echo(f"  started {record.started}, {record.duration_s:.0f} s; steps {record.steps.reached}/{record.steps.planned}; final loss {record.final_loss}")
+        echo(f"  sd-scripts: {record.sd_scripts.schema_} at {record.sd_scripts.root}")
+        environment = record.environment
         packages = environment.get("packages") or {}
         if packages.get("torch"):
             build = f", CUDA {packages['torch_cuda']} build" if packages.get("torch_cuda") else ""
             echo(f"  torch {packages['torch']}{build}; GPUs: {', '.join(environment.get('gpus') or []) or 'none'}")
         if environment.get("sd_scripts_changed_files"):
             echo(f"  sd-scripts checkout has local changes: {', '.join(environment['sd_scripts_changed_files'])}", style="yellow")
-        if manifest.get("resume"):
-            echo(f"  resumed from {Path(manifest['resume']['state']).name} (step {manifest['resume']['from_step']})")
-        for output in manifest["outputs"]:
-            echo(f"  output: {output['path']} ({output['bytes'] / 1e6:.1f} MB)")
-        for line in manifest["diagnosis"]:
+        if record.resume:
+            echo(f"  resumed from {Path(record.resume.state).name} (step {record.resume.from_step})")
+        for output in record.outputs:
+            echo(f"  output: {output.path} ({output.bytes / 1e6:.1f} MB)")
+        for line in record.diagnosis:
             echo(f"  {line}", style="yellow")
-        echo(f"  dataset: {len(manifest['dataset'])} image(s); record: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
+        echo(f"  dataset: {len(record.dataset)} image(s); record: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
         if (run_dir / "report.html").is_file():
             echo(f"  report: {run_dir / 'report.html'}")
         return ExitCode.OK
     if len(args) > 1:
         raise KohyaWrapError(f"unexpected arguments: {' '.join(args[1:])}", "use `kohya-wrap runs [DIR]` or `kohya-wrap runs show ID [DIR]`")
     root = find_spec_file(args[0] if args else ".").parent
-    history = _manifests(root)
+    history = list_runs(root / "runs")
     if as_json:
-        echo_json([m or {"run_id": d.name, "verdict": "incomplete"} for d, m in history])
+        echo_json([record.to_dict() if not isinstance(record, (RecordError, type(None))) else
+                   {"run_id": run_dir.name, "verdict": "incomplete" if record is None else "unreadable"} for run_dir, record in history])
         return ExitCode.OK
     if not history:
         echo("no runs yet — `kohya-wrap run` starts one")
-    for run_dir, manifest in history:
-        if manifest is None:
+    for run_dir, record in history:
+        if record is None:
             echo(f"{run_dir.name}  incomplete (running, or ended without a record)")
             continue
-        final = Path(manifest["outputs"][-1]["path"]).name if manifest["outputs"] else "-"
-        loss = f"{manifest['final_loss']:.4g}" if manifest["final_loss"] is not None else "-"
-        echo(f"{manifest['run_id']}  {manifest['verdict'][:30]:<30}  steps {manifest['steps']['reached']}/{manifest['steps']['planned']:<6}  loss {loss:<8}  {manifest['duration_s']:>6.0f} s  {final}")
+        if isinstance(record, RecordError):
+            echo(f"{run_dir.name}  unreadable record: {record.message}", style="yellow")
+            continue
+        final = Path(record.outputs[-1].path).name if record.outputs else "-"
+        loss = f"{record.final_loss:.4g}" if record.final_loss is not None else "-"
+        echo(f"{record.run_id}  {record.verdict[:30]:<30}  steps {record.steps.reached}/{record.steps.planned:<6}  loss {loss:<8}  {record.duration_s:>6.0f} s  {final}")
     return ExitCode.OK
 
 
-@cli.command()
+@click.command()
 @click.argument("directory", required=False, default="kohya-wrap-demo", type=click.Path(path_type=Path))
 @click.option("--steps", default=8, show_default=True, type=click.IntRange(1, 1000), help="Training steps.")
 @click.option("--plain", is_flag=True, help="One line per event instead of the live dashboard.")

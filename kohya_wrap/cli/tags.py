@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from kohya_wrap.cli import cli, project_dir_argument, set_option
+from kohya_wrap.cli.base import project_dir_argument, set_option
 from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 EXAMPLES = 3  # before → after lines shown per concept by --dry-run
 
 
-@cli.group()
+@click.group()
 def tags() -> None:
     """Caption tags: statistics, add/remove/replace/dedupe/prune/sort, the trigger word first, undo.
 
@@ -154,9 +154,9 @@ def _run_edit(command: str, directory: Path, concept_name: str | None, overrides
         try:
             snapshot = apply_changes(root, changes, command, _command_line())
         except EditInterrupted as exc:
-            from kohya_wrap.cli import _print_error
+            from kohya_wrap.cli.base import print_error
 
-            _print_error([f"interrupted after rewriting {exc.written} of {len(changes)} caption file(s); each file is either old or new",
+            print_error([f"interrupted after rewriting {exc.written} of {len(changes)} caption file(s); each file is either old or new",
                           f"`kohya-wrap tags undo {shlex.quote(str(directory))}` puts back the old ones (snapshot {exc.snapshot})"])
             return ExitCode.INTERRUPTED
     if as_json:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from kohya_wrap.cli import cli
 from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
@@ -46,7 +45,7 @@ class PhaseReporter:
             self.status.stop()
 
 
-@cli.group()
+@click.group()
 @click.option("--vendor-dir", type=click.Path(file_okay=False, path_type=Path), help="Home of the checkout, its venv and the lock (default: KOHYA_WRAP_VENDOR, or the vendor/ of a source checkout, or ~/.local/share/kohya-wrap/vendor).")
 def vendor(vendor_dir: Path | None) -> None:
     """Install, pin, upgrade and inspect sd-scripts (a git checkout plus its own venv)."""
@@ -228,7 +227,7 @@ def _print_diff(diff: "SchemaDiff") -> None:
 def vendor_diff(ref_a: str, ref_b: str, directory: Path, as_json: bool) -> int:
     """Options added, removed and changed between two sd-scripts refs, and what would break in the
     project in DIRECTORY (default: here), with a suggested rewrite."""
-    from kohya_wrap.sdscripts.schema import schema_at_ref
+    from kohya_wrap.sdscripts.vendor import schema_at_ref
     from kohya_wrap.sdscripts.schemadiff import diff_schemas
 
     vendor = _vendor()

@@ -11,6 +11,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kohya_wrap.spec.settings import ConceptSettings
 
 # sd-scripts v0.10.1 library/train_util.py IMAGE_EXTENSIONS (avif/jxl only with optional plugins there).
 SD_SCRIPTS_IMAGE_EXTENSIONS: tuple[str, ...] = (
@@ -120,3 +124,15 @@ def scan_folder(folder: Path, read_sizes: bool = True) -> FolderScan:
         size = image_size(path) if read_sizes else None
         entries_.append(ImageEntry(path, size, damage(path) if size is not None else None))
     return FolderScan(folder, True, tuple(entries_), tuple(sorted(skipped)), tuple(sorted(sidecars)))
+
+
+@dataclass(frozen=True)
+class ConceptScan:
+    """A concept and its folder as sd-scripts will read it."""
+
+    concept: "ConceptSettings"
+    scan: FolderScan
+
+    @property
+    def folder(self) -> Path:
+        return self.concept.folder

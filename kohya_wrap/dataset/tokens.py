@@ -106,3 +106,8 @@ def counter_for(tokenizer_cache_dir: Path | None) -> ClipTokenCounter | Pretoken
         except (OSError, UnicodeDecodeError):
             pass
     return PretokenCounter()
+
+
+def token_pattern(token: str) -> re.Pattern[str]:
+    """The trigger token as a word, in any case: how `lint` and `tags stats` look for it in a caption."""
+    return re.compile(r"(?<!\w)" + re.escape(token) + r"(?!\w)", re.IGNORECASE)

@@ -5,23 +5,23 @@ from __future__ import annotations
 import shlex
 import sys
 
-from kohya_wrap.sdscripts.locate import SdScripts
 from kohya_wrap.paths import ProjectLayout
-from kohya_wrap.spec.models import ProjectSpec
+from kohya_wrap.sdscripts.locate import SdScripts
+from kohya_wrap.spec.models import LaunchSpec
+from kohya_wrap.spec.settings import Settings
+from kohya_wrap.workers import cpu_count
 
 
-def build_launch_command(spec: ProjectSpec, layout: ProjectLayout, sd: SdScripts, cpu_count: int) -> list[str]:
+def build_launch_command(launch: LaunchSpec, settings: Settings, layout: ProjectLayout, sd: SdScripts, cores: int | None = None) -> list[str]:
     """`python -m accelerate.commands.launch` rather than the venv's `accelerate` script: works for any
     venv layout. Every option is passed explicitly, so accelerate needs no config file and prints no
-    "values were not passed" warnings."""
-    launch = spec.launch
-    mixed_precision = launch.mixed_precision or spec.training.mixed_precision or "no"
-    threads = launch.num_cpu_threads_per_process or max(1, cpu_count // launch.processes_per_machine)
+    "values were not passed" warnings. `cores`: this machine's (default: those this process may use)."""
+    threads = launch.num_cpu_threads_per_process or max(1, (cores or cpu_count()) // launch.processes_per_machine)
     argv = [
         str(sd.python), "-m", "accelerate.commands.launch",
         "--num_processes", str(launch.num_processes),
         "--num_machines", str(launch.num_machines),
-        "--mixed_precision", mixed_precision,
+        "--mixed_precision", settings.mixed_precision,
         "--dynamo_backend", "no",
         "--num_cpu_threads_per_process", str(threads),
     ]
@@ -37,7 +37,7 @@ def build_launch_command(spec: ProjectSpec, layout: ProjectLayout, sd: SdScripts
             "--main_process_port", str(launch.main_process_port),
         ]
     argv += [
-        str(sd.script(spec.model.script)),
+        str(sd.script(settings.script)),
         "--config_file", str(layout.train_config),
         "--dataset_config", str(layout.dataset_config),
     ]

@@ -1,8 +1,13 @@
-"""The training child (POSIX): its own process group, both pipes drained continuously, raw output teed to a log,
-and a stop that never leaves an orphan (SIGINT to the group, a grace period, SIGTERM, SIGKILL).
+"""Every process kohya-wrap starts goes through here (pipx's run_subprocess is the model): its own process
+group, an environment without kohya-wrap's PYTHONPATH, both pipes drained continuously (raw output teed
+to a log when one is given), and a stop that never leaves an orphan (SIGINT to the group, a grace
+period, SIGTERM, SIGKILL).
 
-Reader threads only read and write bytes; they hand text to the consumer through an unbounded queue,
-so however slow the dashboard is, the child never blocks on a full pipe.
+`Child` is a running process whose output the caller consumes as it comes (training, gen_img.py);
+`run` starts one, waits for it and returns its exit code and output (git, pip, introspection, probes),
+stopping the whole group on a timeout or Ctrl-C. Reader threads only read and write bytes; they hand text
+to the consumer through an unbounded queue, so however slow the consumer is, the child never blocks on a
+full pipe.
 """
 
 from __future__ import annotations
@@ -35,15 +40,18 @@ class Exited:
 
 
 class Child:
-    """A running command; iterate `events()` for its output until it exits."""
+    """A running command; iterate `events()` (or call `poll()`) for its output until it exits. `env`
+    defaults to `child_env({})`; `log` (binary) gets every byte the child writes, in order."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log: IO[bytes]) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, log: IO[bytes] | None = None) -> None:
+        env = child_env({}) if env is None else env
+        self.argv = [str(a) for a in argv]
         self.started = time.monotonic()
         self._log = log
         self._log_lock = threading.Lock()
         self._queue: "queue.Queue[Output | None]" = queue.Queue()
         self.process = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            self.argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True,  # its own group: our Ctrl-C is ours to forward, and the whole tree can be stopped
         )
         self.pgid = os.getpgid(self.process.pid)
@@ -63,9 +71,10 @@ class Child:
             data = os.read(fd, CHUNK)
             if not data:
                 break
-            with self._log_lock:
-                self._log.write(data)
-                self._log.flush()
+            if self._log is not None:
+                with self._log_lock:
+                    self._log.write(data)
+                    self._log.flush()
             text = decoder.decode(data)
             if text:
                 self._queue.put(Output(stream, text, time.monotonic() - self.started))
@@ -135,6 +144,43 @@ class Child:
                 if self.process.poll() is not None and not self.group_alive():
                     return
                 time.sleep(0.05)
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def check(self) -> "Completed":
+        if self.returncode != 0:
+            raise subprocess.CalledProcessError(self.returncode, self.argv, self.stdout, self.stderr)
+        return self
+
+
+def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float | None = None,
+        log: IO[bytes] | None = None, check: bool = False) -> Completed:
+    """Run a command to its end and return its output (also teed to `log`). A timeout raises
+    subprocess.TimeoutExpired and Ctrl-C re-raises KeyboardInterrupt, each after stopping the whole group."""
+    child = Child(argv, env, cwd, log)
+    streams: dict[str, list[str]] = {"stdout": [], "stderr": []}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            item = child.poll(0.1)
+            if isinstance(item, Output):
+                streams[item.stream].append(item.text)
+            elif isinstance(item, Exited):
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                child.stop(0.0, escalate_s=2.0)
+                raise subprocess.TimeoutExpired(child.argv, timeout or 0, "".join(streams["stdout"]), "".join(streams["stderr"]))
+    except KeyboardInterrupt:
+        child.stop(2.0, escalate_s=2.0)
+        raise
+    result = Completed(child.argv, item.returncode, "".join(streams["stdout"]), "".join(streams["stderr"]))
+    return result.check() if check else result
 
 
 def child_env(overrides: dict[str, str]) -> dict[str, str]:

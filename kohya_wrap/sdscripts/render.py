@@ -16,9 +16,11 @@ import tomli_w
 
 from kohya_wrap import __version__
 from kohya_wrap.fsutil import write_text_atomic
-from kohya_wrap.sdscripts.schema import OptionSchema, coerce_dataset_value, coerce_option_value
 from kohya_wrap.paths import ProjectLayout
-from kohya_wrap.spec.models import ConceptSpec, ProjectSpec, SamplePrompt
+from kohya_wrap.sdscripts.prompts import PromptLine
+from kohya_wrap.sdscripts.schema import OptionSchema, coerce_dataset_value, coerce_option_value
+from kohya_wrap.spec.models import ProjectSpec, SamplePrompt
+from kohya_wrap.spec.settings import Settings
 
 HEADER = (
     "# Rendered by kohya-wrap {version} from {spec} — do not edit: edit the spec, then run\n"
@@ -43,10 +45,6 @@ class RenderedConfigs:
         return HEADER.format(version=__version__, spec=spec_file.name) + "\n" + tomli_w.dumps(self.dataset)
 
 
-def concept_dir(layout: ProjectLayout, concept: ConceptSpec) -> Path:
-    return (layout.reg_dir if concept.is_reg else layout.image_dir) / concept.folder_name
-
-
 def resolution_string(size: tuple[int, int]) -> str:
     return f"{size[0]},{size[1]}"
 
@@ -61,54 +59,51 @@ def _model_section(spec: ProjectSpec, models: dict[str, str]) -> dict[str, Any]:
     return section
 
 
-def _sample_line(prompt: str | SamplePrompt, spec: ProjectSpec) -> str:
+def sample_prompt_line(prompt: str | SamplePrompt, spec: ProjectSpec, settings: Settings) -> PromptLine:
+    """A [sample] prompt with the section's settings (and the training size) where it has none of its own."""
     sample = spec.sample
     item = prompt if isinstance(prompt, SamplePrompt) else SamplePrompt(text=prompt)
-    width, height = spec.dataset.size or (512, 512)
-    parts = [item.text.strip()]
     negative = item.negative if item.negative is not None else sample.negative
-    if negative:
-        parts.append(f"--n {negative.strip()}")
-    parts.append(f"--w {item.width or sample.width or width}")
-    parts.append(f"--h {item.height or sample.height or height}")
-    seed = item.seed if item.seed is not None else sample.seed
-    if seed is not None:
-        parts.append(f"--d {seed}")
-    parts.append(f"--l {item.cfg if item.cfg is not None else sample.cfg:g}")
-    parts.append(f"--s {item.steps or sample.steps}")
-    if item.sampler:
-        parts.append(f"--ss {item.sampler}")
-    return " ".join(parts)
+    return PromptLine(
+        text=item.text, negative=negative.strip() if negative else None,
+        width=item.width or settings.sample_size[0], height=item.height or settings.sample_size[1],
+        seed=item.seed if item.seed is not None else sample.seed, cfg=item.cfg if item.cfg is not None else sample.cfg,
+        steps=item.steps or sample.steps, sampler=item.sampler,
+    )
 
 
-def render_sample_prompts(spec: ProjectSpec) -> str | None:
+def render_sample_prompts(spec: ProjectSpec, settings: Settings) -> str | None:
     if not spec.sample.enabled:
         return None
-    return "\n".join(_sample_line(p, spec) for p in spec.sample.prompts) + "\n"
+    return "\n".join(sample_prompt_line(p, spec, settings).format() for p in spec.sample.prompts) + "\n"
 
 
-def render_configs(spec: ProjectSpec, layout: ProjectLayout, schema: OptionSchema, models: dict[str, str]) -> RenderedConfigs:
-    """`models` maps model.base/vae/clip_l/t5xxl/ae to resolved values (kohya/modelref.py)."""
-    options = schema.options(spec.model.script)
-    size = spec.dataset.size
-    assert size is not None  # the spec validator requires it
-
-    training = {"network_module": spec.network_module} | spec.training.set_fields()
-    training["resolution"] = resolution_string(size)
+def render_configs(spec: ProjectSpec, settings: Settings, layout: ProjectLayout, schema: OptionSchema, models: dict[str, str]) -> RenderedConfigs:
+    """`models` maps model.base/vae/clip_l/t5xxl/ae to resolved values (sdscripts/modelref.py). The
+    derived settings sd-scripts must agree with are written out: the batch size and precision every
+    command assumed, even where the spec set them elsewhere (dataset.batch_size, launch.mixed_precision)."""
+    options = schema.options(settings.script)
+    training = {"network_module": settings.network_module} | spec.training.set_fields()
+    training["resolution"] = resolution_string(settings.resolution)
+    if "train_batch_size" in training or "batch_size" in spec.dataset.set_fields():
+        training["train_batch_size"] = settings.batch_size
+    if spec.training.mixed_precision or spec.launch.mixed_precision:
+        training["mixed_precision"] = settings.mixed_precision
+    training.pop("save_model_as", None)
     training = {key: coerce_option_value(options[key], value) if key in options else value for key, value in sorted(training.items())}
 
     output = {
         "output_dir": str(layout.model_dir),
-        "output_name": spec.name,
+        "output_name": settings.name,
         "logging_dir": str(layout.log_dir),
-        "save_model_as": training.pop("save_model_as", "safetensors"),
+        "save_model_as": settings.checkpoint_extension.lstrip("."),
     }
     for key in ("save_precision", "save_every_n_epochs", "save_every_n_steps"):
         if key in training:
             output[key] = training.pop(key)
 
     sections: dict[str, dict[str, Any]] = {"model": _model_section(spec, models), "output": output}
-    sample_text = render_sample_prompts(spec)
+    sample_text = render_sample_prompts(spec, settings)
     if sample_text is not None:
         sample = {"sample_prompts": str(layout.sample_prompts), "sample_sampler": spec.sample.sampler}
         if spec.sample.every_n_epochs:
@@ -119,21 +114,21 @@ def render_configs(spec: ProjectSpec, layout: ProjectLayout, schema: OptionSchem
             sample["sample_at_first"] = True
         sections["sample"] = sample
     sections["training"] = training
-    return RenderedConfigs(sections, render_dataset(spec, layout, schema), sample_text)
+    return RenderedConfigs(sections, render_dataset(spec, settings, schema), sample_text)
 
 
-def render_dataset(spec: ProjectSpec, layout: ProjectLayout, schema: OptionSchema) -> dict[str, Any]:
+def render_dataset(spec: ProjectSpec, settings: Settings, schema: OptionSchema) -> dict[str, Any]:
     general_types, subset_types = schema.dataset_keys.get("general", {}), schema.dataset_keys.get("subset", {})
     general = spec.dataset.set_fields()
-    size = spec.dataset.size
-    assert size is not None  # the spec validator requires it
+    size = settings.resolution
     general["resolution"] = size[0] if size[0] == size[1] else list(size)
-    general.setdefault("batch_size", spec.training.train_batch_size or 1)
+    general["batch_size"] = settings.batch_size
     general = {key: coerce_dataset_value(general_types.get(key, ""), value) for key, value in sorted(general.items())}
     subsets = []
-    for concept in spec.concepts:
+    for item in settings.concepts:
+        concept = item.concept
         subset: dict[str, Any] = {
-            "image_dir": str(concept_dir(layout, concept)),
+            "image_dir": str(item.folder),
             "class_tokens": concept.class_tokens,
             "num_repeats": concept.repeats,
         }

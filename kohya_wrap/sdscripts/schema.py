@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kohya_wrap.errors import KohyaWrapError, Problem
-from kohya_wrap.paths import PACKAGE_DIR
+from kohya_wrap.launch.process import child_env
+from kohya_wrap.paths import PACKAGE_DIR, user_cache_dir
 
 if TYPE_CHECKING:
     from kohya_wrap.sdscripts.locate import SdScripts
-    from kohya_wrap.sdscripts.vendor import Vendor
 
 SNAPSHOT_DIR = PACKAGE_DIR / "data" / "option_schema"
 DATASET_LEVELS = ("general", "dataset", "subset")
@@ -112,34 +112,6 @@ class OptionSchema:
 
     # ------------------------------------------------------------------ checks
 
-    def check_spec_dict(self, data: dict[str, Any]) -> list[Problem]:
-        """Check the sd-scripts-named parts of a raw (merged) spec dict; the Pydantic models check the rest."""
-        model = data.get("model") if isinstance(data.get("model"), dict) else {}
-        family = model.get("family", "sd15")
-        from kohya_wrap.spec.models import SCRIPT_FOR_FAMILY
-
-        script = SCRIPT_FOR_FAMILY.get(family) if isinstance(family, str) else None
-        if script is None:
-            return []  # the model's own validation reports the family
-        if script not in self.scripts:
-            return [Problem("model.family", f"'{family}' trains with {script}, which {self.source} does not have", "upgrade sd-scripts (`kohya-wrap vendor upgrade --ref TAG`) or pick another family")]
-        problems: list[Problem] = []
-        training = data.get("training")
-        if isinstance(training, dict):
-            problems += self.check_training(script, training)
-        dataset = data.get("dataset")
-        if isinstance(dataset, dict):
-            problems += self.check_dataset(dataset)
-        concepts = data.get("concepts")
-        if isinstance(concepts, list):
-            for index, concept in enumerate(concepts):
-                if isinstance(concept, dict):
-                    problems += self.check_subset(index, concept)
-        sample = data.get("sample")
-        if isinstance(sample, dict) and isinstance(sample.get("sampler"), str):
-            problems += self._check_choice(script, "sample_sampler", sample["sampler"], "sample.sampler")
-        return problems
-
     def check_training(self, script: str, training: dict[str, Any]) -> list[Problem]:
         options = self.options(script)
         general = self.dataset_keys.get("general", {})
@@ -172,10 +144,8 @@ class OptionSchema:
                     problems.append(Problem(f"dataset.{key}", *problem))
         return problems
 
-    def check_subset(self, index: int, concept: dict[str, Any]) -> list[Problem]:
-        from kohya_wrap.spec.models import ConceptSpec
-
-        own = {info.alias or name for name, info in ConceptSpec.model_fields.items()}
+    def check_subset(self, index: int, concept: dict[str, Any], own: set[str]) -> list[Problem]:
+        """A concept's keys: `own` are kohya-wrap's concept fields, every other one an sd-scripts subset key."""
         subset = self.dataset_keys.get("subset", {})
         problems = []
         for key, value in concept.items():
@@ -192,7 +162,7 @@ class OptionSchema:
                     problems.append(Problem(where, *problem))
         return problems
 
-    def _check_choice(self, script: str, option: str, value: Any, where: str) -> list[Problem]:
+    def check_choice(self, script: str, option: str, value: Any, where: str) -> list[Problem]:
         info = self.options(script).get(option)
         if info and info.choices and value not in info.choices:
             return [Problem(where, f"'{value}' is not one of sd-scripts' choices", "use one of: " + ", ".join(map(str, info.choices)))]
@@ -311,7 +281,7 @@ def coerce_option_value(option: OptionInfo, value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def _parse_schema(data: dict[str, Any], source: str) -> OptionSchema:
+def parse_schema(data: dict[str, Any], source: str) -> OptionSchema:
     scripts = {
         script: {
             name: OptionInfo(
@@ -341,7 +311,7 @@ def snapshot_files() -> list[Path]:
 def load_snapshot(path: Path) -> OptionSchema:
     data = json.loads(path.read_text(encoding="utf-8"))
     describe = (data.get("sd_scripts") or {}).get("describe") or path.stem.removeprefix("sd-scripts-")
-    return _parse_schema(data, f"sd-scripts {describe} (snapshot)")
+    return parse_schema(data, f"sd-scripts {describe} (snapshot)")
 
 
 def shipped_schema() -> OptionSchema:
@@ -357,8 +327,6 @@ INTROSPECT = Path(__file__).with_name("introspect.py")
 
 
 def schema_cache_dir() -> Path:
-    from kohya_wrap.paths import user_cache_dir
-
     return user_cache_dir() / "option-schema"
 
 
@@ -375,8 +343,6 @@ def fingerprint(sd: "SdScripts") -> str:
 
 def run_introspection(python: Path, tree: Path, out: Path) -> None:
     """Build each script's argparse parser inside sd-scripts' own venv and dump it (introspect.py)."""
-    from kohya_wrap.launch.process import child_env
-
     env = child_env({})
     try:
         result = subprocess.run(
@@ -401,7 +367,7 @@ def live_schema(sd: "SdScripts") -> OptionSchema:
     data = json.loads(path.read_text(encoding="utf-8"))
     info = data.get("sd_scripts") or {}
     label = info.get("describe") or (info.get("commit") or "")[:12] or "unknown version"
-    return _parse_schema(data, f"sd-scripts {label} ({sd.origin})")
+    return parse_schema(data, f"sd-scripts {label} ({sd.origin})")
 
 
 def load_option_schema(sd: "SdScripts | None" = None) -> OptionSchema:
@@ -410,22 +376,3 @@ def load_option_schema(sd: "SdScripts | None" = None) -> OptionSchema:
     if sd is not None and sd.usable:
         return live_schema(sd)
     return shipped_schema()
-
-
-def schema_at_ref(vendor: "Vendor", ref: str) -> OptionSchema:
-    """The options of any ref of the vendored repository, read from its sources with the venv's Python
-    (cached per commit), without touching the checkout."""
-    import tempfile
-
-    from kohya_wrap.sdscripts.vendor import archive_tree, open_repo, resolve_or_fetch
-
-    if not vendor.python.is_file():
-        raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")
-    commit = resolve_or_fetch(open_repo(vendor.checkout), ref)
-    path = schema_cache_dir() / f"commit-{commit}.json"
-    if not path.is_file():
-        with tempfile.TemporaryDirectory(prefix="kohya-wrap-ref-") as temp:
-            archive_tree(vendor, commit, Path(temp))
-            run_introspection(vendor.python, Path(temp) / "tree", path)
-    data = json.loads(path.read_text(encoding="utf-8"))
-    return _parse_schema(data, f"sd-scripts {ref} ({commit[:12]})")

@@ -26,6 +26,7 @@ from typing import IO, Any, Callable, Iterator
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
 from kohya_wrap.sdscripts.locate import SdScripts, venv_python
+from kohya_wrap.sdscripts.schema import OptionSchema, live_schema, parse_schema, run_introspection, schema_cache_dir
 from kohya_wrap.launch.process import child_env
 from kohya_wrap.paths import PACKAGE_DIR, vendor_dir
 
@@ -398,8 +399,6 @@ class InstallOptions:
 
 def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], None]) -> Lock:
     """Clone or fetch, check out the pinned (or given) ref, build the venv, read the options."""
-    from kohya_wrap.sdscripts.schema import live_schema
-
     pinned = vendor.lock()
     source = options.source or (pinned.source if pinned else DEFAULT_SOURCE)
     ref = options.ref or (pinned.ref if pinned else None)
@@ -445,8 +444,6 @@ def upgrade(
     constraints: tuple[str, ...] | None, report: Callable[[str], None],
 ) -> UpgradeResult:
     """`constraints` None keeps the installed pins; a tuple replaces them (and reinstalls)."""
-    from kohya_wrap.sdscripts.schema import live_schema
-
     old = vendor.lock()
     if old is None or not (vendor.checkout / ".git").exists() or not vendor.python.is_file():
         raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")
@@ -535,3 +532,19 @@ def archive_tree(vendor: Vendor, ref: str, target: Path) -> str:
     archive.unlink()
     return commit
 
+
+def schema_at_ref(vendor: Vendor, ref: str) -> OptionSchema:
+    """The options of any ref of the vendored repository, read from its sources with the venv's Python
+    (cached per commit), without touching the checkout."""
+    import tempfile
+
+    if not vendor.python.is_file():
+        raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")
+    commit = resolve_or_fetch(open_repo(vendor.checkout), ref)
+    path = schema_cache_dir() / f"commit-{commit}.json"
+    if not path.is_file():
+        with tempfile.TemporaryDirectory(prefix="kohya-wrap-ref-") as temp:
+            archive_tree(vendor, commit, Path(temp))
+            run_introspection(vendor.python, Path(temp) / "tree", path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return parse_schema(data, f"sd-scripts {ref} ({commit[:12]})")

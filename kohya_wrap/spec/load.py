@@ -1,7 +1,10 @@
-"""Read a spec: TOML → preset chain merged → `--set` overrides → one validation that reports every problem.
+"""Read a spec, along one path for every command: the user's TOML → `--set` overrides (an `extends`
+override first, so it picks the preset chain) → the preset chain merged under it → one validation that
+reports every problem → the derived settings.
 
-The result is a `LoadedSpec`: the frozen ProjectSpec, its project layout and where each part came from.
-Relative paths in a spec (model files, concept sources) are relative to the project directory.
+The result is a `LoadedSpec`: the frozen ProjectSpec, its project layout, where each part came from, the
+sd-scripts and option schema it was checked against, and its derived Settings. Relative paths in a spec
+(model files, concept sources) are relative to the project directory.
 """
 
 from __future__ import annotations
@@ -16,6 +19,12 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from kohya_wrap.errors import KohyaWrapError, Problem, SpecError
 from kohya_wrap.paths import SPEC_FILENAME, ProjectLayout
+from kohya_wrap.presets import find_preset
+from kohya_wrap.sdscripts.families import FAMILIES
+from kohya_wrap.sdscripts.locate import SdScripts, locate_sd_scripts
+from kohya_wrap.sdscripts.schema import OptionSchema, load_option_schema
+from kohya_wrap.spec.models import ConceptSpec, ProjectSpec
+from kohya_wrap.spec.settings import Settings, derive_settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,18 +34,15 @@ else:  # pragma: no cover - exercised on 3.10 only
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
-    from kohya_wrap.sdscripts.locate import SdScripts
-    from kohya_wrap.sdscripts.schema import OptionSchema
-    from kohya_wrap.spec.models import ProjectSpec
-
 
 @dataclass(frozen=True)
 class LoadedSpec:
-    spec: "ProjectSpec"
+    spec: ProjectSpec
     layout: ProjectLayout
     chain: tuple[str, ...]  # the spec file, then each preset it extends, nearest first
-    schema: "OptionSchema"
-    sd_scripts: "SdScripts"
+    schema: OptionSchema
+    sd_scripts: SdScripts
+    settings: Settings
 
 
 def find_spec_file(directory: str | Path) -> Path:
@@ -70,8 +76,6 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
 
 def resolve_extends(data: dict[str, Any], origin: str, base_dir: Path) -> tuple[dict[str, Any], tuple[str, ...]]:
     """Merge `data` over the chain of presets it extends; returns the merged dict and the chain of sources."""
-    from kohya_wrap.presets import find_preset
-
     chain = [origin]
     merged = data
     seen = {origin}
@@ -246,14 +250,12 @@ def validate_spec(data: dict[str, Any], source: str, schema: "OptionSchema") -> 
     """Validate once: the Pydantic models, then every sd-scripts key against the option schema."""
     from pydantic import ValidationError
 
-    from kohya_wrap.spec.models import ProjectSpec
-
     problems: list[Problem] = []
     try:
         spec = ProjectSpec.model_validate(data)
     except ValidationError as exc:
         problems = problems_from_validation(exc, ProjectSpec)
-    problems += schema.check_spec_dict(data)
+    problems += schema_problems(data, schema)
     if problems:
         raise SpecError(source, _unique(problems))
     return spec
@@ -267,18 +269,58 @@ def _unique(problems: list[Problem]) -> list[Problem]:
     return sorted(seen.values(), key=_section_rank)
 
 
-def load_project(directory: str | Path, overrides: Iterable[str] = (), schema: "OptionSchema | None" = None) -> LoadedSpec:
-    """`schema` replaces the one of the project's sd-scripts (e.g. another version's, for a diff)."""
-    from kohya_wrap.sdscripts.locate import locate_sd_scripts
-    from kohya_wrap.sdscripts.schema import load_option_schema
+def schema_problems(data: dict[str, Any], schema: OptionSchema) -> list[Problem]:
+    """The sd-scripts-named parts of a raw (merged) spec dict, checked against the option schema; the
+    Pydantic models check the rest."""
+    model = data.get("model") if isinstance(data.get("model"), dict) else {}
+    family = FAMILIES.get(model.get("family", "sd15")) if isinstance(model.get("family", "sd15"), str) else None
+    if family is None:
+        return []  # the model's own validation reports the family
+    script = family.script
+    if script not in schema.scripts:
+        return [Problem("model.family", f"'{family.name}' trains with {script}, which {schema.source} does not have",
+                        "upgrade sd-scripts (`kohya-wrap vendor upgrade --ref TAG`) or pick another family")]
+    problems: list[Problem] = []
+    training = data.get("training")
+    if isinstance(training, dict):
+        problems += schema.check_training(script, training)
+    dataset = data.get("dataset")
+    if isinstance(dataset, dict):
+        problems += schema.check_dataset(dataset)
+    concepts = data.get("concepts")
+    if isinstance(concepts, list):
+        own = {info.alias or name for name, info in ConceptSpec.model_fields.items()}
+        for index, concept in enumerate(concepts):
+            if isinstance(concept, dict):
+                problems += schema.check_subset(index, concept, own)
+    sample = data.get("sample")
+    if isinstance(sample, dict) and isinstance(sample.get("sampler"), str):
+        problems += schema.check_choice(script, "sample_sampler", sample["sampler"], "sample.sampler")
+    return problems
 
-    spec_file = find_spec_file(directory)
+
+def resolve_spec(user: dict[str, Any], spec_file: Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The user's spec with `--set` overrides and its preset chain merged in. `--set extends=NAME` is
+    applied before the chain is resolved (it chooses the chain); every other override after (so it
+    overrides a preset's value too)."""
+    parsed = [(text, *parse_override(text)) for text in overrides]
+    chooses_chain = [text for text, path, _ in parsed if path == ["extends"]]
+    merged, chain = resolve_extends(apply_overrides(user, chooses_chain), str(spec_file), spec_file.parent)
+    return apply_overrides(merged, [text for text, path, _ in parsed if path != ["extends"]]), chain
+
+
+def load_spec_data(user: dict[str, Any], spec_file: Path, overrides: Iterable[str] = (), schema: OptionSchema | None = None) -> LoadedSpec:
+    """The one loading path (`load_project` reads the file; `init` validates what it is about to write)."""
     layout = ProjectLayout.at(spec_file.parent)
-    raw = read_toml(spec_file)
-    merged, chain = resolve_extends(raw, str(spec_file), spec_file.parent)
-    merged = apply_overrides(merged, overrides)
+    merged, chain = resolve_spec(user, spec_file, overrides)
     setting = merged.get("sd_scripts")
     sd = locate_sd_scripts(layout.root, setting if isinstance(setting, dict) else None)
     schema = schema or load_option_schema(sd)
     spec = validate_spec(merged, str(spec_file), schema)
-    return LoadedSpec(spec=spec, layout=layout, chain=chain, schema=schema, sd_scripts=sd)
+    return LoadedSpec(spec=spec, layout=layout, chain=chain, schema=schema, sd_scripts=sd, settings=derive_settings(spec, schema, layout))
+
+
+def load_project(directory: str | Path, overrides: Iterable[str] = (), schema: OptionSchema | None = None) -> LoadedSpec:
+    """`schema` replaces the one of the project's sd-scripts (e.g. another version's, for a diff)."""
+    spec_file = find_spec_file(directory)
+    return load_spec_data(read_toml(spec_file), spec_file, overrides, schema)

@@ -16,26 +16,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Family = Literal["sd15", "sd2", "sdxl", "flux"]
+from kohya_wrap.sdscripts.families import FAMILIES
+from kohya_wrap.sdscripts.naming import NAME_PATTERN, safe_name
 
-SCRIPT_FOR_FAMILY: dict[str, str] = {
-    "sd15": "train_network.py",
-    "sd2": "train_network.py",
-    "sdxl": "sdxl_train_network.py",
-    "flux": "flux_train_network.py",
-}
-
-DEFAULT_NETWORK_MODULE: dict[str, str] = {
-    "sd15": "networks.lora",
-    "sd2": "networks.lora",
-    "sdxl": "networks.lora",
-    "flux": "networks.lora_flux",
-}
-
-# sd-scripts asserts bucket_reso_steps % N == 0 at start-up (verify_bucket_reso_steps in each script).
-BUCKET_STEP_MULTIPLE: dict[str, int] = {"sd15": 64, "sd2": 64, "sdxl": 32, "flux": 32}
-
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")
+Family = Literal["sd15", "sd2", "sdxl", "flux"]  # the keys of sdscripts.families.FAMILIES
 HF_PREFIX = "hf://"
 
 
@@ -124,7 +108,7 @@ class ModelSpec(_Section):
 
     @property
     def script(self) -> str:
-        return SCRIPT_FOR_FAMILY[self.family]
+        return FAMILIES[self.family].script
 
 
 _FOLDER_UNSAFE = re.compile(r'[/\\\x00-\x1f<>:"|?*]')
@@ -420,7 +404,7 @@ class ProjectSpec(_Section):
     @classmethod
     def check_name(cls, value: str) -> str:
         if not NAME_PATTERN.fullmatch(value) or value in {".", ".."}:
-            kept = re.sub(r"[^A-Za-z0-9._-]+", "_", value).strip("._-")
+            kept = safe_name(value)
             suggestion = kept if kept and kept != value else "my_lora"
             raise ValueError(
                 f"'{value}' must use only ASCII letters, digits, - _ . (sd-scripts puts it in file names and "
@@ -459,7 +443,7 @@ class ProjectSpec(_Section):
 
     @model_validator(mode="after")
     def check_bucket_steps_fit_the_script(self) -> "ProjectSpec":
-        steps, needed = self.dataset.bucket_reso_steps, BUCKET_STEP_MULTIPLE[self.model.family]
+        steps, needed = self.dataset.bucket_reso_steps, FAMILIES[self.model.family].bucket_step_multiple
         if steps is not None and steps % needed:
             raise ValueError(f"dataset.bucket_reso_steps: {steps} is not a multiple of {needed}, which {self.model.script} requires — use {needed * max(1, round(steps / needed))}")
         return self
@@ -467,14 +451,10 @@ class ProjectSpec(_Section):
     @model_validator(mode="after")
     def check_resolution_set(self) -> "ProjectSpec":
         if self.dataset.resolution is None:
-            hint = 1024 if self.model.family in ("sdxl", "flux") else 512
+            hint = FAMILIES[self.model.family].resolution
             raise ValueError(f"dataset.resolution: is not set — set dataset.resolution = {hint}")
         return self
 
     @property
     def training_concepts(self) -> list[ConceptSpec]:
         return [c for c in self.concepts if not c.is_reg]
-
-    @property
-    def network_module(self) -> str:
-        return self.training.network_module or DEFAULT_NETWORK_MODULE[self.model.family]

@@ -17,7 +17,6 @@ planned — is refused before launch.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,10 @@ from pathlib import Path
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
 from kohya_wrap.plan import TrainingPlan
+from kohya_wrap.sdscripts.naming import STATE_SUFFIX, glob_escape, renumbered
 
 TRAIN_STATE = "train_state.json"
-# sd-scripts' names: "<name>-step00000012.safetensors", "<name>-step00000012-state", sample images
-# "<name>_000012_00_<time>_<seed>.png" (epoch ones are "-000002", "_e000002": their numbers are right)
-STEP_NAME = re.compile(r"^(?P<head>.*-step)(?P<step>\d{8})(?P<tail>(?:-state)?(?:\.[^.]+)?)$")
-SAMPLE_NAME = re.compile(r"^(?P<head>.*_)(?P<step>\d{6})(?P<tail>_\d{2}_.*)$")
+# (sd-scripts' file names are in sdscripts/naming.py: step-named ones are renumbered, epoch ones are right)
 
 
 @dataclass(frozen=True)
@@ -71,15 +68,11 @@ def read_state(path: Path) -> SavedState | None:
 def saved_states(model_dir: Path, name: str) -> list[SavedState]:
     """State folders of this output name, oldest step first."""
     found = []
-    for path in model_dir.glob(f"{glob_escape(name)}*-state") if model_dir.is_dir() else []:
+    for path in model_dir.glob(f"{glob_escape(name)}*{STATE_SUFFIX}") if model_dir.is_dir() else []:
         state = read_state(path)
         if path.is_dir() and state is not None:
             found.append(state)
     return sorted(found, key=lambda s: (s.step, s.path.stat().st_mtime_ns))
-
-
-def glob_escape(text: str) -> str:
-    return re.sub(r"([*?\[])", r"[\1]", text)
 
 
 def plan_resume(plan: TrainingPlan, model_dir: Path, staging: Path, source: Path | None, spec_training: dict) -> Resume:
@@ -115,15 +108,6 @@ def plan_resume(plan: TrainingPlan, model_dir: Path, staging: Path, source: Path
     return Resume(state, skip, staging, total, expected)
 
 
-def true_name(name: str, offset: int, sample: bool = False) -> str:
-    if offset:
-        match = (SAMPLE_NAME if sample else STEP_NAME).match(name)
-        if match:
-            width = len(match["step"])
-            return f"{match['head']}{int(match['step']) + offset:0{width}d}{match['tail']}"
-    return name
-
-
 def settle(staging: Path, output_dir: Path, offset: int) -> list[Path]:
     """Move what the resumed run wrote into `output_dir` under true step numbers; correct the step in
     each state's train_state.json. Returns the moved top-level paths (and sample images)."""
@@ -135,12 +119,12 @@ def settle(staging: Path, output_dir: Path, offset: int) -> list[Path]:
             target_dir = output_dir / "sample"
             target_dir.mkdir(parents=True, exist_ok=True)
             for image in sorted(item.iterdir()):
-                target = target_dir / true_name(image.name, offset, sample=True)
+                target = target_dir / renumbered(image.name, offset, sample=True)
                 image.replace(target)
                 moved.append(target)
             item.rmdir()
             continue
-        target = output_dir / true_name(item.name, offset)
+        target = output_dir / renumbered(item.name, offset)
         if item.is_dir():
             state = read_state(item)
             if state is not None and offset:

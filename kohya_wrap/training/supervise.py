@@ -1,8 +1,9 @@
 """`run`: supervise one training run of sd-scripts and keep a complete record of it.
 
 runs/<UTC id>/ holds command.json, spec.json (the resolved spec), the rendered configs, train.log (raw
-child output), events.jsonl, metrics.csv and manifest.json. The verdict is ours, not sd-scripts' exit
-code: it exits 0 having trained nothing ("No data found"), so success means the final LoRA file exists.
+child output), events.jsonl, metrics.csv and manifest.json (the run record, training/record.py). The
+verdict is ours, not sd-scripts' exit code: it exits 0 having trained nothing ("No data found"), so
+success means the final LoRA file exists.
 """
 
 from __future__ import annotations
@@ -13,19 +14,25 @@ import os
 import platform
 import shutil
 import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from kohya_wrap import __version__
 from kohya_wrap.check import CheckReport
-from kohya_wrap.errors import ExitCode, KohyaWrapError
-from kohya_wrap.fsutil import sha256_file, write_text_atomic
+from kohya_wrap.errors import ExitCode
+from kohya_wrap.fsutil import exclusive_lock, sha256_file, write_text_atomic
 from kohya_wrap.launch.events import CheckpointSaved, Event, EventParser, Progress, SampleSaved, event_dict
 from kohya_wrap.launch.process import Child, Exited, Output, child_env
+from kohya_wrap.paths import relative
 from kohya_wrap.plan import TrainingPlan
-from kohya_wrap.resume import Resume, settle, true_name
+from kohya_wrap.sdscripts.lrsched import schedule
+from kohya_wrap.sdscripts.naming import renumbered
+from kohya_wrap.training.environment import environment
+from kohya_wrap.training.record import DatasetFile, OutputFile, ResumeInfo, RunRecord, SdScriptsInfo, Steps, write_record
+from kohya_wrap.training.resume import Resume, settle
+from kohya_wrap.training.state import RunState
 
 # Rich wraps every log record at 80 columns when not on a terminal, splitting paths; a wide virtual
 # terminal keeps one record per line *with* its level (--console_log_simple would drop the level).
@@ -65,48 +72,14 @@ def new_run_id(runs_dir: Path) -> str:
     return run_id
 
 
-class RunLock:
-    """runs/.lock with the pid of the running `kohya-wrap run`; a lock whose process is gone is stale."""
-
-    def __init__(self, runs_dir: Path) -> None:
-        self.path = runs_dir / ".lock"
-
-    def __enter__(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            owner = int(self.path.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            owner = None
-        if owner is not None and owner != os.getpid() and _alive(owner):
-            raise KohyaWrapError(f"{self.path.parent.parent}: a run is already in progress (pid {owner})", "wait for it, or stop it first")
-        write_text_atomic(self.path, f"{os.getpid()}\n")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().rpartition(")")[2].split()[:1] == ["Z"])
-
-
 def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
     return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
 
 
-def dataset_files(report: CheckReport) -> list[dict[str, Any]]:
-    files = []
-    for item in report.concepts:
-        for image in item.scan.images:
-            files.append({"path": str(image.path.relative_to(report.loaded.layout.root)), "bytes": image.path.stat().st_size, "sha256": sha256_file(image.path)})
-    return files
+def dataset_files(report: CheckReport) -> list[DatasetFile]:
+    root = report.loaded.layout.root
+    return [DatasetFile(path=relative(image.path, root), bytes=image.path.stat().st_size, sha256=sha256_file(image.path))
+            for item in report.concepts for image in item.scan.images]
 
 
 class SampleWatcher:
@@ -148,58 +121,15 @@ class Numbering:
                 self.bar_total = event.total
             return Progress(event.step + self.resume.state.step, self.resume.total_steps, event.elapsed_s, event.remaining_s, event.seconds_per_step, event.loss)
         if isinstance(event, CheckpointSaved):
-            return CheckpointSaved(str(self.output_dir / true_name(Path(event.path).name, self.offset)))
+            return CheckpointSaved(str(self.output_dir / renumbered(Path(event.path).name, self.offset)))
         return event
 
     def sample(self, name: str) -> str:
-        return str(self.output_dir / "sample" / true_name(name, self.offset, sample=True))
+        return str(self.output_dir / "sample" / renumbered(name, self.offset, sample=True))
 
     @property
     def offset(self) -> int:
         return self.resume.offset(self.bar_total) if self.resume else 0
-
-
-def environment(python: Path, sd_root: Path) -> dict[str, Any]:
-    """Versions without importing torch (seconds): package metadata and torch/version.py in
-    sd-scripts' venv, GPU names from nvidia-smi where there is one, the checkout's commit and changes."""
-    import subprocess
-
-    from kohya_wrap.sdscripts.vendor import dirty_files
-
-    code = (
-        "import importlib.metadata as m, importlib.util as u, json, os, re\n"
-        "v = {}\n"
-        "for p in ('torch', 'torchvision', 'accelerate', 'diffusers', 'transformers', 'xformers', 'bitsandbytes'):\n"
-        "    try: v[p] = m.version(p)\n"
-        "    except m.PackageNotFoundError: pass\n"
-        "spec = u.find_spec('torch')\n"
-        "if spec and spec.submodule_search_locations:\n"
-        "    t = open(os.path.join(list(spec.submodule_search_locations)[0], 'version.py')).read()\n"
-        "    for k in ('cuda', 'hip'):\n"
-        "        f = re.search(k + r\"\\s*(?::[^=]*)?=\\s*'([^']*)'\", t)\n"
-        "        v['torch_' + k] = f.group(1) if f else None\n"
-        "print(json.dumps(v))\n"
-    )
-    info: dict[str, Any] = {}
-    try:
-        result = subprocess.run([str(python), "-c", code], capture_output=True, text=True, timeout=60, env=child_env({}))
-        info["packages"] = json.loads(result.stdout.strip().splitlines()[-1])
-    except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
-        info["packages"] = {"error": str(exc) or type(exc).__name__}
-    smi = shutil.which("nvidia-smi")
-    gpus: list[str] = []
-    if smi:
-        try:
-            result = subprocess.run([smi, "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"], capture_output=True, text=True, timeout=20)
-            gpus = [line.strip() for line in result.stdout.splitlines() if line.strip()]
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    info["gpus"] = gpus
-    if (sd_root / ".git").exists():
-        result = subprocess.run(["git", "-C", str(sd_root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-        info["sd_scripts_commit"] = result.stdout.strip() or None
-        info["sd_scripts_changed_files"] = dirty_files(sd_root)
-    return info
 
 
 def diagnose(exception: str | None, errors: list[str], verdict: str) -> list[str]:
@@ -216,14 +146,9 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
     """Launch, stream, record; Ctrl-C stops the child's whole group (SIGINT, then after `grace_s`
     SIGTERM and SIGKILL; a second Ctrl-C skips the grace). With `resume`, sd-scripts writes into its
     staging folder and the files move to the output folder under true step numbers at the end."""
-    import time
-
-    from kohya_wrap.dashboard import RunState
-    from kohya_wrap.sdscripts.lrsched import schedule
-
     loaded = report.loaded
-    layout = loaded.layout
-    with RunLock(layout.runs_dir):
+    layout, settings = loaded.layout, loaded.settings
+    with exclusive_lock(layout.runs_dir / ".lock", f"{layout.root}: a run is already in progress", "wait for it, or stop it first"):
         run_id = new_run_id(layout.runs_dir)
         run_dir = layout.runs_dir / run_id
         run_dir.mkdir(parents=True)
@@ -240,7 +165,7 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
         written_dir = resume.staging if resume else layout.model_dir
         samples = SampleWatcher(written_dir / "sample")
         schema = loaded.schema
-        state = RunState(lr_at=schedule(plan.rendered.train_args, plan.math.total_steps, plan.num_processes, lambda key: schema.default(plan.script, key)))
+        state = RunState(lr_at=schedule(plan.rendered.train_args, plan.math.total_steps, settings.num_processes, lambda key: schema.default(settings.script, key)))
         parsers = {"stdout": EventParser(), "stderr": EventParser()}
         interrupted = False
         child_exit: int | None = None
@@ -301,11 +226,10 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
                     settle(resume.staging, layout.model_dir, numbering.offset)
         ended = datetime.now(timezone.utc)
 
-        extension = "." + (loaded.spec.training.save_model_as or "safetensors")
-        final = layout.model_dir / f"{plan.name}{extension}"
+        final = layout.model_dir / settings.final_checkpoint
         after = _snapshot(layout.model_dir)
         written = {p for p, stamp in after.items() if before.get(p) != stamp}
-        checkpoints = sorted((p for p in written if p.name.startswith(plan.name) and p.suffix == extension), key=lambda p: after[p])
+        checkpoints = sorted((p for p in written if p.name.startswith(settings.name) and p.suffix == settings.checkpoint_extension), key=lambda p: after[p])
         trained = final in written
         if interrupted:
             code, verdict = ExitCode.INTERRUPTED, "interrupted"
@@ -314,23 +238,19 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
         else:
             code, verdict = ExitCode.FAILED, "failed: no LoRA file was written" + (f" (sd-scripts exited with {child_exit})" if child_exit else " although sd-scripts exited with 0")
         diagnosis = [] if code in (ExitCode.OK, ExitCode.INTERRUPTED) else diagnose(state.exception, state.errors, verdict)
-        manifest = {
-            "kohya_wrap": __version__,
-            "run_id": run_id,
-            "started": started.isoformat(), "ended": ended.isoformat(), "duration_s": round((ended - started).total_seconds(), 3),
-            "verdict": verdict, "exit_code": int(code), "child_exit_code": child_exit,
-            "sd_scripts": {"root": str(report.sd_scripts.root), "python": str(report.sd_scripts.python), "schema": loaded.schema.source, "commit": loaded.schema.commit},
-            "python": sys.version.split()[0], "platform": platform.platform(),
-            "environment": environment(report.sd_scripts.python, report.sd_scripts.root),
-            "resume": None if resume is None else {"state": str(resume.state.path), "from_step": resume.state.step, "skip_until_initial_step": resume.skip, "sd_scripts_step_offset": numbering.offset},
-            "seed": loaded.spec.training.seed,
-            "steps": {"planned": plan.math.total_steps, "reached": state.step},
-            "final_loss": state.loss,
-            "final_lr": state.lr,
-            "sample_images": state.sample_images,
-            "outputs": [{"path": str(p), "bytes": p.stat().st_size} for p in checkpoints],
-            "dataset": dataset_files(report),
-            "diagnosis": diagnosis,
-        }
-        write_text_atomic(run_dir / "manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+        sd = report.sd_scripts
+        record = RunRecord(
+            kohya_wrap=__version__, run_id=run_id,
+            started=started.isoformat(), ended=ended.isoformat(), duration_s=round((ended - started).total_seconds(), 3),
+            verdict=verdict, exit_code=int(code), child_exit_code=child_exit,
+            sd_scripts=SdScriptsInfo(root=str(sd.root), python=str(sd.python), schema=loaded.schema.source, commit=loaded.schema.commit),
+            python=sys.version.split()[0], platform=platform.platform(), environment=environment(sd.python, sd.root),
+            resume=None if resume is None else ResumeInfo(state=str(resume.state.path), from_step=resume.state.step,
+                                                          skip_until_initial_step=resume.skip, sd_scripts_step_offset=numbering.offset),
+            seed=settings.seed, steps=Steps(planned=plan.math.total_steps, reached=state.step),
+            final_loss=state.loss, final_lr=state.lr, sample_images=state.sample_images,
+            outputs=[OutputFile(path=str(p), bytes=p.stat().st_size) for p in checkpoints],
+            dataset=dataset_files(report), diagnosis=diagnosis, settings=settings.as_dict(),
+        )
+        write_record(run_dir, record)
     return Outcome(run_id, run_dir, int(code), verdict, child_exit, final if trained else None, checkpoints, diagnosis)

@@ -1,0 +1,159 @@
+"""`grid`: the saved LoRA checkpoints × LoRA weights (× prompts, seeds, cfg, steps, samplers) rendered by
+the vendored sd-scripts' own generation script, and laid out as labelled grid images.
+
+All the cells that share a sampler render in one `gen_img.py` process, so the base model loads once
+(grid/render.py). A cell is cached under `.kohya-wrap/grid-cache/` by a key over everything that decides
+its pixels (the checkpoint's SHA-256, the base model's path, size and time, the sd-scripts commit, the
+cell's settings; grid/cells.py), so a grid with one more column renders only that column, and weight 0
+(the base model) renders once for all checkpoints. grid/pages.py draws the pages and writes grid.json.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kohya_wrap.errors import KohyaWrapError
+from kohya_wrap.grid.cells import (
+    AXES, Cell, Checkpoint, GridRequest, Prompt, base_identity, axes_layout, cells_by_key, list_checkpoints, select_checkpoints,
+)
+from kohya_wrap.grid.pages import write_grid
+from kohya_wrap.grid.render import Generator, RenderOutcome, clear_work, render_cells
+from kohya_wrap.sdscripts.modelref import resolve_model_refs
+from kohya_wrap.spec.load import LoadedSpec
+from kohya_wrap.training.record import find_run, read_record
+from kohya_wrap.workers import Progress, no_progress
+
+__all__ = [
+    "AXES", "Cell", "Checkpoint", "Generator", "GridOptions", "GridRequest", "GridResult", "Prompt", "RenderOutcome", "make_grid",
+    "render_cells",
+]
+FAMILIES = ("sd15", "sd2", "sdxl")  # the families gen_img.py renders
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """`kohya-wrap grid`'s choices; None takes the [sample] section's (or the run's) value."""
+
+    run_id: str | None = None
+    checkpoints: str = "all"
+    weights: list[float] | None = None
+    prompts: list[Prompt] | None = None
+    seeds: list[int] | None = None
+    cfgs: list[float] | None = None
+    steps: list[int] | None = None
+    samplers: list[str] | None = None
+    size: tuple[int, int] | None = None
+    x: str | None = None
+    y: str | None = None
+    batch_size: int = 1
+
+
+@dataclass
+class GridResult:
+    folder: Path
+    data: dict[str, Any]  # grid.json
+    cells: int  # distinct cells
+    rendered: int
+    cached: int
+    failed: dict[str, str]
+    interrupted: bool
+    pages_axes: list[str]
+
+
+def default_prompts(loaded: LoadedSpec, negative: str | None) -> list[Prompt]:
+    """The [sample] prompts, each with its own negative prompt, else `negative`, else the section's."""
+    sample = loaded.spec.sample
+    prompts = []
+    for item in sample.prompts:
+        text = item if isinstance(item, str) else item.text
+        own = None if isinstance(item, str) else item.negative
+        prompts.append(Prompt(text.strip(), (negative if negative is not None else own if own is not None else sample.negative) or ""))
+    return prompts
+
+
+def _run_outputs(runs_dir: Path, run_id: str | None) -> tuple[Path | None, list[str] | None]:
+    """The run to take checkpoints (and their order) from: `run_id`, else the newest with a record."""
+    folder = find_run(runs_dir, run_id)
+    if folder is None:
+        return None, None
+    return folder, [output.path for output in read_record(folder).outputs]
+
+
+def _generator(loaded: LoadedSpec) -> tuple[Generator, str]:
+    spec, layout, sd, settings = loaded.spec, loaded.layout, loaded.sd_scripts, loaded.settings
+    refs = {r.field: r for r in resolve_model_refs(spec.model, layout.root)}
+    base = refs["base"]
+    if base.value is None:
+        if base.problem:
+            raise KohyaWrapError(base.problem.where + ": " + base.problem.what, base.problem.fix)
+        raise KohyaWrapError("model.base: cannot be resolved")
+    extra = []
+    if "vae" in refs and refs["vae"].value:
+        extra += ["--vae", refs["vae"].value]
+    if settings.tokenizer_cache_dir is not None:
+        extra += ["--tokenizer_cache_dir", str(settings.tokenizer_cache_dir)]
+    clip_skip = spec.training.clip_skip
+    if clip_skip:
+        extra += ["--clip_skip", str(clip_skip)]
+    if spec.model.v_parameterization:
+        extra.append("--v_parameterization")
+    return Generator(sd.python, sd.root, base.value, settings.family, extra), base.value
+
+
+def make_grid(loaded: LoadedSpec, options: GridOptions, progress: Progress = no_progress) -> GridResult:
+    """Render what the cache lacks and write the grid pages, the cells and grid.json into
+    runs/<id>/grids/<time>/ (or grids/<time>/ without a run)."""
+    spec, layout, sd, settings = loaded.spec, loaded.layout, loaded.sd_scripts, loaded.settings
+    if settings.family not in FAMILIES:
+        raise KohyaWrapError(f"grid: family {settings.family} is not supported yet", "grids render SD 1.x, SD 2.x and SDXL LoRAs")
+    if not (sd.usable and (sd.root / "gen_img.py").is_file()):
+        raise KohyaWrapError(f"grid needs sd-scripts' gen_img.py and its Python (looked in {sd.root})",
+                             "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`")
+
+    run_dir, outputs = _run_outputs(layout.runs_dir, options.run_id)
+    chosen = select_checkpoints(list_checkpoints(layout.model_dir, settings.name, outputs), settings.name, options.checkpoints)
+    if not chosen:
+        raise KohyaWrapError(f"{layout.model_dir}: no saved {settings.name}*.safetensors checkpoints",
+                             "train first (`kohya-wrap run`), with save_every_n_epochs or save_every_n_steps for more than the final one")
+    sample = spec.sample
+    prompts = options.prompts or default_prompts(loaded, None)
+    if not prompts:
+        raise KohyaWrapError("grid: no prompts", "pass --prompts \"…\" (or a file), or add prompts to the spec's [sample] section")
+    width, height = options.size or settings.sample_size
+    request = GridRequest(
+        checkpoints=chosen, weights=options.weights or [1.0], prompts=prompts,
+        seeds=options.seeds or [sample.seed if sample.seed is not None else 1], cfgs=options.cfgs or [sample.cfg],
+        steps=options.steps or [sample.steps], samplers=options.samplers or [sample.sampler], width=width, height=height)
+    x, y, pages = axes_layout(request, options.x, options.y)
+
+    generator, base = _generator(loaded)
+    keys = cells_by_key(request, base_identity(base, loaded.schema.commit))
+    cache = layout.root / ".kohya-wrap" / "grid-cache"
+    todo: dict[str, Cell] = {}
+    for cell, key in keys.items():
+        if not (cache / f"{key}.png").is_file():
+            todo.setdefault(key, cell)
+    unique = len(set(keys.values()))
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    parent = (run_dir / "grids") if run_dir else (layout.root / "grids")
+    folder, suffix = parent / stamp, 1
+    while folder.exists():
+        suffix += 1
+        folder = parent / f"{stamp}-{suffix}"
+    folder.mkdir(parents=True)
+    networks = [c for c in chosen if any(cell.checkpoint == c for cell in todo.values())]
+    outcome = RenderOutcome()
+    if todo:
+        with progress(settings.name, len(todo)) as bar:
+            outcome = render_cells(generator, todo, networks, cache, folder / ".work", options.batch_size, folder / "gen.log",
+                                   on_progress=lambda n: bar.advance(count=n))
+    clear_work(folder / ".work")
+    title = f"{settings.name} · run {run_dir.name if run_dir else '—'} · {width}×{height}"
+    meta = {"project": settings.name, "run": run_dir.name if run_dir else None, "created": stamp, "base": base,
+            "sd_scripts_commit": loaded.schema.commit, "rendered": outcome.rendered, "cached": unique - len(todo),
+            "failed": len(outcome.failed)}
+    data = write_grid(folder, request, keys, cache, x, y, pages, title, outcome.failed, meta)
+    return GridResult(folder, data, unique, outcome.rendered, unique - len(todo), outcome.failed, outcome.interrupted, pages)

@@ -1,0 +1,157 @@
+"""`init`: a new project — the user's `kohya-wrap.toml` (validated before it is written; a previous one
+kept as `.bak`), the kohya folder tree, and each concept's source photos copied in. Returns what it did;
+the CLI says it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kohya_wrap.dataset.importer import ImportResult, import_images
+from kohya_wrap.errors import KohyaWrapError
+from kohya_wrap.fsutil import copy_file_atomic, write_text_atomic
+from kohya_wrap.interop.kohya_ss import spec_from_kohya_ss
+from kohya_wrap.paths import ProjectLayout
+from kohya_wrap.sdscripts.naming import safe_name
+from kohya_wrap.spec.load import LoadedSpec, apply_overrides, load_project, load_spec_data
+from kohya_wrap.spec.write import render_spec_toml
+
+DEFAULT_PRESET = "sd15-character"
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    preset: str | None = None
+    token: str | None = None
+    class_: str = ""
+    repeats: int = 10
+    images: Path | None = None
+    base_model: str | None = None
+    name: str | None = None
+    from_kohya_ss: Path | None = None
+    force: bool = False
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass
+class ConceptImport:
+    folder: Path
+    result: ImportResult | None  # None: nothing to import
+    missing_source: Path | None = None  # its source folder is gone
+
+
+@dataclass
+class InitResult:
+    loaded: LoadedSpec
+    wrote_spec: bool  # False: an existing spec was kept
+    ignored_options: bool = False  # spec options given while an existing spec was kept
+    notes: list[str] = field(default_factory=list)  # what a kohya_ss config held that does not map
+    imports: list[ConceptImport] = field(default_factory=list)
+
+
+def default_name(token: str) -> str:
+    """The LoRA name when none is given: `<token>_v1`, in the characters a name may hold."""
+    ascii_token = safe_name(token)
+    return f"{ascii_token}_v1" if ascii_token else "my_lora"
+
+
+def concept_entry(token: str | None, class_: str, repeats: int, images: Path | None) -> dict[str, Any]:
+    if not token:
+        raise KohyaWrapError("init needs --token (the trigger word the LoRA learns)", "e.g. --token mytoken --class woman")
+    concept: dict[str, Any] = {"token": token, "class": class_, "repeats": repeats}
+    if images is not None:
+        concept["source"] = str(images.expanduser().absolute())
+    return concept
+
+
+def spec_from_options(options: InitOptions) -> dict[str, Any]:
+    concept = concept_entry(options.token, options.class_, options.repeats, options.images)
+    data: dict[str, Any] = {"extends": options.preset or DEFAULT_PRESET, "name": options.name or default_name(concept["token"])}
+    if options.base_model:
+        data["model"] = {"base": options.base_model}
+    data["concepts"] = [concept]
+    return data
+
+
+def spec_from_kohya_ss_file(options: InitOptions, notes: list[str]) -> dict[str, Any]:
+    """The spec a GUI config describes; what does not map goes into `notes`."""
+    path = options.from_kohya_ss
+    assert path is not None
+    try:
+        gui = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise KohyaWrapError(f"{path}: not a readable kohya_ss JSON config ({exc})", "export it again from the GUI's Save config") from None
+    if not isinstance(gui, dict):
+        raise KohyaWrapError(f"{path}: not a kohya_ss config (expected a JSON object)", "pass the file the GUI's Save config writes")
+
+    def subfolders(folder: str) -> list[str]:
+        directory = Path(folder).expanduser()
+        return sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
+
+    result = spec_from_kohya_ss(gui, subfolders=subfolders)
+    notes += [f"{item.key} = {item.value!r}: {item.reason}" for item in result.unmapped] + list(result.notes)
+    data = dict(result.spec)
+    if options.preset:
+        data["extends"] = options.preset
+    if options.name:
+        data["name"] = options.name
+    if options.base_model:
+        data.setdefault("model", {})["base"] = options.base_model
+    if options.token:
+        data["concepts"] = [*data.get("concepts", []), concept_entry(options.token, options.class_, options.repeats, options.images)]
+    if not data.get("concepts"):
+        raise KohyaWrapError(f"{path}: no concepts: its train_data_dir holds no <repeats>_<name> folders on this machine",
+                             "add --token T (and --class C, --images SRC) to define one")
+    return data
+
+
+def write_new_spec(layout: ProjectLayout, user: dict[str, Any], overrides: tuple[str, ...]) -> LoadedSpec:
+    """Validate first, so an invalid spec is never written; keep the previous spec as .bak (undo)."""
+    user = apply_overrides(user, overrides)  # written into the spec: they are the user's choices
+    loaded = load_spec_data(user, layout.spec_file)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    if layout.spec_file.exists():
+        copy_file_atomic(layout.spec_file, layout.spec_file.with_name(layout.spec_file.name + ".bak"))
+    write_text_atomic(layout.spec_file, render_spec_toml({k: v for k, v in user.items() if v is not None}))
+    return loaded
+
+
+def import_concept_images(loaded: LoadedSpec, extra_images: Path | None) -> list[ConceptImport]:
+    """Create every concept folder and copy in its `source`; `extra_images` (init --images on an
+    existing project) go to the first training concept."""
+    layout = loaded.layout
+    imports = []
+    first_training = next(c for c in loaded.settings.concepts if not c.is_reg)
+    for item in loaded.settings.concepts:
+        item.folder.mkdir(parents=True, exist_ok=True)
+        source = Path(item.concept.source).expanduser() if item.concept.source else None
+        if extra_images is not None and item is first_training:
+            source = extra_images
+        if source is None:
+            continue
+        source = source if source.is_absolute() else layout.root / source
+        if not source.is_dir():
+            imports.append(ConceptImport(item.folder, None, missing_source=source))
+            continue
+        imports.append(ConceptImport(item.folder, import_images(source, item.folder)))
+    return imports
+
+
+def init_project(directory: Path, options: InitOptions) -> InitResult:
+    layout = ProjectLayout.at(directory)
+    if layout.root.exists() and not layout.root.is_dir():
+        raise KohyaWrapError(f"{layout.root}: exists and is not a folder", "choose another project folder")
+    kept = layout.spec_file.exists() and not options.force
+    notes: list[str] = []
+    if kept:
+        loaded = load_project(layout.root, options.overrides)
+    else:
+        user = spec_from_kohya_ss_file(options, notes) if options.from_kohya_ss else spec_from_options(options)
+        loaded = write_new_spec(layout, user, options.overrides)
+    for folder in layout.tree():
+        folder.mkdir(parents=True, exist_ok=True)
+    imports = import_concept_images(loaded, extra_images=options.images if kept else None)
+    return InitResult(loaded, wrote_spec=not kept, ignored_options=kept and bool(options.from_kohya_ss or options.token),
+                      notes=notes, imports=imports)
