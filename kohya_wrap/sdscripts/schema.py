@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kohya_wrap.errors import KohyaWrapError, Problem
-from kohya_wrap.launch.process import child_env
+from kohya_wrap.launch.process import run
 from kohya_wrap.paths import PACKAGE_DIR, user_cache_dir
 
 if TYPE_CHECKING:
@@ -343,14 +343,13 @@ def fingerprint(sd: "SdScripts") -> str:
 
 def run_introspection(python: Path, tree: Path, out: Path) -> None:
     """Build each script's argparse parser inside sd-scripts' own venv and dump it (introspect.py)."""
-    env = child_env({})
     try:
-        result = subprocess.run(
-            [str(python), str(INTROSPECT), "--sd-scripts", str(tree), "--out", str(out)],
-            capture_output=True, text=True, timeout=600, env=env, stdin=subprocess.DEVNULL,
-        )
+        result = run([str(python), str(INTROSPECT), "--sd-scripts", str(tree), "--out", str(out)], timeout=600)
     except OSError as exc:
         raise KohyaWrapError(f"cannot run {python} ({exc.strerror})", "check the sd-scripts venv (`kohya-wrap vendor status`)") from None
+    except subprocess.TimeoutExpired:
+        raise KohyaWrapError(f"reading sd-scripts' options from {tree} with {python} took over 10 minutes and was stopped",
+                             "check that its venv is complete (`kohya-wrap vendor status`, `kohya-wrap vendor install`)") from None
     if result.returncode != 0:
         tail = [line for line in result.stderr.strip().splitlines() if line.strip()][-1:] or [f"exit code {result.returncode}"]
         raise KohyaWrapError(
