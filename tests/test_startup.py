@@ -21,11 +21,23 @@ def test_help_imports_nothing_heavy():
     assert "init" in result.stdout and "plan" in result.stdout
 
 
+ALL_COMMANDS = {"init", "check", "plan", "export", "presets", "prep", "lint", "caption", "tags", "run", "runs", "demo", "grid",
+                "report", "vendor"}
+
+
+def test_every_command_is_registered_by_importing_the_cli():
+    """In a fresh interpreter, importing the CLI alone registers every command (one list in cli/__init__)."""
+    code = "import json; from kohya_wrap.cli import cli; print(json.dumps(sorted(cli.commands)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert set(json.loads(result.stdout)) == ALL_COMMANDS
+
+
 def test_every_command_has_help():
     from click.testing import CliRunner
 
     from kohya_wrap.cli import cli
 
+    assert set(cli.commands) == ALL_COMMANDS
     runner = CliRunner()
     names = [[name] for name in cli.commands] + [["presets", name] for name in cli.commands["presets"].commands]
     for name in names:
