@@ -47,19 +47,15 @@ class CheckReport:
         self.findings.append(Finding(where, what, fix, severity))
 
 
-def _rel(layout_root: Path, path: Path) -> str:
-    return relative(path, layout_root)
-
-
 def _listed(paths: list[Path], root: Path) -> str:
-    shown = ", ".join(_rel(root, p) for p in paths[:MAX_LISTED])
+    shown = ", ".join(relative(p, root) for p in paths[:MAX_LISTED])
     more = len(paths) - MAX_LISTED
     return shown + (f" and {more} more" if more > 0 else "")
 
 
 def _check_concept(report: CheckReport, item: ConceptScan) -> None:
     root = report.loaded.layout.root
-    where = _rel(root, item.folder)
+    where = relative(item.folder, root)
     scan = item.scan
     if not scan.exists:
         report.add("error", where, "folder does not exist", f"create it and add images, or run `kohya-wrap init {root} --images SRC`")
@@ -83,7 +79,7 @@ def _check_concept(report: CheckReport, item: ConceptScan) -> None:
 
 def _check_captions(report: CheckReport, item: ConceptScan) -> None:
     root = report.loaded.layout.root
-    where = _rel(root, item.folder)
+    where = relative(item.folder, root)
     extension = item.concept.caption_extension
     paired = item.scan.captions_with(extension)
     images = item.scan.images
@@ -134,7 +130,7 @@ def _check_stray_folders(report: CheckReport) -> None:
         for entry in sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")):
             if entry.name in expected:
                 continue
-            where = _rel(layout.root, entry)
+            where = relative(entry, layout.root)
             match = FOLDER_NAME.match(entry.name)
             words = match.group(2) if match else entry.name
             concept = by_words.get(words)
@@ -177,7 +173,7 @@ def _check_buckets(report: CheckReport) -> None:
         if failed:
             example = failed[0]
             report.add(
-                "error", _rel(report.loaded.layout.root, item.folder),
+                "error", relative(item.folder, report.loaded.layout.root),
                 f"{len(failed)} image(s) get a zero-pixel bucket at resolution {settings.resolution[0]}×{settings.resolution[1]} "
                 f"with bucket_reso_steps {settings.reso_steps}, e.g. {example.path.name} ({example.size[0]}×{example.size[1]}); sd-scripts crashes on them",
                 "raise dataset.resolution, lower dataset.bucket_reso_steps, or crop those images closer to square",
@@ -197,9 +193,9 @@ def _check_output(report: CheckReport) -> None:
     target = layout.model_dir
     probe = target if target.exists() else target.parent
     if target.exists() and not target.is_dir():
-        report.add("error", _rel(layout.root, target), "is a file, but sd-scripts saves the LoRA into this folder", "move the file away")
+        report.add("error", relative(target, layout.root), "is a file, but sd-scripts saves the LoRA into this folder", "move the file away")
     elif not os.access(probe, os.W_OK | os.X_OK):
-        report.add("error", _rel(layout.root, target), "is not writable, so sd-scripts would fail at its first save (after training)", "fix the folder's permissions")
+        report.add("error", relative(target, layout.root), "is not writable, so sd-scripts would fail at its first save (after training)", "fix the folder's permissions")
 
 
 def _check_sd_scripts(report: CheckReport) -> None:
