@@ -4,14 +4,13 @@ the network multipliers, and --f, the output file name):
 
     a photo of mytoken woman --n blurry --w 512 --h 768 --d 42 --l 7 --s 20 --ss euler_a --am 1,0 --f a.png
 
-Writing (`PromptLine.format`) and reading (`parse_line`) both live here.
+Writing (`PromptLine.format`) and reading (`split_line`) both live here.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 # field → the flag sd-scripts reads, in the order kohya-wrap writes them
 FLAGS: dict[str, str] = {
@@ -21,7 +20,6 @@ FLAGS: dict[str, str] = {
 _VALUE = {"negative": r"(.+)", "width": r"(\d+)", "height": r"(\d+)", "seed": r"(\d+)", "cfg": r"([\d.]+)",
           "steps": r"(\d+)", "sampler": r"(\S+)", "network_mul": r"([\d.,\s-]+)", "filename": r"(.+)"}
 _PATTERNS = {name: re.compile(f"{flag} {_VALUE[name]}", re.IGNORECASE | re.DOTALL) for name, flag in FLAGS.items()}
-_NUMBER = {"width": int, "height": int, "seed": int, "steps": int, "cfg": float}
 
 
 def format_number(value: int | float) -> str:
@@ -65,26 +63,17 @@ class PromptLine:
         return " ".join(parts)
 
 
-Option = tuple["str | None", str, Any]  # (field, or None for an option kohya-wrap does not know; raw text; value)
-
-
-def parse_line(line: str) -> tuple[str, list[Option]]:
-    """A prompt line → its text and its options in order (unknown ones kept as raw text)."""
+def split_line(line: str) -> tuple[str, list[tuple[str | None, str, str | None]]]:
+    """A prompt line → its text and its options in order, each (field, or None for an option kohya-wrap
+    does not know; the raw option text; the value as written: callers convert it by their own rules)."""
     parts = line.split(" --")
-    options: list[Option] = []
+    options: list[tuple[str | None, str, str | None]] = []
     for part in parts[1:]:
         raw = part.strip()
         for name, pattern in _PATTERNS.items():
             match = pattern.fullmatch(raw)
             if match:
-                value: Any = match.group(1)
-                if name in _NUMBER:
-                    value = _NUMBER[name](float(value)) if name != "cfg" else float(value)
-                elif name == "network_mul":
-                    value = tuple(float(v) for v in value.replace(" ", "").split(",") if v)
-                else:
-                    value = value.strip()
-                options.append((name, raw, value))
+                options.append((name, raw, match.group(1)))
                 break
         else:
             options.append((None, raw, None))
