@@ -1,5 +1,5 @@
 """`plan`'s step math equals what the real sd-scripts prints, and the real sd-scripts accepts our
-rendered configs. Needs a real sd-scripts checkout and venv (marker `sdscripts`, see README).
+rendered configs. Needs a real sd-scripts checkout and venv (marker `sdscripts`, see docs/testing.md).
 
 Each case renders a project with `kohya-wrap plan --json`, starts the exact command it prints, reads
 sd-scripts' own plan block ("total optimization steps / 学習ステップ数: N" ...) and stops the run."""

@@ -2,7 +2,7 @@
 
 sd-scripts never prints the learning rate (its step bar shows only the loss), but for the schedulers it
 builds from transformers' `get_scheduler` the rate is a closed formula of the step: those formulas are
-here (checked against transformers itself in tests/test_sdscripts_lr.py). Anything else — a custom
+here (checked against transformers itself in tests/test_lrsched.py). Anything else — a custom
 `lr_scheduler_type`, adafactor, piecewise, warmup-stable-decay — is "not known" rather than guessed.
 """
 
