@@ -1,5 +1,5 @@
 """`kohya-wrap tags …`: statistics and byte-exact tag edits on awkward real caption files, the snapshot
-history and `tags undo`, plus the caption model of kohya_wrap/tags.py."""
+history and `tags undo`, plus the caption model of the kohya_wrap/tags package."""
 
 from __future__ import annotations
 
@@ -7,12 +7,15 @@ import hashlib
 import json
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from kohya_wrap import tags as tagmod
 from kohya_wrap.tags import Caption, dedupe_items, insert_items, item_key, remove_items, replace_items, sort_items, trigger_first
+from kohya_wrap.tags import history as snapshots
 
 FOLDER = ("image", "10_mytoken woman")
 BOM = b"\xef\xbb\xbf"
@@ -287,9 +290,68 @@ def test_add_without_dir_inside_the_project(root, cli, monkeypatch):
     assert caption(root, "img017") == CAPTIONS["img017"]
 
 
+def test_the_core_of_each_command_is_callable_without_click(root):
+    from kohya_wrap.errors import KohyaWrapError
+    from kohya_wrap.spec.load import load_project
+
+    loaded = load_project(root, ())
+    stats = tagmod.tag_stats(loaded, top=2)
+    assert stats.captions == 18 and stats.tags == [("1girl", 12), ("blue eyes", 9)]
+    assert stats.concepts[0].missing_caption == ["image/10_mytoken woman/img011.png"]
+    before = fingerprint(root)
+    dry = tagmod.edit_captions(loaded, tagmod.remove_tags(["blue eyes"]), dry_run=True)
+    assert dry.snapshot is None and len(dry.changes) == 9 and fingerprint(root) == before
+    assert dry.as_dict()["concepts"][0]["items_removed"] == 10
+    done = tagmod.edit_captions(loaded, tagmod.remove_tags(["blue eyes"]), command_line="remove blue eyes")
+    assert done.snapshot == history(root)[0] and caption(root, "img002") == b"1girl, solo, long hair, smile"
+    with pytest.raises(KohyaWrapError, match="must be 1 or more"):
+        tagmod.prune_tags(0)
+    undone = tagmod.undo(root)
+    assert undone.command == "remove blue eyes" and len(undone.restored) == 9 and fingerprint(root) == before
+
+
+HOLD_THE_DATASET_LOCK = """
+import sys, time
+from pathlib import Path
+from kohya_wrap.fsutil import dataset_lock
+with dataset_lock(Path(sys.argv[1]), "prep"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+BUSY = "another kohya-wrap command is changing this project's images or captions"
+
+
+def test_edits_and_undo_are_refused_while_another_command_holds_the_dataset_lock(root, cli):
+    assert cli("tags", "add", root, "first").code == 0
+    before, recorded = fingerprint(root), history(root)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_DATASET_LOCK, str(root)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        for args in [("add", root, "foo"), ("remove", root, "blue eyes"), ("replace", root, "1girl", "1woman"),
+                     ("dedupe", root), ("prune", root, "--min-count", "2"), ("trigger", root, "mytoken", "--create"),
+                     ("sort", root), ("undo", root)]:
+            refused = cli("tags", *args)
+            assert refused.code == 2, args
+            assert BUSY in refused.err and f"pid {holder.pid}" in refused.err and "Traceback" not in refused.err, args
+            assert f"`kohya-wrap tags {args[0]}` again" in refused.err, args
+        assert fingerprint(root) == before  # every caption byte-identical
+        assert history(root) == recorded  # nothing recorded, nothing undone
+        dry = cli("tags", "add", root, "foo", "--dry-run")  # reading needs no lock
+        assert dry.code == 0 and "18 file(s) would change" in dry.out
+        assert cli("tags", "stats", root).code == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    added = cli("tags", "add", root, "foo")  # the holder is gone, and the OS released its lock with it
+    assert added.code == 0, added.err
+    assert caption(root, "img002") == b"1girl, solo, blue eyes, long hair, smile, first, foo"
+    assert len(history(root)) == 2
+
+
 def test_interrupted_edit_is_undone(root, cli, monkeypatch):
     before = fingerprint(root)
-    real = tagmod.write_bytes_atomic
+    real = snapshots.write_bytes_atomic
     calls = []
 
     def flaky(path, data):
@@ -299,7 +361,7 @@ def test_interrupted_edit_is_undone(root, cli, monkeypatch):
                 raise KeyboardInterrupt
         real(path, data)
 
-    monkeypatch.setattr(tagmod, "write_bytes_atomic", flaky)
+    monkeypatch.setattr(snapshots, "write_bytes_atomic", flaky)
     result = cli("tags", "add", root, "white background")
     assert result.code == 130
     assert "interrupted after rewriting 2 of 17" in result.err and "tags undo" in result.err
@@ -308,7 +370,7 @@ def test_interrupted_edit_is_undone(root, cli, monkeypatch):
             now = caption(root, stem)
             assert now == data or now.replace(b"white background", b"") != now, stem
     assert sum(caption(root, p.stem) != CAPTIONS[p.stem] for p in calls[:2]) == 2
-    monkeypatch.setattr(tagmod, "write_bytes_atomic", real)
+    monkeypatch.setattr(snapshots, "write_bytes_atomic", real)
     assert cli("tags", "undo", root).code == 0
     assert fingerprint(root) == before
 
@@ -405,7 +467,7 @@ def test_every_tags_command_has_help_and_is_documented():
     names = sorted(cli.commands["tags"].commands)
     assert names == ["add", "dedupe", "prune", "remove", "replace", "sort", "stats", "trigger", "undo"]
     repo = Path(__file__).resolve().parents[1]
-    docs = [repo / "README.md", repo / "docs" / "_tags_readme.md"]
+    docs = [repo / "README.md", repo / "docs" / "tags.md"]
     text = "".join(p.read_text(encoding="utf-8") for p in docs if p.is_file())
     runner = CliRunner()
     for name in names:
