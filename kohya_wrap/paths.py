@@ -105,11 +105,12 @@ def builtin_presets_dir() -> Path:
 
 def vendor_dir() -> Path:
     """Home of the sd-scripts checkout, its venv and the lock: KOHYA_WRAP_VENDOR, the source checkout's
-    vendor/, or (installed as a package) the user data dir."""
+    vendor/ (a pyproject.toml and a vendor/ folder beside the package; all it holds but its README is
+    git-ignored), or (installed as a package) the user data dir."""
     if os.environ.get("KOHYA_WRAP_VENDOR"):
         return Path(os.environ["KOHYA_WRAP_VENDOR"]).expanduser().absolute()
     source_vendor = PACKAGE_DIR.parent / "vendor"
-    if (source_vendor / "sd-scripts.lock").is_file():
+    if (PACKAGE_DIR.parent / "pyproject.toml").is_file() and source_vendor.is_dir():
         return source_vendor
     return user_data_dir() / "vendor"
 

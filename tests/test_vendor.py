@@ -4,6 +4,7 @@ install from a local repo, status, options, upgrade, diff, use, and the live opt
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_images
+from conftest import REPO, make_images
 from standin import build_standin_repo
 
 if sys.version_info >= (3, 11):
@@ -78,6 +79,12 @@ def test_install_pins_and_checks_out_the_commit(installed, standin_repo, cli):
     status = json.loads(cli("vendor", "status", "--json", "--no-torch").out)
     assert status["commit"] == lock["commit"] and status["matches_lock"] and status["dirty"] == []
     assert status["describe"] == "v1.0.0" and status["python_present"]
+    shipped = tomllib.loads((REPO / "kohya_wrap" / "data" / "sd-scripts.lock").read_text(encoding="utf-8"))
+    assert status["lock_file"] == str(installed / "sd-scripts.lock") and not status["matches_pin"]
+    assert status["pin"]["ref"] == shipped["ref"] and status["pin"]["commit"] == shipped["commit"]
+    text = cli("vendor", "status", "--no-torch").out
+    assert f"lock:       v1.0.0 {lock['commit'][:12]} from {standin_repo}" in text
+    assert f"pin:        {shipped['ref']} {shipped['commit'][:12]} shipped with kohya-wrap (the lock differs)" in text
 
     options = cli("vendor", "options", "--grep", "network_dim")
     assert options.code == 0 and "network_dim" in options.out and "int" in options.out
@@ -214,3 +221,45 @@ def test_a_family_whose_script_this_version_lacks(installed, tmp_path, cli):
     result = cli("check", project)
     assert result.code == 2
     assert "model.family: 'flux' trains with flux_train_network.py, which sd-scripts v1.0.0 (vendor) does not have" in result.err
+
+
+def test_status_before_any_install_shows_the_shipped_pin(cli):
+    status = json.loads(cli("vendor", "status", "--json", "--no-torch").out)
+    assert not status["installed"] and status["matches_pin"] and status["lock"] == status["pin"]
+    assert status["lock_file"] == str(REPO / "kohya_wrap" / "data" / "sd-scripts.lock")
+    assert "pin:" not in cli("vendor", "status", "--no-torch").out  # nothing differs: one line says it all
+
+
+def source_checkout_copy(target: Path) -> Path:
+    """This project as a fresh source checkout: the files git sees in the working tree now (committed or
+    not; ignored ones left out) committed into a new repository at `target`."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            capture_output=True, check=True).stdout.decode("utf-8").split("\0")
+    for name in filter(None, listed):
+        if (REPO / name).is_file():  # a file deleted but still in the index is not part of the tree
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target / name)
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["init", "-q", "-b", "main"], ["add", "-A", "-f"], [*identity, "commit", "-qm", "copy"]):
+        subprocess.run(["git", "-C", str(target), *args], check=True, capture_output=True)
+    return target
+
+
+def test_vendor_install_leaves_a_source_checkout_clean(standin_repo, tmp_path):
+    """The README's set-up (`vendor install` in a clone of kohya-wrap) must not leave `git status` dirty:
+    the shipped pin is package data, and the local lock, checkout and venv in vendor/ are git-ignored."""
+    copy = source_checkout_copy(tmp_path / "kohya-wrap")
+    shipped = (copy / "kohya_wrap" / "data" / "sd-scripts.lock").read_text(encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "KOHYA_WRAP_VENDOR"}  # the source checkout's vendor/
+    env["PYTHONPATH"] = str(copy)  # the copy's own kohya_wrap, whose vendor/ is beside it
+    result = subprocess.run(
+        [sys.executable, "-m", "kohya_wrap", "vendor", "install", "--source", str(standin_repo), "--ref", "v1.0.0",
+         "--torch", "none"],
+        cwd=copy, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (copy / "vendor" / "sd-scripts" / "train_network.py").is_file() and (copy / "vendor" / "venv").is_dir()
+    lock = tomllib.loads((copy / "vendor" / "sd-scripts.lock").read_text(encoding="utf-8"))
+    assert lock["source"] == str(standin_repo) and lock["ref"] == "v1.0.0"
+    assert (copy / "kohya_wrap" / "data" / "sd-scripts.lock").read_text(encoding="utf-8") == shipped
+    assert git_out(copy, "status", "--porcelain") == ""

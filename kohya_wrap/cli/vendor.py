@@ -95,7 +95,8 @@ def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, co
 @click.option("--json", "as_json", is_flag=True, help="Print as one JSON object.")
 @click.option("--no-torch", is_flag=True, help="Skip importing torch in the venv (a few seconds).")
 def vendor_status(as_json: bool, no_torch: bool) -> int:
-    """Source, ref, commit, local changes, venv, torch and device; whether the checkout matches the lock."""
+    """Source, ref, commit, local changes, venv, torch and device; whether the checkout matches the lock,
+    and the pin kohya-wrap ships where the lock differs from it."""
     from kohya_wrap.sdscripts.vendor import status
 
     info = status(_vendor(), with_torch=not no_torch)
@@ -105,6 +106,10 @@ def vendor_status(as_json: bool, no_torch: bool) -> int:
     lock = info["lock"]
     echo(f"vendor dir: {info['vendor_dir']}")
     echo(f"lock:       {lock['ref']} {lock['commit'][:12]} from {lock['source']}" if lock else "lock:       none")
+    pin = info["pin"]
+    if pin and lock and not info["matches_pin"]:  # installed another version than the one kohya-wrap ships
+        shipped = f"{pin['ref']} {pin['commit'][:12]}"
+        echo(f"pin:        {shipped} shipped with kohya-wrap (the lock differs)", style="yellow")
     if not info["installed"]:
         echo(f"checkout:   not installed ({info['checkout']}) — run `kohya-wrap vendor install`", style="yellow")
     else:

@@ -1,0 +1,200 @@
+"""The `kohya-wrap vendor` commands' work, put together from the lock, the git checkout and the venv:
+install (clone, check out the pin, build the venv, read the options), upgrade (move to another ref and
+reinstall only what changed), status, and the options of any ref without touching the checkout."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from kohya_wrap.errors import KohyaWrapError
+from kohya_wrap.fsutil import write_text_atomic
+from kohya_wrap.sdscripts.schema import OptionSchema, live_schema, parse_schema, run_introspection, schema_cache_dir
+from kohya_wrap.sdscripts.vendor.layout import Vendor, write_state
+from kohya_wrap.sdscripts.vendor.lock import DEFAULT_SOURCE, SHIPPED_LOCK, Lock, shipped_lock
+from kohya_wrap.sdscripts.vendor.phases import PhaseFailed, PhaseLog, new_log
+from kohya_wrap.sdscripts.vendor.repo import (
+    archive_tree, checkout_commit, describe, dirty_files, fetch_or_clone, open_repo, resolve_commit, resolve_or_fetch,
+)
+from kohya_wrap.sdscripts.vendor.venv import (
+    DEFAULT_TORCH, create_venv, file_sha256, install_requirements, install_torch, torch_info,
+)
+
+# Windows-only DLLs (several MB each, absent from some mirrors): never needed elsewhere.
+PLATFORM_EXCLUDES: tuple[str, ...] = () if sys.platform == "win32" else ("bitsandbytes_windows/",)
+
+
+def refuse_local_changes(vendor: Vendor, exclude: tuple[str, ...], force: bool) -> None:
+    changed = dirty_files(vendor.checkout, ignore=exclude)
+    if changed and not force:
+        raise KohyaWrapError(
+            f"{vendor.checkout} has local changes ({', '.join(changed[:3])})",
+            "commit or discard them, or pass --force to overwrite them",
+        )
+
+
+def option_count(schema: OptionSchema) -> str:
+    return f"{sum(len(o) for o in schema.scripts.values())} options in {len(schema.scripts)} scripts"
+
+
+def normalise_excludes(exclude: tuple[str, ...], previous: tuple[str, ...] = ()) -> tuple[str, ...]:
+    merged = [*PLATFORM_EXCLUDES, *previous, *exclude]
+    return tuple(dict.fromkeys(p.strip().lstrip("/") for p in merged if p.strip()))
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    ref: str | None = None
+    source: str | None = None
+    exclude: tuple[str, ...] = ()
+    torch: str = DEFAULT_TORCH
+    torch_index_url: str | None = None
+    python: str = sys.executable
+    force: bool = False
+    constraints: tuple[str, ...] = ()
+
+
+def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], None]) -> Lock:
+    """Clone or fetch, check out the pinned (or given) ref, build the venv, read the options; then write
+    the vendor dir's own lock (the pin kohya-wrap ships is never rewritten)."""
+    pinned = vendor.lock()
+    source = options.source or (pinned.source if pinned else DEFAULT_SOURCE)
+    ref = options.ref or (pinned.ref if pinned else None)
+    if ref is None:
+        raise KohyaWrapError("no sd-scripts version is pinned here", "pass --ref TAG, e.g. --ref v0.10.1")
+    exclude = normalise_excludes(options.exclude, pinned.exclude if pinned else ())
+    if vendor.installed:
+        refuse_local_changes(vendor, exclude, options.force)
+    lock = Lock(source, ref, "", exclude)
+    with PhaseLog(new_log(vendor, "install"), report, total=6) as log:
+        log.phase("fetch sd-scripts", lambda: fetch_or_clone(vendor, source, log))
+
+        def pick_commit() -> str:
+            nonlocal lock
+            commit = resolve_commit(open_repo(vendor.checkout), ref)
+            if pinned and not options.ref and pinned.commit and commit != pinned.commit:
+                raise KohyaWrapError(
+                    f"{ref} resolves to {commit[:12]} in {source}, but the lock pins {pinned.commit[:12]}",
+                    "the tag moved or the source differs: pass --ref to pin the new commit deliberately",
+                )
+            lock = replace(lock, commit=commit)
+            return checkout_commit(vendor, commit, exclude, log)
+
+        log.phase(f"check out {ref}", pick_commit)
+        log.phase("create venv", lambda: create_venv(vendor, options.python, log))
+        log.phase("install torch", lambda: install_torch(vendor, options.torch, options.torch_index_url, log))
+        log.phase("install requirements", lambda: install_requirements(vendor, options.torch, options.constraints, log))
+        log.phase("read options", lambda: option_count(live_schema(vendor.sd_scripts())))
+    write_text_atomic(vendor.lock_path, lock.text())
+    write_state(
+        vendor, commit=lock.commit, torch=options.torch, torch_index_url=options.torch_index_url, python=options.python
+    )
+    return lock
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    old: Lock
+    new: Lock
+    requirements_reinstalled: bool
+
+
+def upgrade(
+    vendor: Vendor, ref: str, source: str | None, exclude: tuple[str, ...], force: bool,
+    constraints: tuple[str, ...] | None, report: Callable[[str], None],
+) -> UpgradeResult:
+    """`constraints` None keeps the installed pins; a tuple replaces them (and reinstalls)."""
+    old = vendor.lock()
+    if old is None or not vendor.installed or not vendor.python.is_file():
+        raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")
+    refuse_local_changes(vendor, normalise_excludes(exclude, old.exclude), force)
+    state = vendor.state()
+    pins = tuple(state.get("constraints", ())) if constraints is None else constraints
+    new = Lock(source or old.source, ref, "", normalise_excludes(exclude, old.exclude))
+    reinstalled = False
+    with PhaseLog(new_log(vendor, "upgrade"), report, total=4) as log, _rollback_hint(old, ref):
+        log.phase("fetch sd-scripts", lambda: fetch_or_clone(vendor, new.source, log))
+
+        def move() -> str:
+            nonlocal new
+            new = replace(new, commit=resolve_commit(open_repo(vendor.checkout), ref))
+            return checkout_commit(vendor, new.commit, new.exclude, log)
+
+        log.phase(f"check out {ref}", move)
+
+        def requirements() -> str:
+            nonlocal reinstalled
+            same_file = file_sha256(vendor.checkout / "requirements.txt") == state.get("requirements_sha256")
+            if same_file and pins == tuple(state.get("constraints", ())):
+                return "requirements.txt unchanged: nothing to install"
+            reinstalled = True
+            return install_requirements(vendor, state.get("torch", DEFAULT_TORCH), pins, log)
+
+        log.phase("update requirements", requirements)
+        log.phase("read options", lambda: option_count(live_schema(vendor.sd_scripts())))
+    write_text_atomic(vendor.lock_path, new.text())
+    write_state(vendor, commit=new.commit)
+    return UpgradeResult(old, new, reinstalled)
+
+
+@contextmanager
+def _rollback_hint(old: Lock, ref: str) -> Iterator[None]:
+    """A failed upgrade leaves the checkout where it got to and the lock on the old version: say so."""
+    try:
+        yield
+    except PhaseFailed as exc:
+        exc.hint = (
+            f"{exc.hint}\nthe lock still pins {old.ref} ({old.commit[:12]}); "
+            f"`kohya-wrap vendor upgrade --ref {old.ref}` goes back, "
+            f"or retry {ref} with --pip-constraint (e.g. \"numpy<2\" for releases built against NumPy 1)"
+        )
+        raise
+
+
+def status(vendor: Vendor, with_torch: bool = True) -> dict[str, Any]:
+    """Where everything is and whether it agrees: the lock in use (the vendor dir's own, else the
+    shipped pin) and the pin kohya-wrap ships, the checkout's commit and changes, the venv, torch."""
+    lock = vendor.lock()
+    pin = shipped_lock()
+    info: dict[str, Any] = {
+        "vendor_dir": str(vendor.root),
+        "lock": asdict(lock) if lock else None,
+        "lock_file": str(vendor.lock_path if vendor.lock_path.is_file() else SHIPPED_LOCK) if lock else None,
+        "pin": asdict(pin) if pin else None,
+        "matches_pin": bool(pin and pin.same_version(lock)),
+        "checkout": str(vendor.checkout),
+        "installed": vendor.installed,
+    }
+    if info["installed"]:
+        repo = open_repo(vendor.checkout)
+        head = repo.head.commit.hexsha
+        info.update(
+            commit=head, describe=describe(vendor.checkout), dirty=dirty_files(vendor.checkout),
+            matches_lock=bool(lock and lock.commit == head),
+            source=next((r.url for r in repo.remotes if r.name == "origin"), None),
+        )
+    info["python"] = str(vendor.python)
+    info["python_present"] = vendor.python.is_file()
+    if with_torch and info["python_present"]:
+        info["torch"] = torch_info(vendor.python)
+    return info
+
+
+def schema_at_ref(vendor: Vendor, ref: str) -> OptionSchema:
+    """The options of any ref of the vendored repository, read from its sources with the venv's Python
+    (cached per commit), without touching the checkout."""
+    if not vendor.python.is_file():
+        raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")
+    commit = resolve_or_fetch(open_repo(vendor.checkout), ref)
+    path = schema_cache_dir() / f"commit-{commit}.json"
+    if not path.is_file():
+        with tempfile.TemporaryDirectory(prefix="kohya-wrap-ref-") as temp:
+            archive_tree(vendor, commit, Path(temp))
+            run_introspection(vendor.python, Path(temp) / "tree", path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return parse_schema(data, f"sd-scripts {ref} ({commit[:12]})")
