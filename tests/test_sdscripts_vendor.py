@@ -21,7 +21,7 @@ pytestmark = pytest.mark.sdscripts
 
 MIRROR = os.environ.get("KOHYA_WRAP_SD_MIRROR")
 OLD, NEW = os.environ.get("KOHYA_WRAP_SD_OLD_REF", "v0.9.1"), os.environ.get("KOHYA_WRAP_SD_NEW_REF", "v0.10.1")
-# blobs some mirrors lack (see README); excluding a path a version does not have is harmless
+# blobs some mirrors lack (see docs/sd-scripts.md); excluding a path a version does not have is harmless
 EXCLUDE = ["--exclude", "configs/qwen3_06b/tokenizer.json"]
 
 
