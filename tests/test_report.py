@@ -197,10 +197,18 @@ def test_a_sparse_record_still_makes_a_page(tmp_path, cli):
     old, new, running = root / "runs" / "20260101-000000", root / "runs" / "20260102-000000", root / "runs" / "20260103-000000"
     for folder in (old, new, running):
         folder.mkdir(parents=True)
-    (old / "manifest.json").write_text(json.dumps({"run_id": old.name, "verdict": "trained", "exit_code": 0}), encoding="utf-8")
-    (new / "manifest.json").write_text(json.dumps({"run_id": new.name, "verdict": "failed: <oops>", "exit_code": 1, "diagnosis": ["the loss became NaN: <x>"],
-                                                   "resume": {"state": "/p/model/x-step00001000-state", "from_step": 1000},
-                                                   "outputs": [{"path": str(root / "model" / "gone.safetensors"), "bytes": 5}]}), encoding="utf-8")
+    # the fields every run record has (training/record.py); the rest is left out
+    required = {"kohya_wrap": "0.1.0", "started": "2026-01-01T00:00:00+00:00", "ended": "2026-01-01T00:01:00+00:00",
+                "duration_s": 60.0, "python": "3.11", "platform": "test", "steps": {"planned": 2000, "reached": 1004},
+                "sd_scripts": {"root": "/sd-scripts", "python": "/sd-scripts/venv/bin/python", "schema": "test"}}
+    old_record = {**required, "run_id": old.name, "verdict": "trained", "exit_code": 0}
+    (old / "manifest.json").write_text(json.dumps(old_record), encoding="utf-8")
+    new_record = {**required, "run_id": new.name, "verdict": "failed: <oops>", "exit_code": 1,
+                  "diagnosis": ["the loss became NaN: <x>"],
+                  "resume": {"state": "/p/model/x-step00001000-state", "from_step": 1000,
+                             "skip_until_initial_step": False, "sd_scripts_step_offset": 1000},
+                  "outputs": [{"path": str(root / "model" / "gone.safetensors"), "bytes": 5}]}
+    (new / "manifest.json").write_text(json.dumps(new_record), encoding="utf-8")
     (new / "metrics.csv").write_text("step,epoch,loss,lr,seconds_per_step,elapsed_s\n1001,3,0.5,,1,1\n1002,3,nan,,1,2\n1003,4,inf,,1,3\n1004,4,0.4,,1,4\n",
                                      encoding="utf-8")
     (new / "train.log").write_bytes(b"\x1b[31mstep 1\rstep 2\rstep 3\x1b[0m\nTraceback <here>\n")
