@@ -81,7 +81,7 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
     """The run history of a project (`kohya-wrap runs [DIR]`), or one run (`kohya-wrap runs show ID [DIR]`)."""
     from kohya_wrap.cli.output import echo_json
     from kohya_wrap.spec.load import find_spec_file
-    from kohya_wrap.training.record import RecordError, find_run, list_runs, read_record
+    from kohya_wrap.training.record import RecordError, RunFiles, find_run, list_runs, read_record
 
     if args[:1] == ("show",):
         if len(args) < 2:
@@ -110,8 +110,8 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
         for line in record.diagnosis:
             echo(f"  {line}", style="yellow")
         echo(f"  dataset: {len(record.dataset)} image(s); record: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
-        if (run_dir / "report.html").is_file():
-            echo(f"  report: {run_dir / 'report.html'}")
+        if RunFiles(run_dir).report.is_file():
+            echo(f"  report: {RunFiles(run_dir).report}")
         return ExitCode.OK
     if len(args) > 1:
         raise KohyaWrapError(f"unexpected arguments: {' '.join(args[1:])}", "use `kohya-wrap runs [DIR]` or `kohya-wrap runs show ID [DIR]`")

@@ -23,7 +23,7 @@ from kohya_wrap.grid.pages import write_grid
 from kohya_wrap.grid.render import Generator, RenderOutcome, clear_work, render_cells
 from kohya_wrap.sdscripts.modelref import resolve_model_refs
 from kohya_wrap.spec.load import LoadedSpec
-from kohya_wrap.training.record import find_run, read_record
+from kohya_wrap.training.record import RunFiles, find_run, read_record
 from kohya_wrap.workers import Progress, no_progress
 
 __all__ = [
@@ -138,7 +138,7 @@ def make_grid(loaded: LoadedSpec, options: GridOptions, progress: Progress = no_
             todo.setdefault(key, cell)
     unique = len(set(keys.values()))
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    parent = (run_dir / "grids") if run_dir else (layout.root / "grids")
+    parent = RunFiles(run_dir).grids if run_dir else (layout.root / "grids")
     folder, suffix = parent / stamp, 1
     while folder.exists():
         suffix += 1

@@ -13,10 +13,10 @@ from kohya_wrap.report.charts import (EMA_COLOUR, LR_COLOUR, MAX_DRAWN_POINTS, R
                                       nice_ticks, parse_metrics, smoothing_span, step_label, tick_label)
 from kohya_wrap.report.data import log_tail, read_run, sample_prompts
 from kohya_wrap.report.images import GRID_SIDE, SAMPLE_SIDE, THUMB_SIDE, image_data_uri
-from kohya_wrap.report.page import REPORT_NAME, _charts, build_report, concepts_of, pick_run, size_text, write_report
+from kohya_wrap.report.page import _charts, build_report, concepts_of, pick_run, size_text, write_report
 
 __all__ = [
-    "EMA_COLOUR", "GRID_SIDE", "LR_COLOUR", "MAX_DRAWN_POINTS", "RAW_COLOUR", "REPORT_NAME", "SAMPLE_SIDE",
+    "EMA_COLOUR", "GRID_SIDE", "LR_COLOUR", "MAX_DRAWN_POINTS", "RAW_COLOUR", "SAMPLE_SIDE",
     "THUMB_SIDE",
     "MetricRow", "Series", "build_report", "concepts_of", "decimate", "ema", "epoch_markers", "finite_points",
     "image_data_uri", "line_chart_svg", "log_tail", "loss_chart", "lr_chart", "nice_ticks", "parse_metrics", "pick_run",

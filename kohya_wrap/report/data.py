@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kohya_wrap.report.charts import MetricRow, parse_metrics
-from kohya_wrap.training.record import RECORD_NAME, RunRecord, read_record
+from kohya_wrap.training.record import RunFiles, RunRecord, read_record
 
 try:
     import tomllib
@@ -94,7 +94,9 @@ def sample_prompts(text: str | None) -> list[str]:
 
 
 @dataclass(frozen=True)
-class RunFiles:
+class RunData:
+    """What the page is made from, read once from the run folder."""
+
     run_dir: Path
     root: Path  # the project
     record: RunRecord
@@ -129,18 +131,19 @@ def _pretty_json(text: str) -> str:
         return text.rstrip("\n")
 
 
-def read_run(run_dir: Path) -> RunFiles:
+def read_run(run_dir: Path) -> RunData:
     """Everything of runs/<id>/ the page is made from; a RecordError (one line, what to do) when the
     run has no readable record."""
     record = read_record(run_dir)
-    command = Command.read(run_dir / "command.json")
-    spec = read_json(run_dir / "spec.json")
+    files = RunFiles(run_dir)
+    command = Command.read(files.command)
+    spec = read_json(files.spec)
     argv = command.argv if command else []
     prompts_path = run_dir / "sample_prompts.txt"
-    metrics_text = read_text(run_dir / "metrics.csv")
-    return RunFiles(
+    metrics_text = read_text(files.metrics)
+    return RunData(
         run_dir=run_dir, root=run_dir.parent.parent, record=record,
-        record_text=_pretty_json(read_text(run_dir / RECORD_NAME) or ""),
+        record_text=_pretty_json(read_text(files.record) or ""),
         command=command, spec=spec if isinstance(spec, dict) else None,
         train=config_file(run_dir, "train.toml", argv, "--config_file"),
         dataset=config_file(run_dir, "dataset.toml", argv, "--dataset_config"),
@@ -160,7 +163,7 @@ def log_summary(run_dir: Path) -> LogSummary:
     """Warnings, errors and the first exception from events.jsonl (the parsed child output)."""
     warnings, errors, exception = 0, [], None
     try:
-        with open(run_dir / "events.jsonl", encoding="utf-8") as handle:
+        with open(RunFiles(run_dir).events, encoding="utf-8") as handle:
             for line in handle:
                 if '"LogMessage"' not in line and '"TracebackLine"' not in line:
                     continue
@@ -190,7 +193,7 @@ def log_tail(raw: bytes, lines: int = LOG_TAIL_LINES) -> list[str]:
 
 def read_log_tail(run_dir: Path) -> list[str]:
     try:
-        with open(run_dir / "train.log", "rb") as handle:
+        with open(RunFiles(run_dir).log, "rb") as handle:
             handle.seek(max(0, handle.seek(0, 2) - LOG_TAIL_BYTES))
             return log_tail(handle.read())
     except OSError:
@@ -199,6 +202,6 @@ def read_log_tail(run_dir: Path) -> list[str]:
 
 def grid_files(run_dir: Path) -> list[tuple[Path, dict[str, Any] | None]]:
     """Each grids/*/grid.json with its content (None where it is not readable), in name order."""
-    folder = run_dir / "grids"
+    folder = RunFiles(run_dir).grids
     files = sorted(folder.glob("*/grid.json")) if folder.is_dir() else []
     return [(path, data if isinstance(data := read_json(path), dict) else None) for path in files]

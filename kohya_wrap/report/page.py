@@ -29,14 +29,13 @@ from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import sha256_file, write_text_atomic
 from kohya_wrap.paths import relative
 from kohya_wrap.report.charts import MetricRow, loss_chart, lr_chart, step_label
-from kohya_wrap.report.data import (ConfigFile, LogSummary, RunFiles, grid_files, log_summary, read_log_tail, read_run,
+from kohya_wrap.report.data import (ConfigFile, LogSummary, RunData, grid_files, log_summary, read_log_tail, read_run,
                                     read_text, sample_prompts)
 from kohya_wrap.report.images import GRID_SIDE, SAMPLE_SIDE, THUMB_SIDE, Picture, picture
 from kohya_wrap.report.templating import render
 from kohya_wrap.sdscripts.naming import SAMPLE_FILE, checkpoint_label
-from kohya_wrap.training.record import DatasetFile, RunRecord, find_run
+from kohya_wrap.training.record import DatasetFile, RunFiles, RunRecord, find_run
 
-REPORT_NAME = "report.html"
 THUMBS_PER_CONCEPT = 12
 
 Rows = list[tuple[str, str]]  # a two-column table: label, value as shown
@@ -94,7 +93,7 @@ def _or_dash(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------- sections
 
 
-def _header(run: RunFiles) -> dict[str, Any]:
+def _header(run: RunData) -> dict[str, Any]:
     record = run.record
     facts: list[tuple[str, Any]] = [
         ("project", f"{run.name} — {run.root}"),
@@ -209,7 +208,7 @@ class Sample:
     seed: str | None
 
 
-def _samples(run: RunFiles) -> list[tuple[str, list[Sample]]]:
+def _samples(run: RunData) -> list[tuple[str, list[Sample]]]:
     paths = [str(p) for p in run.record.sample_images]
     prompts = sample_prompts(run.prompts_text)
     side = SAMPLE_SIDE if len(paths) <= 48 else SAMPLE_SIDE // 2
@@ -296,7 +295,7 @@ class Thumb:
     changed: bool  # the file's size is not the recorded one
 
 
-def _dataset(run: RunFiles) -> list[dict[str, Any]]:
+def _dataset(run: RunData) -> list[dict[str, Any]]:
     concepts = []
     for c in concepts_of(run.record.dataset, run.dataset_config, run.root):
         thumbs = []
@@ -317,7 +316,7 @@ def _dataset(run: RunFiles) -> list[dict[str, Any]]:
     return concepts
 
 
-def _checkpoints(run: RunFiles) -> list[dict[str, Any]]:
+def _checkpoints(run: RunData) -> list[dict[str, Any]]:
     spec_name = (run.spec or {}).get("name")
     rows = []
     for output in run.record.outputs:
@@ -336,7 +335,7 @@ def _checkpoints(run: RunFiles) -> list[dict[str, Any]]:
     return rows
 
 
-def _settings(run: RunFiles) -> dict[str, Any]:
+def _settings(run: RunData) -> dict[str, Any]:
     tables: list[tuple[str | None, Rows]] = []
     for section, values in (run.train_config or {}).items():
         if isinstance(values, dict):
@@ -350,13 +349,13 @@ def _settings(run: RunFiles) -> dict[str, Any]:
         for s, subset in enumerate(dataset.get("subsets") or []):
             tables.append((f"dataset {d + 1}, subset {s + 1}", _rows((subset or {}).items())))
     prompts = ConfigFile("sample_prompts.txt", run.run_dir / "sample_prompts.txt", True, None)
-    spec = ConfigFile("spec.json (the resolved spec)", run.run_dir / "spec.json", True, None)
+    spec = ConfigFile("spec.json (the resolved spec)", RunFiles(run.run_dir).spec, True, None)
     files = [run.train, run.dataset, prompts if run.prompts_text is not None else None, spec if run.spec else None]
     shown = [(file, text) for file in files if file is not None and (text := read_text(file.path)) is not None]
     return {"tables": tables, "configs_found": bool(run.train_config or run.dataset_config), "files": shown}
 
 
-def _log(run: RunFiles) -> dict[str, Any]:
+def _log(run: RunData) -> dict[str, Any]:
     summary: LogSummary = log_summary(run.run_dir)
     tail = read_log_tail(run.run_dir)
     return {"summary": summary, "errors": summary.errors[:20], "tail_lines": len(tail), "tail": "\n".join(tail),
@@ -398,6 +397,6 @@ def pick_run(root: Path, run_id: str | None) -> Path:
 
 
 def write_report(run_dir: Path) -> Path:
-    path = run_dir / REPORT_NAME
+    path = RunFiles(run_dir).report
     write_text_atomic(path, build_report(run_dir))
     return path

@@ -14,6 +14,7 @@ half-read. Anything unreadable is a KohyaWrapError naming the file, never an int
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,46 @@ from kohya_wrap.fsutil import write_text_atomic
 
 FORMAT = 2
 RECORD_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """The files of one run folder, runs/<id>/: `run` writes all but the report (`report`) and the grids
+    (`grid`); `report` reads them. The rendered configs are copied in under their own names."""
+
+    folder: Path
+
+    @property
+    def command(self) -> Path:
+        return self.folder / "command.json"  # argv, working folder and environment of the training command
+
+    @property
+    def spec(self) -> Path:
+        return self.folder / "spec.json"  # the resolved spec
+
+    @property
+    def log(self) -> Path:
+        return self.folder / "train.log"  # the child's raw output
+
+    @property
+    def events(self) -> Path:
+        return self.folder / "events.jsonl"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / "metrics.csv"
+
+    @property
+    def record(self) -> Path:
+        return self.folder / RECORD_NAME
+
+    @property
+    def report(self) -> Path:
+        return self.folder / "report.html"
+
+    @property
+    def grids(self) -> Path:
+        return self.folder / "grids"
 
 
 class _Part(BaseModel):

@@ -30,7 +30,9 @@ from kohya_wrap.plan import TrainingPlan
 from kohya_wrap.sdscripts.lrsched import schedule
 from kohya_wrap.sdscripts.naming import renumbered
 from kohya_wrap.training.environment import environment
-from kohya_wrap.training.record import DatasetFile, OutputFile, ResumeInfo, RunRecord, SdScriptsInfo, Steps, write_record
+from kohya_wrap.training.record import (
+    DatasetFile, OutputFile, ResumeInfo, RunFiles, RunRecord, SdScriptsInfo, Steps, write_record,
+)
 from kohya_wrap.training.resume import Resume, settle
 from kohya_wrap.training.state import RunState
 
@@ -154,8 +156,9 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
         run_dir.mkdir(parents=True)
         argv = list(plan.command) + (resume.args() if resume else [])
         overrides = dict(CHILD_ENV)
-        write_text_atomic(run_dir / "command.json", json.dumps({"argv": argv, "cwd": str(report.sd_scripts.root), "env": overrides}, indent=2, ensure_ascii=False) + "\n")
-        write_text_atomic(run_dir / "spec.json", json.dumps(loaded.spec.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2, ensure_ascii=False) + "\n")
+        files = RunFiles(run_dir)
+        write_text_atomic(files.command, json.dumps({"argv": argv, "cwd": str(report.sd_scripts.root), "env": overrides}, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(files.spec, json.dumps(loaded.spec.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2, ensure_ascii=False) + "\n")
         for path in (layout.train_config, layout.dataset_config, layout.sample_prompts):
             if path.is_file():
                 shutil.copyfile(path, run_dir / path.name)
@@ -169,8 +172,8 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
         parsers = {"stdout": EventParser(), "stderr": EventParser()}
         interrupted = False
         child_exit: int | None = None
-        with open(run_dir / "train.log", "wb") as log, open(run_dir / "events.jsonl", "w", encoding="utf-8") as events_file, \
-                open(run_dir / "metrics.csv", "w", newline="", encoding="utf-8") as metrics_file:
+        with open(files.log, "wb") as log, open(files.events, "w", encoding="utf-8") as events_file, \
+                open(files.metrics, "w", newline="", encoding="utf-8") as metrics_file:
             metrics = csv.writer(metrics_file)
             metrics.writerow(["step", "epoch", "loss", "lr", "seconds_per_step", "elapsed_s"])
             # one row per step, its last report: sd-scripts' bar shows a step first with the previous
