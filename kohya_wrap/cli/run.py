@@ -97,12 +97,12 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
         echo(f"  started {record.started}, {record.duration_s:.0f} s; steps {record.steps.reached}/{record.steps.planned}; final loss {record.final_loss}")
         echo(f"  sd-scripts: {record.sd_scripts.schema_} at {record.sd_scripts.root}")
         environment = record.environment
-        packages = environment.get("packages") or {}
+        packages = environment.packages
         if packages.get("torch"):
             build = f", CUDA {packages['torch_cuda']} build" if packages.get("torch_cuda") else ""
-            echo(f"  torch {packages['torch']}{build}; GPUs: {', '.join(environment.get('gpus') or []) or 'none'}")
-        if environment.get("sd_scripts_changed_files"):
-            echo(f"  sd-scripts checkout has local changes: {', '.join(environment['sd_scripts_changed_files'])}", style="yellow")
+            echo(f"  torch {packages['torch']}{build}; GPUs: {', '.join(environment.gpus) or 'none'}")
+        if environment.sd_scripts_changed_files:
+            echo(f"  sd-scripts checkout has local changes: {', '.join(environment.sd_scripts_changed_files)}", style="yellow")
         if record.resume:
             echo(f"  resumed from {Path(record.resume.state).name} (step {record.resume.from_step})")
         for output in record.outputs:

@@ -127,16 +127,16 @@ def _header(run: RunData) -> dict[str, Any]:
 def _environment(record: RunRecord) -> Rows:
     sd = record.sd_scripts
     environment = record.environment
-    packages = environment.get("packages") or {}
+    packages = environment.packages
     rows: list[tuple[str, Any]] = [
         ("kohya-wrap", record.kohya_wrap),
         ("sd-scripts", sd.schema_),
-        ("sd-scripts commit", sd.commit or environment.get("sd_scripts_commit") or "not recorded"),
+        ("sd-scripts commit", sd.commit or environment.sd_scripts_commit or "not recorded"),
         ("sd-scripts folder", sd.root),
         ("sd-scripts python", sd.python),
     ]
-    if environment.get("sd_scripts_changed_files"):
-        rows.append(("local changes in sd-scripts", ", ".join(environment["sd_scripts_changed_files"])))
+    if environment.sd_scripts_changed_files:
+        rows.append(("local changes in sd-scripts", ", ".join(environment.sd_scripts_changed_files)))
     if "error" in packages:
         rows.append(("packages", f"not read: {packages['error']}"))
     else:
@@ -145,7 +145,7 @@ def _environment(record: RunRecord) -> Rows:
                 rows.append((key.replace("_", " ").replace("torch ", "torch build: "), value or "none"))
             else:
                 rows.append((key, value))
-    rows.append(("GPUs", ", ".join(environment.get("gpus") or []) or "none found (nvidia-smi)"))
+    rows.append(("GPUs", ", ".join(environment.gpus) or "none found (nvidia-smi)"))
     rows.append(("Python", record.python))
     rows.append(("platform", record.platform))
     return _rows(rows)

@@ -7,13 +7,13 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
 
 from kohya_wrap.launch.process import run
+from kohya_wrap.training.record import EnvironmentInfo
 from kohya_wrap.sdscripts.vendor import dirty_files
 
 
-def environment(python: Path, sd_root: Path) -> dict[str, Any]:
+def environment(python: Path, sd_root: Path) -> EnvironmentInfo:
     """Versions without importing torch (seconds): package metadata and torch/version.py in
     sd-scripts' venv, GPU names from nvidia-smi where there is one, the checkout's commit and changes."""
     code = (
@@ -30,12 +30,10 @@ def environment(python: Path, sd_root: Path) -> dict[str, Any]:
         "        v['torch_' + k] = f.group(1) if f else None\n"
         "print(json.dumps(v))\n"
     )
-    info: dict[str, Any] = {}
     try:
-        result = run([str(python), "-c", code], timeout=60)
-        info["packages"] = json.loads(result.stdout.strip().splitlines()[-1])
+        packages = json.loads(run([str(python), "-c", code], timeout=60).stdout.strip().splitlines()[-1])
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
-        info["packages"] = {"error": str(exc) or type(exc).__name__}
+        packages = {"error": str(exc) or type(exc).__name__}
     smi = shutil.which("nvidia-smi")
     gpus: list[str] = []
     if smi:
@@ -44,11 +42,11 @@ def environment(python: Path, sd_root: Path) -> dict[str, Any]:
             gpus = [line.strip() for line in result.stdout.splitlines() if line.strip()]
         except (OSError, subprocess.TimeoutExpired):
             pass
-    info["gpus"] = gpus
+    commit, changed = None, []
     if (sd_root / ".git").exists():
         try:
-            info["sd_scripts_commit"] = run(["git", "-C", str(sd_root), "rev-parse", "HEAD"], timeout=30).stdout.strip() or None
+            commit = run(["git", "-C", str(sd_root), "rev-parse", "HEAD"], timeout=30).stdout.strip() or None
         except (OSError, subprocess.TimeoutExpired):
-            info["sd_scripts_commit"] = None
-        info["sd_scripts_changed_files"] = dirty_files(sd_root)
-    return info
+            commit = None
+        changed = dirty_files(sd_root)
+    return EnvironmentInfo(packages=packages, gpus=gpus, sd_scripts_commit=commit, sd_scripts_changed_files=changed)

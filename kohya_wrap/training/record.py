@@ -85,6 +85,15 @@ class ResumeInfo(_Part):
     sd_scripts_step_offset: int
 
 
+class EnvironmentInfo(_Part):
+    """What the run ran on (training/environment.py reads it)."""
+
+    packages: dict[str, str | None] = Field(default_factory=dict)  # name → version, torch_cuda/torch_hip; {"error": …}
+    gpus: list[str] = Field(default_factory=list)  # nvidia-smi: name, driver, memory
+    sd_scripts_commit: str | None = None
+    sd_scripts_changed_files: list[str] = Field(default_factory=list)
+
+
 class Steps(_Part):
     planned: int
     reached: int
@@ -117,7 +126,7 @@ class RunRecord(_Part):
     sd_scripts: SdScriptsInfo
     python: str
     platform: str
-    environment: dict[str, Any] = Field(default_factory=dict)
+    environment: EnvironmentInfo = Field(default_factory=EnvironmentInfo)
     resume: ResumeInfo | None = None
     seed: int | None = None
     steps: Steps
