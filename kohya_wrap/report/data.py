@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kohya_wrap.report.charts import MetricRow, parse_metrics
-from kohya_wrap.training.record import RunFiles, RunRecord, read_record
+from kohya_wrap.training.record import LaunchedCommand, RunFiles, RunRecord, read_record
 
 try:
     import tomllib
@@ -45,24 +45,6 @@ def read_text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
-
-
-@dataclass(frozen=True)
-class Command:
-    """command.json: the command line sd-scripts was started with."""
-
-    argv: list[str]
-    cwd: str | None
-    env: dict[str, str]
-
-    @classmethod
-    def read(cls, path: Path) -> Command | None:
-        data = read_json(path)
-        if not isinstance(data, dict):
-            return None
-        env = data.get("env")
-        return cls([str(a) for a in data.get("argv") or []], data.get("cwd"),
-                   {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {})
 
 
 @dataclass(frozen=True)
@@ -101,7 +83,7 @@ class RunData:
     root: Path  # the project
     record: RunRecord
     record_text: str  # manifest.json, pretty-printed, for the page's own copy of it
-    command: Command | None
+    command: LaunchedCommand | None
     spec: dict[str, Any] | None  # spec.json, the resolved spec
     train: ConfigFile | None
     dataset: ConfigFile | None
@@ -136,7 +118,7 @@ def read_run(run_dir: Path) -> RunData:
     run has no readable record."""
     record = read_record(run_dir)
     files = RunFiles(run_dir)
-    command = Command.read(files.command)
+    command = LaunchedCommand.read(files.command)
     spec = read_json(files.spec)
     argv = command.argv if command else []
     prompts_path = run_dir / "sample_prompts.txt"

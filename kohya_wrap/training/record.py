@@ -155,6 +155,34 @@ class RecordError(KohyaWrapError):
     pass
 
 
+@dataclass(frozen=True)
+class LaunchedCommand:
+    """command.json: the command line sd-scripts was started with, its working folder, and the
+    environment variables kohya-wrap set over the user's."""
+
+    argv: list[str]
+    cwd: str | None
+    env: dict[str, str]
+
+    def write(self, path: Path) -> None:
+        text = json.dumps({"argv": self.argv, "cwd": self.cwd, "env": self.env}, indent=2, ensure_ascii=False)
+        write_text_atomic(path, text + "\n")
+
+    @classmethod
+    def read(cls, path: Path) -> "LaunchedCommand | None":
+        """The file's command; None when it is missing or not a JSON object (a report shows what it has)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        env = data.get("env")
+        argv = data.get("argv")
+        return cls([str(a) for a in argv] if isinstance(argv, list) else [], data.get("cwd"),
+                   {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {})
+
+
 def from_dict(data: Any, source: Path) -> RunRecord:
     if not isinstance(data, dict):
         raise RecordError(f"{source}: not a run record (expected a JSON object)", "it was damaged; the run's other files are still there")

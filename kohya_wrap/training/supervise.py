@@ -31,7 +31,7 @@ from kohya_wrap.sdscripts.lrsched import schedule
 from kohya_wrap.sdscripts.naming import renumbered
 from kohya_wrap.training.environment import environment
 from kohya_wrap.training.record import (
-    DatasetFile, OutputFile, ResumeInfo, RunFiles, RunRecord, SdScriptsInfo, Steps, write_record,
+    DatasetFile, LaunchedCommand, OutputFile, ResumeInfo, RunFiles, RunRecord, SdScriptsInfo, Steps, write_record,
 )
 from kohya_wrap.training.resume import Resume, settle
 from kohya_wrap.training.state import RunState
@@ -157,7 +157,7 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
         argv = list(plan.command) + (resume.args() if resume else [])
         overrides = dict(CHILD_ENV)
         files = RunFiles(run_dir)
-        write_text_atomic(files.command, json.dumps({"argv": argv, "cwd": str(report.sd_scripts.root), "env": overrides}, indent=2, ensure_ascii=False) + "\n")
+        LaunchedCommand(argv, str(report.sd_scripts.root), overrides).write(files.command)
         write_text_atomic(files.spec, json.dumps(loaded.spec.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2, ensure_ascii=False) + "\n")
         for path in (layout.train_config, layout.dataset_config, layout.sample_prompts):
             if path.is_file():
