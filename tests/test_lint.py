@@ -119,6 +119,119 @@ def test_clip_token_counts(tmp_path):
     assert not counter_for(tmp_path / "nowhere").exact or pytest.skip("a real CLIP tokenizer is in this machine's HF cache")
 
 
+# Captions at the corners of CLIP's pre-tokenizer and normalizer: contractions, letter runs next to digits
+# and non-digit numerics, punctuation runs, underscores, accents composed and not, upper case (final sigma,
+# dotted İ), CJK, emoji sequences, HTML entities, whitespace Python and Oniguruma disagree on, special tokens.
+CORNERS = [
+    "1girl, solo, long_hair, blue eyes, (masterpiece:1.2), [sketch], score_9, rating:safe, 1990s_(style)",
+    "A photo of a WOMAN standing in the park. It's sunny; they'll REST, won't they?!",
+    "it's it'S IT'S we're you'd she'll i'm don't ''s '' 's 'x", "x² ½ Ⅻ١٢٣ ①② 3.14 1024x768 v1.5 2023 a1b2",
+    "café cafe\u0301 CAFE\u0301 naïve Ñandú STRAßE İstanbul ΟΔΟΣ ΣΊΣΥΦΟΣ Москва", "東京の夜景 中文标签 한국어 日本語",
+    "🔥 👩‍🎤 ❤️ 🇯🇵 😀😀 :) ;-) ^_^ >_< @_@ !!! ... -- => ((( ))): @#$% ~~~ C++ _under_ #tag @user",
+    "&amp; &quot;hi&quot; &#39; &lt;3 &amp;amp; R&amp;B AT&T &nbsp;x",
+    "tabs\tand\nnew\r\nlines\u3000ideo\xa0nbsp \x1c\x1f\x85 end ",
+    "<|startoftext|> a <|endoftext|> b <|ENDOFTEXT|>", "ｆｕｌｌｗｉｄｔｈ ＡＢＣ１２３ ﬁne ﬀ ǅungla Ǆ K Å \u200b a\u00adb", "",
+]
+
+
+def _slow_clip_count(merges_file: Path, text: str) -> int:
+    """transformers 4.x's slow CLIPTokenizer (`_tokenize` and `bpe`, the one sd-scripts runs), with its
+    ftfy step replaced by the counter's HTML/NFC clean-up: the reference for everything after it."""
+    import html
+    import itertools
+    import unicodedata
+
+    regex = pytest.importorskip("regex")
+    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in keep]
+    byte_encoder = dict(zip(keep + others, map(chr, keep + list(range(256, 256 + len(others))))))
+    lines = merges_file.read_text(encoding="utf-8").strip().split("\n")[1:48895]
+    ranks = {tuple(m.split()): i for i, m in enumerate(lines)}
+    specials = r"<\|startoftext\|>|<\|endoftext\|>"
+    pattern = regex.compile(specials + r"""|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""", flags=regex.I)
+    total = 0
+    for chunk in regex.split(f"({specials})", text):  # special tokens are split off first
+        if chunk in ("<|startoftext|>", "<|endoftext|>"):
+            total += 1
+            continue
+        chunk = unicodedata.normalize("NFC", html.unescape(html.unescape(chunk)))
+        chunk = regex.sub(r"\s+", " ", chunk).strip().lower()
+        for token in pattern.findall(chunk):
+            if token in ("<|startoftext|>", "<|endoftext|>"):
+                total += 1
+                continue
+            word = [byte_encoder[b] for b in token.encode("utf-8")]
+            word[-1] += "</w>"
+            while len(word) > 1:
+                first, second = min(itertools.pairwise(word), key=lambda pair: ranks.get(pair, float("inf")))
+                if (first, second) not in ranks:
+                    break
+                merged, i = [], 0
+                while i < len(word):
+                    if i < len(word) - 1 and word[i] == first and word[i + 1] == second:
+                        merged.append(first + second)
+                        i += 2
+                    else:
+                        merged.append(word[i])
+                        i += 1
+                word = merged
+            total += len(word)
+    return total
+
+
+def test_clip_token_counts_match_the_slow_tokenizer(tmp_path):
+    """The counter (Hugging Face `tokenizers`) and CLIP's slow tokenizer give the same counts on a real BPE:
+    one trained here on caption-like text (the hub is out of reach), with CLIP's `</w>` words and byte symbols.
+    A wrong pre-tokenizer (GPT-2's, which keeps the space) or normalizer (none) must be caught."""
+    import random
+
+    from tokenizers import Regex, Tokenizer, pre_tokenizers, trainers
+    from tokenizers.models import BPE
+
+    from kohya_wrap.dataset.tokens import ClipTokenCounter, counter_for, find_vocabulary
+
+    rng = random.Random(0)
+    # not the special tokens: upper-cased and glued after punctuation they differ (1 token here, 3+ for the slow one)
+    words = [w for w in " ".join(CORNERS).split() if "|" not in w] + ["photo", "woman", "standing", "hair", "looking"]
+    texts = CORNERS + [" ".join(rng.choice(words) for _ in range(rng.randint(1, 20))) for _ in range(400)]
+    texts += [rng.choice(["", " ", "\n"]).join(rng.sample(words, 5)).upper() for _ in range(100)]
+
+    trainer = Tokenizer(BPE(end_of_word_suffix="</w>"))
+    trainer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"\p{L}+|\p{N}|[^\s\p{L}\p{N}]+"), behavior="removed", invert=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer.train_from_iterator([t.lower() for t in texts] * 3, trainers.BpeTrainer(
+        vocab_size=1500, end_of_word_suffix="</w>", initial_alphabet=alphabet, show_progress=False))
+    folder = tmp_path / "tokenizers" / "openai_clip-vit-large-patch14"
+    folder.mkdir(parents=True)
+    trainer.model.save(str(folder))  # vocab.json and merges.txt, "#version: 0.2" first, as CLIP's
+    merges = folder / "merges.txt"
+    assert len(merges.read_text(encoding="utf-8").splitlines()) > 300  # within and across words, CJK and emoji bytes
+
+    counter = counter_for(tmp_path / "tokenizers")
+    assert isinstance(counter, ClipTokenCounter)
+    expected = [_slow_clip_count(merges, t) for t in texts]
+    assert [counter.count(t) for t in texts] == expected
+    assert sum(expected) > sum(len(t.split()) for t in texts)  # the BPE splits words: the check is not trivial
+
+    (folder / "vocab.json").unlink()  # merges alone are enough: the vocabulary is derived from them
+    merges_only = ClipTokenCounter(merges)
+    assert [merges_only.count(t) for t in CORNERS] == expected[: len(CORNERS)]
+    trainer.save(str(folder / "tokenizer.json"))  # a folder with only tokenizer.json: its merges are read
+    merges.rename(tmp_path / "merges.txt")
+    assert find_vocabulary(tmp_path / "tokenizers") == folder / "tokenizer.json"
+    from_json = counter_for(tmp_path / "tokenizers")
+    assert [from_json.count(t) for t in texts] == expected
+
+    gpt2 = ClipTokenCounter(tmp_path / "merges.txt")
+    gpt2.tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    assert [gpt2.count(t) for t in texts] != expected
+    raw = ClipTokenCounter(tmp_path / "merges.txt")
+    assert [len(raw.tokenizer.encode(t, add_special_tokens=False)) for t in texts] != expected
+
+
 def test_hashes_are_cached(prepared, cli, monkeypatch):  # noqa: F811
     root, _ = prepared
     assert cli("prep", root).code == 0

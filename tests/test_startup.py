@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "git", "pydantic", "huggingface_hub", "PIL")
+HEAVY = ("torch", "transformers", "git", "pydantic", "huggingface_hub", "PIL", "tokenizers", "jinja2", "filelock", "pyvips")
 
 
 def test_help_imports_nothing_heavy():
