@@ -27,8 +27,17 @@ BLIP_DEFAULT = "Salesforce/blip-image-captioning-large"
 WD14_DEFAULT = "SmilingWolf/wd-swinv2-tagger-v3"
 MODEL_ENV = {"blip": "KOHYA_WRAP_BLIP_MODEL", "wd14": "KOHYA_WRAP_WD14_MODEL"}
 MODEL_FILES = {  # what each kind needs from a hub repo (nothing else is downloaded)
-    "blip": ["config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json",
-             "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "model.safetensors"],
+    "blip": [
+        "config.json",
+        "generation_config.json",
+        "preprocessor_config.json",
+        "processor_config.json",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "model.safetensors",
+    ],
     "wd14": ["model.onnx", "selected_tags.csv"],
 }
 REQUIRED = {"blip": ["config.json", "model.safetensors"], "wd14": ["model.onnx", "selected_tags.csv"]}
@@ -46,8 +55,10 @@ def model_reference(kind: str, given: str | None) -> str:
 def locate_model(kind: str, reference: str) -> Path:
     """A local model folder, or a hub repo id resolved through the Hugging Face cache (downloaded
     there when the hub is reachable). Fails fast, with what to do, when it cannot be had."""
-    hint = (f"download it where the hub is reachable (`hf download {reference}`), or point --model-path / "
-            f"{MODEL_ENV[kind]} at a local copy (a folder with {', '.join(REQUIRED[kind])})")
+    hint = (
+        f"download it where the hub is reachable (`hf download {reference}`), or point --model-path / "
+        f"{MODEL_ENV[kind]} at a local copy (a folder with {', '.join(REQUIRED[kind])})"
+    )
     path = Path(reference).expanduser()
     looks_local = path.is_absolute() or reference.startswith((".", "~")) or path.exists() or reference.count("/") != 1
     if looks_local:
@@ -55,7 +66,10 @@ def locate_model(kind: str, reference: str) -> Path:
             raise KohyaWrapError(f"caption model {reference}: no such folder", hint)
         missing = [name for name in REQUIRED[kind] if not (path / name).is_file()]
         if missing:
-            raise KohyaWrapError(f"caption model {path}: missing {', '.join(missing)}", f"a {kind} model folder needs {', '.join(REQUIRED[kind])}")
+            raise KohyaWrapError(
+                f"caption model {path}: missing {', '.join(missing)}",
+                f"a {kind} model folder needs {', '.join(REQUIRED[kind])}",
+            )
         return path
     from huggingface_hub import snapshot_download
 
@@ -63,11 +77,18 @@ def locate_model(kind: str, reference: str) -> Path:
         folder = Path(snapshot_download(reference, allow_patterns=MODEL_FILES[kind]))
     except Exception as exc:  # noqa: BLE001 - offline, not found, no network: all the same to the user
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
-        why = "not in the Hugging Face cache and HF_HUB_OFFLINE is set" if offline else f"not in the Hugging Face cache and the hub could not be reached ({type(exc).__name__})"
+        why = (
+            "not in the Hugging Face cache and HF_HUB_OFFLINE is set"
+            if offline
+            else f"not in the Hugging Face cache and the hub could not be reached ({type(exc).__name__})"
+        )
         raise KohyaWrapError(f"caption model {reference}: {why}", hint) from None
     missing = [name for name in REQUIRED[kind] if not (folder / name).is_file()]
     if missing:
-        raise KohyaWrapError(f"caption model {reference}: the repo has no {', '.join(missing)}", f"use a {kind} model repo, or --model-path with a local copy")
+        raise KohyaWrapError(
+            f"caption model {reference}: the repo has no {', '.join(missing)}",
+            f"use a {kind} model repo, or --model-path with a local copy",
+        )
     return folder
 
 
@@ -155,7 +176,10 @@ class Wd14Tagger:
         if options.device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
             providers.insert(0, "CUDAExecutionProvider")
         elif options.device == "cuda":
-            raise KohyaWrapError("--device cuda: this onnxruntime has no CUDA provider", "pip install onnxruntime-gpu, or use --device cpu")
+            raise KohyaWrapError(
+                "--device cuda: this onnxruntime has no CUDA provider",
+                "pip install onnxruntime-gpu, or use --device cpu",
+            )
         self.session = ort.InferenceSession(str(folder / "model.onnx"), sess_options=settings, providers=providers)
         model_input = self.session.get_inputs()[0]
         self.input_name = model_input.name
@@ -196,7 +220,9 @@ class Wd14Tagger:
                     general.append((float(score), text))
                 elif category == RATING:
                     rating.append((float(score), text))
-            ordered = [t for _, t in sorted(character, key=lambda st: -st[0])] + [t for _, t in sorted(general, key=lambda st: -st[0])]
+            ordered = [t for _, t in sorted(character, key=lambda st: -st[0])] + [
+                t for _, t in sorted(general, key=lambda st: -st[0])
+            ]
             if options.rating and rating:
                 ordered.append(max(rating)[1])
             captions.append(", ".join(ordered))
@@ -259,12 +285,17 @@ def plan_jobs(loaded: LoadedSpec, options: JobOptions) -> list[ConceptJobs]:
     """What to caption: every image of the chosen concepts without a caption (all of them with
     `overwrite` or `append`), in the concept's own caption extension."""
     if options.overwrite and options.append:
-        raise KohyaWrapError("--overwrite and --append: choose one", "--overwrite replaces captions, --append adds to them")
+        raise KohyaWrapError(
+            "--overwrite and --append: choose one", "--overwrite replaces captions, --append adds to them"
+        )
     plan = []
     for item in loaded.settings.select_concepts(options.concept, loaded.layout.spec_file, training_only=True):
         scan = scan_folder(item.folder, read_sizes=False)
         if not scan.exists:
-            raise KohyaWrapError(f"{item.folder}: concept {item.label!r} has no image folder yet", "run `kohya-wrap prep` (or `init --images`) first")
+            raise KohyaWrapError(
+                f"{item.folder}: concept {item.label!r} has no image folder yet",
+                "run `kohya-wrap prep` (or `init --images`) first",
+            )
         lead = "" if options.no_prefix else options.prefix if options.prefix is not None else item.concept.token
         jobs, skipped, unreadable = [], 0, []
         for image in scan.images:
@@ -291,8 +322,10 @@ def load_captioner(kind: str, folder: Path, blip: BlipOptions, tagger: TaggerOpt
         return BlipCaptioner(folder, blip) if kind == "blip" else Wd14Tagger(folder, tagger)
     except ImportError as exc:
         needs = "torch and transformers" if kind == "blip" else "onnxruntime and numpy"
-        raise KohyaWrapError(f"caption --model {kind} needs {needs} ({exc.name or exc} is not installed)",
-                             "pip install 'kohya-wrap[caption]'") from None
+        raise KohyaWrapError(
+            f"caption --model {kind} needs {needs} ({exc.name or exc} is not installed)",
+            "pip install 'kohya-wrap[caption]'",
+        ) from None
 
 
 def load_image(path: Path):
@@ -311,11 +344,15 @@ def load_image(path: Path):
 
 def _batches(jobs: list[CaptionJob], size: int) -> Iterator[list[CaptionJob]]:
     for start in range(0, len(jobs), size):
-        yield jobs[start:start + size]
+        yield jobs[start : start + size]
 
 
-def run_captioner(captioner: Callable[[list], list[str]], jobs: list[CaptionJob], batch_size: int,
-                  on_done: Callable[[int], None] | None = None) -> CaptionReport:
+def run_captioner(
+    captioner: Callable[[list], list[str]],
+    jobs: list[CaptionJob],
+    batch_size: int,
+    on_done: Callable[[int], None] | None = None,
+) -> CaptionReport:
     """Caption in batches; the next batch's images are decoded on another thread while the model runs.
     Each caption is written (atomically) as soon as its batch is done, so an interruption keeps them."""
     report = CaptionReport()
@@ -362,8 +399,13 @@ class ConceptCaptioned:
     seconds: float
 
 
-def caption_project(loaded: LoadedSpec, plan: list[ConceptJobs], captioner: Callable[[list], list[str]] | None, batch_size: int,
-                    progress: Progress = no_progress) -> list[ConceptCaptioned]:
+def caption_project(
+    loaded: LoadedSpec,
+    plan: list[ConceptJobs],
+    captioner: Callable[[list], list[str]] | None,
+    batch_size: int,
+    progress: Progress = no_progress,
+) -> list[ConceptCaptioned]:
     """Run the planned jobs concept by concept (holding the project's dataset lock)."""
     import time
 

@@ -58,20 +58,39 @@ def _check_concept(report: CheckReport, item: ConceptScan) -> None:
     where = relative(item.folder, root)
     scan = item.scan
     if not scan.exists:
-        report.add("error", where, "folder does not exist", f"create it and add images, or run `kohya-wrap init {root} --images SRC`")
+        report.add(
+            "error",
+            where,
+            "folder does not exist",
+            f"create it and add images, or run `kohya-wrap init {root} --images SRC`",
+        )
         return
     if scan.skipped:
-        report.add("warning", where, f"{len(scan.skipped)} image file(s) that sd-scripts does not read (it matches extensions case-sensitively: .png .jpg .jpeg .webp .bmp or all upper case): {_listed(list(scan.skipped), root)}", "rename or convert them, or they are not trained")
+        report.add(
+            "warning",
+            where,
+            f"{len(scan.skipped)} image file(s) that sd-scripts does not read (it matches extensions "
+            f"case-sensitively: .png .jpg .jpeg .webp .bmp or all upper case): {_listed(list(scan.skipped), root)}",
+            "rename or convert them, or they are not trained",
+        )
     if not scan.images:
         report.add("error", where, "holds no images sd-scripts can read", "add .png/.jpg/.jpeg/.webp/.bmp images")
         return
     unreadable = [image.path for image in scan.images if image.size is None]
     if unreadable:
-        report.add("error", where, f"{len(unreadable)} file(s) are not readable images: {_listed(unreadable, root)}", "delete or replace them (sd-scripts crashes on them)")
+        report.add(
+            "error",
+            where,
+            f"{len(unreadable)} file(s) are not readable images: {_listed(unreadable, root)}",
+            "delete or replace them (sd-scripts crashes on them)",
+        )
     damaged = [image for image in scan.images if image.damage]
     if damaged:
         report.add(
-            "error", where, f"{len(damaged)} image(s) are truncated or corrupt ({damaged[0].damage}): {_listed([i.path for i in damaged], root)}",
+            "error",
+            where,
+            f"{len(damaged)} image(s) are truncated or corrupt ({damaged[0].damage}): "
+            f"{_listed([i.path for i in damaged], root)}",
             "re-export or remove them (sd-scripts fails on them only after loading the model)",
         )
     _check_captions(report, item)
@@ -91,13 +110,29 @@ def _check_captions(report: CheckReport, item: ConceptScan) -> None:
     if not paired:
         if other_exts:
             ext, count = max(other_exts.items(), key=lambda kv: kv[1])
-            report.add("error", where, f"caption_extension is \"{extension}\" but the captions here are {count} \"{ext}\" file(s)", f"set dataset.caption_extension = \"{ext}\" (or rename the files)")
+            report.add(
+                "error",
+                where,
+                f'caption_extension is "{extension}" but the captions here are {count} "{ext}" file(s)',
+                f'set dataset.caption_extension = "{ext}" (or rename the files)',
+            )
         else:
-            report.add("warning", where, f"no \"{extension}\" caption files", f"sd-scripts will caption every image \"{item.concept.concept.class_tokens}\"; add captions for better control")
+            report.add(
+                "warning",
+                where,
+                f'no "{extension}" caption files',
+                f'sd-scripts will caption every image "{item.concept.concept.class_tokens}"; add captions for better '
+                "control",
+            )
         return
     missing = [image.path for image in images if image.path not in paired]
     if missing:
-        report.add("warning", where, f"{len(missing)} of {len(images)} images have no \"{extension}\" caption: {_listed(missing, root)}", f"they train with the caption \"{item.concept.concept.class_tokens}\"")
+        report.add(
+            "warning",
+            where,
+            f'{len(missing)} of {len(images)} images have no "{extension}" caption: {_listed(missing, root)}',
+            f'they train with the caption "{item.concept.concept.class_tokens}"',
+        )
     bad_encoding, empty, bom = [], [], []
     for caption in paired.values():
         data = caption.read_bytes()
@@ -111,11 +146,27 @@ def _check_captions(report: CheckReport, item: ConceptScan) -> None:
         if not text.strip():
             empty.append(caption)
     if bad_encoding:
-        report.add("error", where, f"{len(bad_encoding)} caption file(s) are not UTF-8: {_listed(bad_encoding, root)}", "re-save them as UTF-8 (sd-scripts crashes on them)")
+        report.add(
+            "error",
+            where,
+            f"{len(bad_encoding)} caption file(s) are not UTF-8: {_listed(bad_encoding, root)}",
+            "re-save them as UTF-8 (sd-scripts crashes on them)",
+        )
     if bom:
-        report.add("warning", where, f"{len(bom)} caption file(s) start with a byte-order mark that becomes part of the first tag: {_listed(bom, root)}", "re-save them as UTF-8 without BOM")
+        report.add(
+            "warning",
+            where,
+            f"{len(bom)} caption file(s) start with a byte-order mark that becomes part of the first tag: "
+            f"{_listed(bom, root)}",
+            "re-save them as UTF-8 without BOM",
+        )
     if empty:
-        report.add("warning", where, f"{len(empty)} caption file(s) are empty: {_listed(empty, root)}", "write a caption or delete the file")
+        report.add(
+            "warning",
+            where,
+            f"{len(empty)} caption file(s) are empty: {_listed(empty, root)}",
+            "write a caption or delete the file",
+        )
 
 
 def _check_stray_folders(report: CheckReport) -> None:
@@ -135,13 +186,36 @@ def _check_stray_folders(report: CheckReport) -> None:
             words = match.group(2) if match else entry.name
             concept = by_words.get(words)
             if concept is not None and match:
-                report.add("error", where, f"repeats in the folder name ({match.group(1)}) differ from the spec's repeats ({concept.repeats})", f"rename it to '{concept.folder_name}' or set repeats = {match.group(1)}")
+                report.add(
+                    "error",
+                    where,
+                    f"repeats in the folder name ({match.group(1)}) differ from the spec's repeats ({concept.repeats})",
+                    f"rename it to '{concept.folder_name}' or set repeats = {match.group(1)}",
+                )
             elif concept is not None:
-                report.add("error", where, "folder name lacks the '<repeats>_' prefix, so sd-scripts would skip it", f"rename it to '{concept.folder_name}'")
+                report.add(
+                    "error",
+                    where,
+                    "folder name lacks the '<repeats>_' prefix, so sd-scripts would skip it",
+                    f"rename it to '{concept.folder_name}'",
+                )
             elif not match:
-                report.add("error", where, "folder name lacks the '<repeats>_' prefix and is not a concept in the spec, so its images are not trained", f"rename it to '10_{entry.name}' and add it as a [[concepts]] entry, or move it out of {parent.name}/")
+                report.add(
+                    "error",
+                    where,
+                    "folder name lacks the '<repeats>_' prefix and is not a concept in the spec, so its images are "
+                    "not trained",
+                    f"rename it to '10_{entry.name}' and add it as a [[concepts]] entry, or move it out of "
+                    f"{parent.name}/",
+                )
             else:
-                report.add("error", where, "is not a concept in the spec, so its images are not trained", f"add a [[concepts]] entry with repeats = {match.group(1)} for '{words}', or move it out of {parent.name}/")
+                report.add(
+                    "error",
+                    where,
+                    "is not a concept in the spec, so its images are not trained",
+                    f"add a [[concepts]] entry with repeats = {match.group(1)} for '{words}', or move it out of "
+                    f"{parent.name}/",
+                )
 
 
 def _check_bucket_range(report: CheckReport) -> None:
@@ -152,10 +226,20 @@ def _check_bucket_range(report: CheckReport) -> None:
     short, long = min(settings.resolution), max(settings.resolution)
     if settings.min_reso > short:
         origin = "" if dataset.min_bucket_reso is not None else " (sd-scripts' default)"
-        report.add("error", "dataset.min_bucket_reso", f"{settings.min_reso}{origin} is above the resolution's short side {short}; sd-scripts stops on it", f"set dataset.min_bucket_reso = {short - short % settings.reso_steps or settings.reso_steps}")
+        report.add(
+            "error",
+            "dataset.min_bucket_reso",
+            f"{settings.min_reso}{origin} is above the resolution's short side {short}; sd-scripts stops on it",
+            f"set dataset.min_bucket_reso = {short - short % settings.reso_steps or settings.reso_steps}",
+        )
     if settings.max_reso < long:
         origin = "" if dataset.max_bucket_reso is not None else " (sd-scripts' default)"
-        report.add("error", "dataset.max_bucket_reso", f"{settings.max_reso}{origin} is below the resolution's long side {long}; sd-scripts stops on it", f"set dataset.max_bucket_reso = {2 * long}")
+        report.add(
+            "error",
+            "dataset.max_bucket_reso",
+            f"{settings.max_reso}{origin} is below the resolution's long side {long}; sd-scripts stops on it",
+            f"set dataset.max_bucket_reso = {2 * long}",
+        )
 
 
 def _check_buckets(report: CheckReport) -> None:
@@ -173,9 +257,12 @@ def _check_buckets(report: CheckReport) -> None:
         if failed:
             example = failed[0]
             report.add(
-                "error", relative(item.folder, report.loaded.layout.root),
-                f"{len(failed)} image(s) get a zero-pixel bucket at resolution {settings.resolution[0]}×{settings.resolution[1]} "
-                f"with bucket_reso_steps {settings.reso_steps}, e.g. {example.path.name} ({example.size[0]}×{example.size[1]}); sd-scripts crashes on them",
+                "error",
+                relative(item.folder, report.loaded.layout.root),
+                f"{len(failed)} image(s) get a zero-pixel bucket at resolution "
+                f"{settings.resolution[0]}×{settings.resolution[1]} "
+                f"with bucket_reso_steps {settings.reso_steps}, e.g. {example.path.name} "
+                f"({example.size[0]}×{example.size[1]}); sd-scripts crashes on them",
                 "raise dataset.resolution, lower dataset.bucket_reso_steps, or crop those images closer to square",
             )
 
@@ -193,9 +280,19 @@ def _check_output(report: CheckReport) -> None:
     target = layout.model_dir
     probe = target if target.exists() else target.parent
     if target.exists() and not target.is_dir():
-        report.add("error", relative(target, layout.root), "is a file, but sd-scripts saves the LoRA into this folder", "move the file away")
+        report.add(
+            "error",
+            relative(target, layout.root),
+            "is a file, but sd-scripts saves the LoRA into this folder",
+            "move the file away",
+        )
     elif not os.access(probe, os.W_OK | os.X_OK):
-        report.add("error", relative(target, layout.root), "is not writable, so sd-scripts would fail at its first save (after training)", "fix the folder's permissions")
+        report.add(
+            "error",
+            relative(target, layout.root),
+            "is not writable, so sd-scripts would fail at its first save (after training)",
+            "fix the folder's permissions",
+        )
 
 
 def _check_sd_scripts(report: CheckReport) -> None:
@@ -203,9 +300,20 @@ def _check_sd_scripts(report: CheckReport) -> None:
     where = "sd_scripts.path" if sd.origin == "project" else "sd-scripts"
     if not sd.present:
         severity = "error" if sd.origin == "project" else "info"
-        report.add(severity, where, f"not found at {sd.root} (needed to train, not to plan; options were checked against {report.loaded.schema.source})", "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH` for an existing checkout")
+        report.add(
+            severity,
+            where,
+            f"not found at {sd.root} (needed to train, not to plan; options were checked against "
+            f"{report.loaded.schema.source})",
+            "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH` for an existing checkout",
+        )
     elif not sd.python_present:
-        report.add("error" if sd.origin == "project" else "info", where, f"found at {sd.root} but not its Python {sd.python}", "`kohya-wrap vendor use PATH --python PY` names it")
+        report.add(
+            "error" if sd.origin == "project" else "info",
+            where,
+            f"found at {sd.root} but not its Python {sd.python}",
+            "`kohya-wrap vendor use PATH --python PY` names it",
+        )
 
 
 def check_project(loaded: LoadedSpec) -> CheckReport:

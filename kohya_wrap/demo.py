@@ -11,8 +11,8 @@ from pathlib import Path
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
 from kohya_wrap.launch.process import run
-from kohya_wrap.sdscripts.locate import SdScripts
 from kohya_wrap.paths import SPEC_FILENAME, ProjectLayout, user_cache_dir
+from kohya_wrap.sdscripts.locate import SdScripts
 
 TINYMODEL = Path(__file__).resolve().parent / "sdscripts" / "tinymodel.py"
 MARKER = ".kohya-wrap-demo"
@@ -68,7 +68,10 @@ def ensure_demo_model(sd: SdScripts, report) -> tuple[Path, Path]:
     result = run([str(sd.python), str(TINYMODEL), str(model), "--tokenizer-cache", str(tokenizers)])
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or [f"exit code {result.returncode}"])[-1]
-        raise KohyaWrapError(f"building the demo model with {sd.python} failed: {tail}", "check sd-scripts' venv (`kohya-wrap vendor status`)")
+        raise KohyaWrapError(
+            f"building the demo model with {sd.python} failed: {tail}",
+            "check sd-scripts' venv (`kohya-wrap vendor status`)",
+        )
     report(f"demo model: {model}")
     return model, tokenizers
 
@@ -93,5 +96,7 @@ def write_demo_project(root: Path, model: Path, tokenizers: Path, steps: int) ->
         (draw.ellipse if kind == "circle" else draw.rectangle)(box, fill=color)
         image.save(folder / f"shape{index}.png")
         (folder / f"shape{index}.txt").write_text(f"kwdemo shape, {name} {kind}, plain background", encoding="utf-8")
-    spec = SPEC.format(model=model.as_posix(), tokenizers=tokenizers.as_posix(), steps=steps, save_every=max(1, steps // 2))
+    spec = SPEC.format(
+        model=model.as_posix(), tokenizers=tokenizers.as_posix(), steps=steps, save_every=max(1, steps // 2)
+    )
     write_text_atomic(root / SPEC_FILENAME, spec)

@@ -86,6 +86,8 @@ def exclusive_lock(path: Path, busy: str, hint: str) -> Iterator[None]:
 def dataset_lock(root: Path, command: str):
     """The lock every command that writes a project's training images or captions holds (prep, caption,
     tags), so two of them never edit the same files at once."""
-    return exclusive_lock(root / ".kohya-wrap" / "dataset.lock",
-                          f"{root}: another kohya-wrap command is changing this project's images or captions",
-                          f"wait for it to finish, then run `kohya-wrap {command}` again")
+    return exclusive_lock(
+        root / ".kohya-wrap" / "dataset.lock",
+        f"{root}: another kohya-wrap command is changing this project's images or captions",
+        f"wait for it to finish, then run `kohya-wrap {command}` again",
+    )

@@ -59,7 +59,9 @@ def default_name(token: str) -> str:
 
 def concept_entry(token: str | None, class_: str, repeats: int, images: Path | None) -> dict[str, Any]:
     if not token:
-        raise KohyaWrapError("init needs --token (the trigger word the LoRA learns)", "e.g. --token mytoken --class woman")
+        raise KohyaWrapError(
+            "init needs --token (the trigger word the LoRA learns)", "e.g. --token mytoken --class woman"
+        )
     concept: dict[str, Any] = {"token": token, "class": class_, "repeats": repeats}
     if images is not None:
         concept["source"] = str(images.expanduser().absolute())
@@ -68,7 +70,10 @@ def concept_entry(token: str | None, class_: str, repeats: int, images: Path | N
 
 def spec_from_options(options: InitOptions) -> dict[str, Any]:
     concept = concept_entry(options.token, options.class_, options.repeats, options.images)
-    data: dict[str, Any] = {"extends": options.preset or DEFAULT_PRESET, "name": options.name or default_name(concept["token"])}
+    data: dict[str, Any] = {
+        "extends": options.preset or DEFAULT_PRESET,
+        "name": options.name or default_name(concept["token"]),
+    }
     if options.base_model:
         data["model"] = {"base": options.base_model}
     data["concepts"] = [concept]
@@ -82,9 +87,13 @@ def spec_from_kohya_ss_file(options: InitOptions, notes: list[str]) -> dict[str,
     try:
         gui = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise KohyaWrapError(f"{path}: not a readable kohya_ss JSON config ({exc})", "export it again from the GUI's Save config") from None
+        raise KohyaWrapError(
+            f"{path}: not a readable kohya_ss JSON config ({exc})", "export it again from the GUI's Save config"
+        ) from None
     if not isinstance(gui, dict):
-        raise KohyaWrapError(f"{path}: not a kohya_ss config (expected a JSON object)", "pass the file the GUI's Save config writes")
+        raise KohyaWrapError(
+            f"{path}: not a kohya_ss config (expected a JSON object)", "pass the file the GUI's Save config writes"
+        )
 
     def subfolders(folder: str) -> list[str]:
         directory = Path(folder).expanduser()
@@ -100,10 +109,15 @@ def spec_from_kohya_ss_file(options: InitOptions, notes: list[str]) -> dict[str,
     if options.base_model:
         data.setdefault("model", {})["base"] = options.base_model
     if options.token:
-        data["concepts"] = [*data.get("concepts", []), concept_entry(options.token, options.class_, options.repeats, options.images)]
+        data["concepts"] = [
+            *data.get("concepts", []),
+            concept_entry(options.token, options.class_, options.repeats, options.images),
+        ]
     if not data.get("concepts"):
-        raise KohyaWrapError(f"{path}: no concepts: its train_data_dir holds no <repeats>_<name> folders on this machine",
-                             "add --token T (and --class C, --images SRC) to define one")
+        raise KohyaWrapError(
+            f"{path}: no concepts: its train_data_dir holds no <repeats>_<name> folders on this machine",
+            "add --token T (and --class C, --images SRC) to define one",
+        )
     return data
 
 
@@ -153,5 +167,10 @@ def init_project(directory: Path, options: InitOptions) -> InitResult:
     for folder in layout.tree():
         folder.mkdir(parents=True, exist_ok=True)
     imports = import_concept_images(loaded, extra_images=options.images if kept else None)
-    return InitResult(loaded, wrote_spec=not kept, ignored_options=kept and bool(options.from_kohya_ss or options.token),
-                      notes=notes, imports=imports)
+    return InitResult(
+        loaded,
+        wrote_spec=not kept,
+        ignored_options=kept and bool(options.from_kohya_ss or options.token),
+        notes=notes,
+        imports=imports,
+    )

@@ -10,7 +10,6 @@ extension, and mixed file formats. `check` runs the same findings; `lint` also s
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,11 +41,15 @@ class ConceptLint:
 
     def as_dict(self, root: Path) -> dict[str, Any]:
         return {
-            "label": self.label, "folder": relative(self.folder, root), "is_reg": self.is_reg, "images": self.images,
+            "label": self.label,
+            "folder": relative(self.folder, root),
+            "is_reg": self.is_reg,
+            "images": self.images,
             "formats": self.formats,
             "short_side": dict(zip(("min", "median", "max"), self.short_sides)) if self.short_sides else None,
             "buckets": [{"width": b[0], "height": b[1], "images": n} for b, n in self.buckets],
-            "upscaled": self.upscaled, "findings": [f.as_dict() for f in self.findings],
+            "upscaled": self.upscaled,
+            "findings": [f.as_dict() for f in self.findings],
         }
 
 
@@ -85,7 +88,12 @@ def lint_concept(item: ConceptScan, settings: Settings, root: Path, hashes: Hash
         return result
     images: list[ImageEntry] = [i for i in scan.images if i.size is not None and not i.damage]
     result.images = len(scan.images)
-    formats = Counter({".jpeg": ".jpg"}.get(os.path.splitext(i.path.name)[1].lower(), os.path.splitext(i.path.name)[1].lower()).lstrip(".") for i in scan.images)
+    formats = Counter(
+        {".jpeg": ".jpg"}.get(
+            os.path.splitext(i.path.name)[1].lower(), os.path.splitext(i.path.name)[1].lower()
+        ).lstrip(".")
+        for i in scan.images
+    )
     result.formats = dict(formats.most_common())
     if not images:
         return result
@@ -94,8 +102,12 @@ def lint_concept(item: ConceptScan, settings: Settings, root: Path, hashes: Hash
 
     # --- how many
     if not concept.is_reg and len(scan.images) < MIN_IMAGES:
-        add("warning", f"only {len(scan.images)} image(s): a LoRA trained on fewer than ~{MIN_IMAGES} tends to copy their poses, framing and backgrounds instead of learning the subject",
-            "add more varied images (angles, distances, backgrounds, lighting); 20–50 is a common range")
+        add(
+            "warning",
+            f"only {len(scan.images)} image(s): a LoRA trained on fewer than ~{MIN_IMAGES} tends to copy their poses, "
+            "framing and backgrounds instead of learning the subject",
+            "add more varied images (angles, distances, backgrounds, lighting); 20–50 is a common range",
+        )
 
     # --- buckets and upscaling, the way sd-scripts assigns them
     selector = BucketSelector(settings.bucket)
@@ -116,19 +128,33 @@ def lint_concept(item: ConceptScan, settings: Settings, root: Path, hashes: Hash
     if upscaled:
         upscaled.sort(key=lambda si: -si[0])
         examples = ", ".join(f"{i.path.name} ({i.size[0]}×{i.size[1]}, ×{s:.1f})" for s, i in upscaled[:3])  # type: ignore[index]
-        add("warning", f"{len(upscaled)} image(s) are smaller than their training size and get upscaled, which trains blur: {examples}"
-            + (f" and {len(upscaled) - 3} more" if len(upscaled) > 3 else ""),
-            "use larger originals, lower dataset.resolution, or set dataset.bucket_no_upscale = true")
+        add(
+            "warning",
+            f"{len(upscaled)} image(s) are smaller than their training size and get upscaled, which trains blur: "
+            f"{examples}" + (f" and {len(upscaled) - 3} more" if len(upscaled) > 3 else ""),
+            "use larger originals, lower dataset.resolution, or set dataset.bucket_no_upscale = true",
+        )
     if settings.bucket.enable_bucket and len(per_bucket) > 1:
         single = [(b, v[0]) for b, v in per_bucket.items() if len(v) == 1]
         if single:
             batch = settings.batch_size
-            listing = ", ".join(f"{b[0]}×{b[1]} ({img.path.name})" for b, img in single[:5]) + (f" and {len(single) - 5} more" if len(single) > 5 else "")
+            listing = ", ".join(f"{b[0]}×{b[1]} ({img.path.name})" for b, img in single[:5]) + (
+                f" and {len(single) - 5} more" if len(single) > 5 else ""
+            )
             if batch > 1:
-                add("warning", f"{len(single)} bucket(s) hold a single image: {listing}; with a batch size of {batch} each batch from such a bucket repeats that one image",
-                    "crop those images to a common aspect ratio (`kohya-wrap prep --mode crop`), or add images of that shape")
+                add(
+                    "warning",
+                    f"{len(single)} bucket(s) hold a single image: {listing}; with a batch size of {batch} each batch "
+                    "from such a bucket repeats that one image",
+                    "crop those images to a common aspect ratio (`kohya-wrap prep --mode crop`), or add images of "
+                    "that shape",
+                )
             else:
-                add("info", f"{len(single)} bucket(s) hold a single image: {listing}", "fine at a batch size of 1; with larger batches crop them to a common aspect ratio")
+                add(
+                    "info",
+                    f"{len(single)} bucket(s) hold a single image: {listing}",
+                    "fine at a batch size of 1; with larger batches crop them to a common aspect ratio",
+                )
 
     # --- near-duplicates
     distance = settings.near_duplicate_distance
@@ -137,48 +163,87 @@ def lint_concept(item: ConceptScan, settings: Settings, root: Path, hashes: Hash
         hashed = [(i, known[i.path]) for i in images if i.path in known]
         pairs = []
         for n, (a, ha) in enumerate(hashed):
-            for b, hb in hashed[n + 1:]:
+            for b, hb in hashed[n + 1 :]:
                 if hamming(ha, hb) <= distance:
                     pairs.append((a, b))
         if pairs:
-            listing = ", ".join(f"{a.path.name} ≈ {b.path.name}" for a, b in pairs[:5]) + (f" and {len(pairs) - 5} more" if len(pairs) > 5 else "")
-            add("warning", f"{len(pairs)} near-duplicate pair(s) (difference hashes within {distance} bits): {listing}; each pair trains like one image with double weight",
-                "keep one image of each pair (`kohya-wrap prep` rejects near-duplicates)")
+            listing = ", ".join(f"{a.path.name} ≈ {b.path.name}" for a, b in pairs[:5]) + (
+                f" and {len(pairs) - 5} more" if len(pairs) > 5 else ""
+            )
+            add(
+                "warning",
+                f"{len(pairs)} near-duplicate pair(s) (difference hashes within {distance} bits): {listing}; each "
+                "pair trains like one image with double weight",
+                "keep one image of each pair (`kohya-wrap prep` rejects near-duplicates)",
+            )
 
     # --- captions
     extension = own.caption_extension
     paired = scan.captions_with(extension)
-    image_stems = {os.path.splitext(str(i.path))[0] for i in scan.images} | {os.path.splitext(str(p))[0] for p in scan.skipped}
-    orphans = [s for s in scan.sidecars if s.name.endswith(extension) and os.path.splitext(str(s))[0] not in image_stems]
+    image_stems = {os.path.splitext(str(i.path))[0] for i in scan.images} | {
+        os.path.splitext(str(p))[0] for p in scan.skipped
+    }
+    orphans = [
+        s for s in scan.sidecars if s.name.endswith(extension) and os.path.splitext(str(s))[0] not in image_stems
+    ]
     if orphans:
-        add("warning", f"{len(orphans)} caption file(s) have no image next to them: {_names(orphans)}", "delete them, or restore their images (a renamed image loses its caption)")
+        add(
+            "warning",
+            f"{len(orphans)} caption file(s) have no image next to them: {_names(orphans)}",
+            "delete them, or restore their images (a renamed image loses its caption)",
+        )
     if paired:
         captioned = {str(c) for c in paired.values()}
-        other = [s for s in scan.sidecars if not s.name.endswith(extension) and os.path.splitext(str(s))[0] in image_stems
-                 and os.path.splitext(str(s))[0] + extension not in captioned
-                 and os.path.splitext(s.name)[1] in CAPTION_LIKE_SUFFIXES]
+        other = [
+            s
+            for s in scan.sidecars
+            if not s.name.endswith(extension)
+            and os.path.splitext(str(s))[0] in image_stems
+            and os.path.splitext(str(s))[0] + extension not in captioned
+            and os.path.splitext(s.name)[1] in CAPTION_LIKE_SUFFIXES
+        ]
         if other:
             ext = Counter(os.path.splitext(s.name)[1] for s in other).most_common(1)[0][0]
-            add("warning", f"{len(other)} image(s) have a \"{ext}\" caption but no \"{extension}\" one, and sd-scripts reads only \"{extension}\": {_names(other)}",
-                f"rename them to \"{extension}\" (or set caption_extension)")
+            add(
+                "warning",
+                f'{len(other)} image(s) have a "{ext}" caption but no "{extension}" one, and sd-scripts reads only '
+                f'"{extension}": {_names(other)}',
+                f'rename them to "{extension}" (or set caption_extension)',
+            )
     texts = _read_captions(paired)
     if texts and not concept.is_reg:
         pattern = token_pattern(concept.token)
         lacking = [image for image, text in texts.items() if not pattern.search(text)]
         if lacking:
-            add("warning", f"{len(lacking)} of {len(texts)} caption(s) do not contain the trigger token \"{concept.token}\": {_names(paired[i] for i in lacking)}",
-                f"add \"{concept.token}\" at the start of each caption: it is the word the LoRA learns to respond to")
+            add(
+                "warning",
+                f'{len(lacking)} of {len(texts)} caption(s) do not contain the trigger token "{concept.token}": '
+                f"{_names(paired[i] for i in lacking)}",
+                f'add "{concept.token}" at the start of each caption: it is the word the LoRA learns to respond to',
+            )
         if own.shuffle_caption:
             keep = own.keep_tokens
             if keep < 1:
-                add("warning", f"shuffle_caption is on with keep_tokens = 0, so the trigger token \"{concept.token}\" is shuffled to a random place in every caption",
-                    "put the trigger token first in each caption and set dataset.keep_tokens = 1")
+                add(
+                    "warning",
+                    f'shuffle_caption is on with keep_tokens = 0, so the trigger token "{concept.token}" is shuffled '
+                    "to a random place in every caption",
+                    "put the trigger token first in each caption and set dataset.keep_tokens = 1",
+                )
             else:
-                buried = [image for image, text in texts.items()
-                          if pattern.search(text) and not any(pattern.search(tag) for tag in text.split(",")[:keep])]
+                buried = [
+                    image
+                    for image, text in texts.items()
+                    if pattern.search(text) and not any(pattern.search(tag) for tag in text.split(",")[:keep])
+                ]
                 if buried:
-                    add("warning", f"{len(buried)} caption(s) have the trigger token \"{concept.token}\" after the first {keep} tag(s) that keep_tokens holds in place, so shuffling moves it: {_names(paired[i] for i in buried)}",
-                        "put the trigger token first in those captions")
+                    add(
+                        "warning",
+                        f'{len(buried)} caption(s) have the trigger token "{concept.token}" after the first {keep} '
+                        "tag(s) that keep_tokens holds in place, so shuffling moves it: "
+                        f"{_names(paired[i] for i in buried)}",
+                        "put the trigger token first in those captions",
+                    )
     window = settings.token_window
     if texts and window:
         lengths = {image: counter.count(text) for image, text in texts.items()}
@@ -188,12 +253,20 @@ def lint_concept(item: ConceptScan, settings: Settings, root: Path, hashes: Hash
             bound = "" if counter.exact else "at least "
             wider = 150 if window < 150 and most <= 150 and counter.exact else 225  # a lower bound may be well short
             fix = "shorten them" if window >= 225 else f"shorten them, or set training.max_token_length = {wider}"
-            add("warning", f"{len(long)} caption(s) are longer than the {window}-token window ({bound}{most} tokens), and sd-scripts drops the rest: {_names(paired[i] for i in long)}", fix)
+            add(
+                "warning",
+                f"{len(long)} caption(s) are longer than the {window}-token window ({bound}{most} tokens), and "
+                f"sd-scripts drops the rest: {_names(paired[i] for i in long)}",
+                fix,
+            )
 
     # --- formats
     if len(formats) > 1:
-        add("info", "mixed file formats: " + ", ".join(f"{n} {ext}" for ext, n in formats.most_common()),
-            "fine for sd-scripts; `kohya-wrap prep --format png` writes one lossless format")
+        add(
+            "info",
+            "mixed file formats: " + ", ".join(f"{n} {ext}" for ext, n in formats.most_common()),
+            "fine for sd-scripts; `kohya-wrap prep --format png` writes one lossless format",
+        )
     return result
 
 

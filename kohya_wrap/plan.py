@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,11 +55,21 @@ class TrainingPlan:
             "gradient_accumulation_steps": self.gradient_accumulation_steps,
             "num_processes": self.num_processes,
             "concepts": [
-                {"label": c.label, "folder": str(c.folder), "is_reg": c.is_reg, "images": c.images, "repeats": c.repeats, "images_x_repeats": c.images * c.repeats}
+                {
+                    "label": c.label,
+                    "folder": str(c.folder),
+                    "is_reg": c.is_reg,
+                    "images": c.images,
+                    "repeats": c.repeats,
+                    "images_x_repeats": c.images * c.repeats,
+                }
                 for c in self.concepts
             ],
             "bucketing": self.bucket.enable_bucket,
-            "buckets": [{"resolution": list(b.resolution), "images": b.images, "images_x_repeats": b.samples} for b in math.buckets],
+            "buckets": [
+                {"resolution": list(b.resolution), "images": b.images, "images_x_repeats": b.samples}
+                for b in math.buckets
+            ],
             "checkpoints": list(self.checkpoints),
             "configs": [str(p) for p in config_paths or []],
             "command": list(self.command),
@@ -72,11 +81,18 @@ class TrainingPlan:
 def build_plan(report: CheckReport) -> TrainingPlan:
     """Needs a report without errors: the math divides by image sizes that must be readable."""
     if report.errors:
-        raise KohyaWrapError(f"{report.loaded.layout.spec_file}: `check` found {len(report.errors)} error(s)", "fix them first (see `kohya-wrap check`)")
+        raise KohyaWrapError(
+            f"{report.loaded.layout.spec_file}: `check` found {len(report.errors)} error(s)",
+            "fix them first (see `kohya-wrap check`)",
+        )
     loaded = report.loaded
     spec, schema, settings = loaded.spec, loaded.schema, loaded.settings
     subsets = [
-        SubsetImages(tuple(image.size for image in item.scan.images if image.size), item.concept.concept.repeats, item.concept.is_reg)
+        SubsetImages(
+            tuple(image.size for image in item.scan.images if image.size),
+            item.concept.concept.repeats,
+            item.concept.is_reg,
+        )
         for item in report.concepts
     ]
     math = epoch_math(
@@ -91,19 +107,33 @@ def build_plan(report: CheckReport) -> TrainingPlan:
     checkpoints = settings.checkpoint_names(math.total_steps, math.epochs, math.steps_per_epoch)
     notes = [ref.note for ref in report.models if ref.note]
     if (spec.dataset.model_extra or {}).get("validation_split"):
-        notes.append("dataset.validation_split is set: sd-scripts holds some images out, so it will report fewer steps than shown")
+        notes.append(
+            "dataset.validation_split is set: sd-scripts holds some images out, so it will report fewer steps than "
+            "shown"
+        )
     models = {ref.field: ref.value for ref in report.models if ref.value is not None}
     rendered = render_configs(spec, settings, loaded.layout, schema, models)
     command = build_launch_command(spec.launch, settings, loaded.layout, report.sd_scripts)
     concepts = tuple(
-        ConceptPlan(item.concept.label, item.folder, item.concept.is_reg, len(item.scan.images), item.concept.concept.repeats)
+        ConceptPlan(
+            item.concept.label, item.folder, item.concept.is_reg, len(item.scan.images), item.concept.concept.repeats
+        )
         for item in report.concepts
     )
     return TrainingPlan(
-        name=settings.name, script=settings.script, schema_source=schema.source, concepts=concepts, math=math,
-        batch_size=settings.batch_size, gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        num_processes=settings.num_processes, bucket=settings.bucket, checkpoints=tuple(checkpoints), rendered=rendered,
-        command=tuple(command), notes=tuple(notes),
+        name=settings.name,
+        script=settings.script,
+        schema_source=schema.source,
+        concepts=concepts,
+        math=math,
+        batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        num_processes=settings.num_processes,
+        bucket=settings.bucket,
+        checkpoints=tuple(checkpoints),
+        rendered=rendered,
+        command=tuple(command),
+        notes=tuple(notes),
     )
 
 
@@ -111,8 +141,10 @@ class CheckFailed(KohyaWrapError):
     """`check` found errors, so nothing is planned or trained; the findings go with it to be shown."""
 
     def __init__(self, report: CheckReport, purpose: str) -> None:
-        super().__init__(f"{report.loaded.layout.spec_file}: {len(report.errors)} error(s) to fix before {purpose}",
-                         "see the lines above (`kohya-wrap check` shows them too)")
+        super().__init__(
+            f"{report.loaded.layout.spec_file}: {len(report.errors)} error(s) to fix before {purpose}",
+            "see the lines above (`kohya-wrap check` shows them too)",
+        )
         self.report = report
 
     @property
@@ -120,7 +152,9 @@ class CheckFailed(KohyaWrapError):
         return self.report.findings
 
 
-def checked_plan(directory: Path, overrides: tuple[str, ...] = (), purpose: str = "planning") -> tuple[CheckReport, TrainingPlan, list[Path]]:
+def checked_plan(
+    directory: Path, overrides: tuple[str, ...] = (), purpose: str = "planning"
+) -> tuple[CheckReport, TrainingPlan, list[Path]]:
     """What `plan` and `run` share: check (stop on errors, before any model loads), plan, render."""
     report = check_project(load_project(directory, overrides))
     if report.errors:

@@ -77,4 +77,3 @@ def copy_preset(ref: str, target: Path, force: bool = False) -> Path:
         raise KohyaWrapError(f"{destination} already exists", "choose another path or pass --force")
     copy_file_atomic(preset.path, destination)
     return destination
-

@@ -27,19 +27,36 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def build_base_sized_blip(folder: Path) -> Path:
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+    from transformers import (
+        BertTokenizerFast,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
 
     words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"] + [f"w{i}" for i in range(30524 - 6)]
     backend = Tokenizer(models.WordPiece({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
-    tokenizer = BertTokenizerFast(tokenizer_object=backend, bos_token="[DEC]", unk_token="[UNK]", sep_token="[SEP]",
-                                  pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
-    config = BlipConfig(vision_config={"image_size": 384}, text_config={"vocab_size": 30524, "bos_token_id": 5, "pad_token_id": 0,
-                                                                       "eos_token_id": 3, "sep_token_id": 3})
+    tokenizer = BertTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="[DEC]",
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
+    config = BlipConfig(
+        vision_config={"image_size": 384},
+        text_config={"vocab_size": 30524, "bos_token_id": 5, "pad_token_id": 0, "eos_token_id": 3, "sep_token_id": 3},
+    )
     torch.manual_seed(0)
     BlipForConditionalGeneration(config).save_pretrained(folder)
-    BlipProcessor(image_processor=BlipImageProcessor(size={"height": 384, "width": 384}), tokenizer=tokenizer).save_pretrained(folder)
+    BlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": 384, "width": 384}), tokenizer=tokenizer
+    ).save_pretrained(folder)
     return folder
 
 
@@ -76,14 +93,17 @@ def main() -> None:
         started = time.perf_counter()
         batched = []
         for start in range(0, len(images), args.batch):
-            batched += captioner(images[start:start + args.batch])
+            batched += captioner(images[start : start + args.batch])
         batch_rate = len(images) / (time.perf_counter() - started)
         print(f"batches of {args.batch}:            {batch_rate:6.2f} img/s", flush=True)
 
     import torch
 
     same = sum(a == b for a, b in zip(looped, batched))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
+        "threads)"
+    )
     print(f"batched / one at a time: {batch_rate / loop_rate:.2f}×; identical captions: {same}/{len(images)}")
 
 

@@ -19,14 +19,27 @@ import time
 from pathlib import Path
 
 from kohya_wrap.launch.events import (
-    ANSI, CheckpointSaved, Epoch, EventParser, Line, LogMessage, PlanLine, Progress, SamplesStarted, TracebackLine,
+    ANSI,
+    CheckpointSaved,
+    Epoch,
+    EventParser,
+    Line,
+    LogMessage,
+    PlanLine,
+    Progress,
+    SamplesStarted,
+    TracebackLine,
 )
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "sdscripts_logs"
 # The naive way: every pattern tried with re.search on every line, in order, building the same events.
 NAIVE = [
-    (re.compile(r"steps:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+),\s*([\d.?]+)(s/it|it/s)?(?:,\s*avr_loss=([-+\w.]+))?"),
-     lambda m: Progress(int(m[1]), int(m[2]), 0.0, None, None, float(m[7]) if m[7] else None)),
+    (
+        re.compile(
+            r"steps:\s+\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([\d:]+)<([\d:?]+),\s*([\d.?]+)(s/it|it/s)?(?:,\s*avr_loss=([-+\w.]+))?"
+        ),
+        lambda m: Progress(int(m[1]), int(m[2]), 0.0, None, None, float(m[7]) if m[7] else None),
+    ),
     (re.compile(r"^epoch (\d+)/(\d+)\s*$"), lambda m: Epoch(int(m[1]), int(m[2]))),
     (re.compile(r"saving checkpoint: (.+?)\s*$"), lambda m: CheckpointSaved(m[1])),
     (re.compile(r"generating sample images at step / [^:]*: (\d+)"), lambda m: SamplesStarted(int(m[1]))),
@@ -91,7 +104,10 @@ def main() -> None:
     print(f"kohya-wrap EventParser: {lines / t_ours:>12,.0f} lines/s ({t_ours:.3f} s)")
     print(f"naive re.search loop:   {lines / t_naive:>12,.0f} lines/s ({t_naive:.3f} s)")
     print(f"ratio (ours / naive):   {t_naive / t_ours:.2f}×")
-    print(f"events in one copy: ours {found_ours:,} (repeated tqdm lines merged, records glued to bars split off), naive {found_naive:,}")
+    print(
+        f"events in one copy: ours {found_ours:,} (repeated tqdm lines merged, records glued to bars split off), "
+        f"naive {found_naive:,}"
+    )
 
 
 if __name__ == "__main__":

@@ -54,7 +54,9 @@ def make_project(root: Path, model: Path, tokenizers: Path, steps: int) -> None:
     for index in range(8):
         Image.effect_noise((64, 64), 30 + index).convert("RGB").save(folder / f"{index}.png")
         (folder / f"{index}.txt").write_text(f"bench thing, noise {index}", encoding="utf-8")
-    (root / "kohya-wrap.toml").write_text(SPEC.format(model=model.as_posix(), tokenizers=tokenizers.as_posix(), steps=steps), encoding="utf-8")
+    (root / "kohya-wrap.toml").write_text(
+        SPEC.format(model=model.as_posix(), tokenizers=tokenizers.as_posix(), steps=steps), encoding="utf-8"
+    )
 
 
 def kohya_wrap(*args: str) -> subprocess.CompletedProcess:
@@ -67,7 +69,9 @@ def direct(root: Path) -> float:
     env.pop("PYTHONPATH", None)
     start = time.perf_counter()
     with open(root / "direct.log", "wb") as log:
-        code = subprocess.run(plan["command"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.environ["KOHYA_WRAP_SD_SCRIPTS"]).returncode
+        code = subprocess.run(
+            plan["command"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=os.environ["KOHYA_WRAP_SD_SCRIPTS"]
+        ).returncode
     elapsed = time.perf_counter() - start
     if code != 0:
         raise SystemExit(f"direct run failed ({code}); see {root / 'direct.log'}")
@@ -76,8 +80,13 @@ def direct(root: Path) -> float:
 
 def supervised(root: Path) -> float:
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "kohya_wrap", "run", str(root), "--plain"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    result = subprocess.run(
+        [sys.executable, "-m", "kohya_wrap", "run", str(root), "--plain"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+    )
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"kohya-wrap run failed ({result.returncode}): {result.stderr[-500:]}")
@@ -102,7 +111,10 @@ def main() -> None:
                 times[name].append(work(root))
                 print(f"round {round_ + 1} {name}: {times[name][-1]:.1f} s", flush=True)
     d, k = statistics.median(times["direct"]), statistics.median(times["kohya-wrap run"])
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; {args.steps} steps, {args.rounds} rounds alternated")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; {args.steps} "
+        f"steps, {args.rounds} rounds alternated"
+    )
     print(f"direct (median):         {d:.1f} s   {times['direct']}")
     print(f"kohya-wrap run (median): {k:.1f} s   {times['kohya-wrap run']}")
     print(f"ratio (run / direct):    {k / d:.3f}")

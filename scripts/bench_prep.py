@@ -34,8 +34,17 @@ def make_corpus(folder: Path, count: int, size: tuple[int, int], grain: float = 
     for index in range(count):
         small = Image.effect_noise((size[0] // 16, size[1] // 16), 60 + index % 30).convert("RGB")
         small = small.filter(ImageFilter.GaussianBlur(2)).resize(size, Image.Resampling.BICUBIC)
-        image = Image.merge("RGB", [small.getchannel(0), small.getchannel(1).rotate(180), small.getchannel(2).transpose(Image.Transpose.FLIP_LEFT_RIGHT)])
-        noise = Image.effect_noise(size, 40).convert("RGB")  # fine detail: 0.12 → ~2.8 MB files like phone photos, 0.25 → ~4.4 MB
+        image = Image.merge(
+            "RGB",
+            [
+                small.getchannel(0),
+                small.getchannel(1).rotate(180),
+                small.getchannel(2).transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+            ],
+        )
+        noise = Image.effect_noise(size, 40).convert(
+            "RGB"
+        )  # fine detail: 0.12 → ~2.8 MB files like phone photos, 0.25 → ~4.4 MB
         image = Image.blend(image, noise, grain)
         exif = Image.Exif()
         if index % 4 == 0:
@@ -48,7 +57,9 @@ def naive(source: Path, target: Path, size: int) -> None:
 
     image = ImageOps.exif_transpose(Image.open(source)).convert("RGB")
     scale = size / min(image.size)
-    image = image.resize((max(size, round(image.width * scale)), max(size, round(image.height * scale))), Image.Resampling.LANCZOS)
+    image = image.resize(
+        (max(size, round(image.width * scale)), max(size, round(image.height * scale))), Image.Resampling.LANCZOS
+    )
     left, top = (image.width - size) // 2, (image.height - size) // 2
     image.crop((left, top, left + size, top + size)).save(target, quality=95)
 
@@ -86,12 +97,18 @@ def chart_quality(folder: Path, target: int, out_format: str = "png") -> dict[st
     from kohya_wrap.dataset.prep import PrepSettings, prepare_one
 
     width, height = 4000, 3000
-    chart = Image.effect_noise((width // 32, height // 32), 80).convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    chart = (
+        Image.effect_noise((width // 32, height // 32), 80)
+        .convert("RGB")
+        .resize((width, height), Image.Resampling.BICUBIC)
+    )
     draw = ImageDraw.Draw(chart)
     for x in range(0, width, 37):
         draw.line((x, 0, x + 400, height), fill=(x % 255, 80, 200), width=3)
     for radius in range(50, 1500, 23):
-        draw.ellipse((2000 - radius, 1500 - radius, 2000 + radius, 1500 + radius), outline=(255, 255 - radius % 255, 0), width=2)
+        draw.ellipse(
+            (2000 - radius, 1500 - radius, 2000 + radius, 1500 + radius), outline=(255, 255 - radius % 255, 0), width=2
+        )
     for y in range(100, height, 90):
         draw.text((100, y), "kohya-wrap quality chart 0123456789 " * 6, fill=(0, 0, 0))
     source = folder / "chart.jpg"
@@ -99,10 +116,14 @@ def chart_quality(folder: Path, target: int, out_format: str = "png") -> dict[st
     full = Image.open(source).convert("RGB")
     side = min(full.size)
     left, top = (full.width - side) / 2, (full.height - side) / 2
-    full.resize((target, target), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side)).save(folder / "reference.png")
+    full.resize((target, target), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side)).save(
+        folder / "reference.png"
+    )
     values = {}
     for engine in ("vips", "pillow"):
-        settings = PrepSettings(mode="crop", size=(target, target), out_format=out_format, min_size=1, max_aspect=10, engine=engine)
+        settings = PrepSettings(
+            mode="crop", size=(target, target), out_format=out_format, min_size=1, max_aspect=10, engine=engine
+        )
         result = prepare_one(str(source), str(folder / f"chart-{engine}.{out_format}"), settings)
         values[engine] = psnr(folder / "reference.png", Path(result.output))
     return values
@@ -115,7 +136,7 @@ def psnr(a_path: Path, b_path: Path) -> float:
     histogram = ImageChops.difference(a, b).histogram()  # 256 bins per band of |a − b|
     total = sum(count * (value % 256) ** 2 for value, count in enumerate(histogram))
     mse = total / (a.width * a.height * 3)
-    return float("inf") if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+    return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 def main() -> None:
@@ -124,8 +145,15 @@ def main() -> None:
     parser.add_argument("--size", default="4000x3000")
     parser.add_argument("--target", type=int, default=512)
     parser.add_argument("--format", default="jpg", choices=["jpg", "png", "webp"])
-    parser.add_argument("--rounds", type=int, default=3, help="each fast pipeline runs this many times, interleaved; medians are reported")
-    parser.add_argument("--grain", type=float, default=0.12, help="fine-detail noise blended in: 0.12 → ~2.8 MB files, 0.25 → ~4.4 MB")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="each fast pipeline runs this many times, interleaved; medians are reported",
+    )
+    parser.add_argument(
+        "--grain", type=float, default=0.12, help="fine-detail noise blended in: 0.12 → ~2.8 MB files, 0.25 → ~4.4 MB"
+    )
     args = parser.parse_args()
     width, height = map(int, args.size.split("x"))
     from kohya_wrap.dataset.prep import PrepSettings, prep_concept, vips
@@ -150,7 +178,11 @@ def main() -> None:
         started = time.perf_counter()
         make_corpus(corpus, args.count, (width, height), args.grain)
         megabytes = sum(p.stat().st_size for p in corpus.iterdir()) / args.count / 1e6
-        print(f"corpus: {args.count} JPEGs of {width}×{height} (mean {megabytes:.1f} MB) in {time.perf_counter() - started:.1f} s", flush=True)
+        print(
+            f"corpus: {args.count} JPEGs of {width}×{height} (mean {megabytes:.1f} MB) in "
+            f"{time.perf_counter() - started:.1f} s",
+            flush=True,
+        )
         sources = sorted(corpus.iterdir())
         naive_out.mkdir()
         started = time.perf_counter()
@@ -164,17 +196,31 @@ def main() -> None:
         suffix = {"jpg": ".jpg", "png": ".png", "webp": ".webp"}[args.format]
         measured: dict[str, list[float]] = {}
         quality = {}
-        decoders = [("Pillow draft", bare_decode)] + ([("libvips shrink-on-load", bare_vips_decode)] if vips() is not None else [])
-        for round_ in range(1, args.rounds + 1):  # interleaved, so drift in the machine's speed hits every pipeline alike
+        decoders = [("Pillow draft", bare_decode)] + (
+            [("libvips shrink-on-load", bare_vips_decode)] if vips() is not None else []
+        )
+        for round_ in range(
+            1, args.rounds + 1
+        ):  # interleaved, so drift in the machine's speed hits every pipeline alike
             for engine in engines:
                 out = Path(temp) / f"ours-{engine}"
-                settings = PrepSettings(mode="crop", size=(args.target, args.target), out_format=args.format, min_size=1, max_aspect=10, engine=engine)
+                settings = PrepSettings(
+                    mode="crop",
+                    size=(args.target, args.target),
+                    out_format=args.format,
+                    min_size=1,
+                    max_aspect=10,
+                    engine=engine,
+                )
                 started = time.perf_counter()
                 report = prep_concept("bench", corpus, out, settings, {}, 0, workers)
                 rate = len(sources) / (time.perf_counter() - started)
                 assert not report.rejected, report.rejected
                 measured.setdefault(f"prep {engine}", []).append(rate)
-                print(f"round {round_}: kohya-wrap prep, engine {engine}, {workers} threads: {rate:6.1f} img/s", flush=True)
+                print(
+                    f"round {round_}: kohya-wrap prep, engine {engine}, {workers} threads: {rate:6.1f} img/s",
+                    flush=True,
+                )
                 if round_ == 1:
                     quality[engine] = [psnr(naive_out / p.name, out / (p.stem + suffix)) for p in sources]
             for name, function in decoders:
@@ -188,13 +234,21 @@ def main() -> None:
         decode = {name: max(median[f"{name}, threads"], median[f"{name}, processes"]) for name, _ in decoders}
         chart = chart_quality(Path(temp), args.target, "png") if vips() is not None else {}  # lossless: resampling only
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; medians of {args.rounds} round(s):")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}; medians of "
+        f"{args.rounds} round(s):"
+    )
     print(f"naive {naive_rate:.1f} img/s; " + "; ".join(f"{key} {value:.1f}" for key, value in median.items()))
     for engine in engines:
-        print(f"engine {engine}: {rates[engine] / naive_rate:.1f}× naive; "
-              + "; ".join(f"{rates[engine] / rate:.2f} of the {name} decode" for name, rate in decode.items()))
-        print(f"  PSNR vs naive: min {min(quality[engine]):.1f} dB, mean {sum(quality[engine]) / len(quality[engine]):.1f} dB"
-              + (f"; test chart vs exact full-resolution LANCZOS: {chart[engine]:.1f} dB" if engine in chart else ""))
+        print(
+            f"engine {engine}: {rates[engine] / naive_rate:.1f}× naive; "
+            + "; ".join(f"{rates[engine] / rate:.2f} of the {name} decode" for name, rate in decode.items())
+        )
+        print(
+            f"  PSNR vs naive: min {min(quality[engine]):.1f} dB, mean "
+            f"{sum(quality[engine]) / len(quality[engine]):.1f} dB"
+            + (f"; test chart vs exact full-resolution LANCZOS: {chart[engine]:.1f} dB" if engine in chart else "")
+        )
 
 
 if __name__ == "__main__":

@@ -113,34 +113,107 @@ class VerbatimCounter:
         from tokenizers import Regex, normalizers, pre_tokenizers
 
         self.tokenizer = clip_tokenizer(read_merges(merges_file))
-        self.tokenizer.normalizer = normalizers.Sequence([
-            normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()])
-        self.tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False)])
+        self.tokenizer.normalizer = normalizers.Sequence(
+            [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+        )
+        self.tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
+                pre_tokenizers.ByteLevel(add_prefix_space=False),
+            ]
+        )
 
     def count(self, text: str) -> int:
         return len(self.tokenizer.encode(html.unescape(html.unescape(text)), add_special_tokens=False))
 
 
 # ---------------------------------------------------------------- captions
-TAGS = ("1girl 2boys solo long_hair short_hair blue_eyes smile looking_at_viewer blush open_mouth brown_hair "
-        "shirt skirt thighhighs holding white_background simple_background upper_body full_body outdoors "
-        "night_sky cherry_blossoms hatsune_miku score_9 score_8_up rating:safe 1990s_(style) absurdres highres "
-        "bangs hair_between_eyes school_uniform serafuku wolf_ears :d ;) ^_^ >_< o_o x_x :3 @_@ "
-        "masterpiece best_quality very_aesthetic newest sks_person ohwx_man photo_(medium) depth_of_field").split()
-WORDS = ("a an the photo of woman man dog cat standing sitting in on at with wearing red blue green dress jacket "
-         "park street city beach mountain forest sunset sunrise portrait close-up shot lighting cinematic "
-         "detailed realistic painting drawing illustration background smiling happy old young holding cup "
-         "reading book window rain snow car bicycle it's don't she'll we're they've I'm you'd").split()
+TAGS = (
+    "1girl 2boys solo long_hair short_hair blue_eyes smile looking_at_viewer blush open_mouth brown_hair "
+    "shirt skirt thighhighs holding white_background simple_background upper_body full_body outdoors "
+    "night_sky cherry_blossoms hatsune_miku score_9 score_8_up rating:safe 1990s_(style) absurdres highres "
+    "bangs hair_between_eyes school_uniform serafuku wolf_ears :d ;) ^_^ >_< o_o x_x :3 @_@ "
+    "masterpiece best_quality very_aesthetic newest sks_person ohwx_man photo_(medium) depth_of_field"
+).split()
+WORDS = (
+    "a an the photo of woman man dog cat standing sitting in on at with wearing red blue green dress jacket "
+    "park street city beach mountain forest sunset sunrise portrait close-up shot lighting cinematic "
+    "detailed realistic painting drawing illustration background smiling happy old young holding cup "
+    "reading book window rain snow car bicycle it's don't she'll we're they've I'm you'd"
+).split()
 # The corners: accents (composed and not), Greek, Cyrillic, CJK, full-width, ligatures, mojibake, numerics
 # that are not digits, emoji (ZWJ, variation selectors, flags), HTML entities, curly quotes, control characters.
-ODD = ["café", "naïve", "Ñandú", "straße", "İstanbul", "ΟΔΟΣ", "Ελληνικά", "Москва", "ПРИВЕТ", "東京の夜景",
-       "中文标签", "한국어", "日本語", "ｆｕｌｌｗｉｄｔｈ", "ＡＢＣ１２３", "ﬁne", "cafe\u0301", "x²", "½", "Ⅻ",
-       "١٢٣", "①②", "🔥", "👩‍🎤", "❤️", "🇯🇵", "😀😀", "&amp;", "&quot;hi&quot;", "&#39;", "&lt;3", "&amp;amp;",
-       "&nbsp;", "AT&T", "R&amp;B", "it’s", "“quoted”", "—", "…", "!!!", "...", "--", "=>", "(((", "))):",
-       "@#$%", "~~~", "1024x768", "3.14", "2023", "v1.5", "#hashtag", "@user", "e-mail", "C++", "_under_",
-       "cafÃ©", "\u200b", "\x00", "a\u00adb", "Ǆ", "ǅungla", "ΣΊΣΥΦΟΣ", "ß", "ﬀ", "K", "Å", "\u0130", "<|endoftext|>"]
+ODD = [
+    "café",
+    "naïve",
+    "Ñandú",
+    "straße",
+    "İstanbul",
+    "ΟΔΟΣ",
+    "Ελληνικά",
+    "Москва",
+    "ПРИВЕТ",
+    "東京の夜景",
+    "中文标签",
+    "한국어",
+    "日本語",
+    "ｆｕｌｌｗｉｄｔｈ",
+    "ＡＢＣ１２３",
+    "ﬁne",
+    "cafe\u0301",
+    "x²",
+    "½",
+    "Ⅻ",
+    "١٢٣",
+    "①②",
+    "🔥",
+    "👩‍🎤",
+    "❤️",
+    "🇯🇵",
+    "😀😀",
+    "&amp;",
+    "&quot;hi&quot;",
+    "&#39;",
+    "&lt;3",
+    "&amp;amp;",
+    "&nbsp;",
+    "AT&T",
+    "R&amp;B",
+    "it’s",
+    "“quoted”",
+    "—",
+    "…",
+    "!!!",
+    "...",
+    "--",
+    "=>",
+    "(((",
+    "))):",
+    "@#$%",
+    "~~~",
+    "1024x768",
+    "3.14",
+    "2023",
+    "v1.5",
+    "#hashtag",
+    "@user",
+    "e-mail",
+    "C++",
+    "_under_",
+    "cafÃ©",
+    "\u200b",
+    "\x00",
+    "a\u00adb",
+    "Ǆ",
+    "ǅungla",
+    "ΣΊΣΥΦΟΣ",
+    "ß",
+    "ﬀ",
+    "K",
+    "Å",
+    "\u0130",
+    "<|endoftext|>",
+]
 SPACES = [" ", " ", " ", "  ", "\t", "\n", " \n ", "\u3000", "\xa0", "\r\n"]
 SYLLABLES = "ka ri sa me ma to no shi ro yu ki na ta ha ru mi ko ne be la vor xen dra quil tes pon gar fel wyn".split()
 
@@ -163,8 +236,10 @@ def captions(n: int, seed: int = 0) -> list[str]:
         elif kind == 1:
             text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 40))).capitalize() + rng.choice(".!?")
         elif kind == 2:
-            text = ", ".join(f"({rng.choice(TAGS)}:{rng.uniform(0.5, 1.5):.1f})" if rng.random() < 0.3
-                             else rng.choice(TAGS + WORDS) for _ in range(rng.randint(3, 20)))
+            text = ", ".join(
+                f"({rng.choice(TAGS)}:{rng.uniform(0.5, 1.5):.1f})" if rng.random() < 0.3 else rng.choice(TAGS + WORDS)
+                for _ in range(rng.randint(3, 20))
+            )
         else:
             text = "".join(rng.choice(ODD + WORDS + TAGS) + rng.choice(SPACES) for _ in range(rng.randint(2, 25)))
         if rng.random() < 0.2:
@@ -202,12 +277,18 @@ def trained_stand_in(texts: list[str], folder: Path) -> Path:
     from tokenizers.models import BPE
 
     tokenizer = Tokenizer(BPE(end_of_word_suffix="</w>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    trainer = trainers.BpeTrainer(vocab_size=20000, end_of_word_suffix="</w>",
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    trainer = trainers.BpeTrainer(
+        vocab_size=20000,
+        end_of_word_suffix="</w>",
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tokenizer.train_from_iterator([clean(t) for t in texts], trainer)
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.model.save(str(folder))
@@ -235,8 +316,9 @@ def reference_counts(python: str, folder: Path, texts: list[str]) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".json", encoding="utf-8", delete=False) as handle:
         json.dump(texts, handle)
     try:
-        result = subprocess.run([python, "-c", REFERENCE, str(folder), handle.name],
-                                capture_output=True, text=True, check=True)
+        result = subprocess.run(
+            [python, "-c", REFERENCE, str(folder), handle.name], capture_output=True, text=True, check=True
+        )
     finally:
         Path(handle.name).unlink()
     return json.loads(result.stdout)
@@ -270,8 +352,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds; medians are reported")
     parser.add_argument("--vocab", type=Path, help="a folder with CLIP's merges.txt (and vocab.json), or the file")
     parser.add_argument("--open-clip", type=Path, help="open_clip_torch's wheel, or its bpe_simple_vocab_16e6.txt.gz")
-    parser.add_argument("--reference-python",
-                        help="a python with transformers 4.x (the slow CLIPTokenizer), e.g. sd-scripts' venv")
+    parser.add_argument(
+        "--reference-python", help="a python with transformers 4.x (the slow CLIPTokenizer), e.g. sd-scripts' venv"
+    )
     args = parser.parse_args()
     texts = captions(args.captions)
     with tempfile.TemporaryDirectory(prefix="bench_tokens_") as scratch:
@@ -314,37 +397,52 @@ def run(args: argparse.Namespace, texts: list[str], scratch: Path) -> None:
     def med(values: list[float]) -> float:
         return statistics.median(values)
 
-    print(f"machine: {platform.machine()}, {platform.processor() or '?'}, python {platform.python_version()}, "
-          f"tokenizers {distribution('tokenizers').version}")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or '?'}, python {platform.python_version()}, "
+        f"tokenizers {distribution('tokenizers').version}"
+    )
     print(f"vocabulary: {source} ({n_merges:,} merges)")
-    print(f"captions: {len(texts):,} ({sum(map(len, texts)) / len(texts):.0f} characters, "
-          f"{total / len(texts):.1f} tokens on average); {args.rounds} interleaved rounds, medians")
+    print(
+        f"captions: {len(texts):,} ({sum(map(len, texts)) / len(texts):.0f} characters, "
+        f"{total / len(texts):.1f} tokens on average); {args.rounds} interleaved rounds, medians"
+    )
     labels = {"old": "hand-written BPE (old)", "new": "tokenizers (new)", "verbatim": "tokenizers, CLIPConverter"}
     for name, label in labels.items():
         per_caption = med(counts[name]) * 1e6 / len(texts)
-        print(f"{label:24} build {med(builds[name]) * 1e3:6.1f} ms   "
-              f"count {total / med(counts[name]):>10,.0f} tokens/s ({per_caption:.1f} µs/caption)")
-    print(f"ratio new / old: count {med(counts['old']) / med(counts['new']):.2f}× the throughput, "
-          f"build {med(builds['new']) / med(builds['old']):.2f}× the time; "
-          f"CLIPConverter's recipe / old: count {med(counts['old']) / med(counts['verbatim']):.2f}×")
+        print(
+            f"{label:24} build {med(builds[name]) * 1e3:6.1f} ms   "
+            f"count {total / med(counts[name]):>10,.0f} tokens/s ({per_caption:.1f} µs/caption)"
+        )
+    print(
+        f"ratio new / old: count {med(counts['old']) / med(counts['new']):.2f}× the throughput, "
+        f"build {med(builds['new']) / med(builds['old']):.2f}× the time; "
+        f"CLIPConverter's recipe / old: count {med(counts['old']) / med(counts['verbatim']):.2f}×"
+    )
     print(f"old and new agree on {agreement(old_counts, new_counts, texts)} captions")
     print(f"CLIPConverter's recipe and new agree on {agreement(verbatim_counts, new_counts, texts)} captions")
-    print(f"tokenizers: import {import_cost():.1f} ms (python -X importtime, cumulative, best of 5), "
-          f"installed {installed_size():.1f} MB")
+    print(
+        f"tokenizers: import {import_cost():.1f} ms (python -X importtime, cumulative, best of 5), "
+        f"installed {installed_size():.1f} MB"
+    )
     if args.reference_python:
         folder = merges.parent
         if not (folder / "vocab.json").is_file():
             raise SystemExit(f"--reference-python needs vocab.json beside {merges}")
         ref = reference_counts(args.reference_python, folder, texts)
         print(f"reference: slow CLIPTokenizer, {ref['versions']}, text clean-up {ref['mode']}")
-        print(f"  as sd-scripts runs it:          new agrees on {agreement(new_counts, ref['as_is'], texts)}, "
-              f"old on {agreement(old_counts, ref['as_is'], texts)}")
-        print(f"  with the counter's clean-up:    new agrees on {agreement(new_counts, ref['same_clean'], texts)}, "
-              f"old on {agreement(old_counts, ref['same_clean'], texts)}")
+        print(
+            f"  as sd-scripts runs it:          new agrees on {agreement(new_counts, ref['as_is'], texts)}, "
+            f"old on {agreement(old_counts, ref['as_is'], texts)}"
+        )
+        print(
+            f"  with the counter's clean-up:    new agrees on {agreement(new_counts, ref['same_clean'], texts)}, "
+            f"old on {agreement(old_counts, ref['same_clean'], texts)}"
+        )
         plain = [i for i, t in enumerate(texts) if t.isascii() and "&" not in t and "\x00" not in t]
         same = sum(new_counts[i] == ref["as_is"][i] for i in plain)
-        print(f"  as sd-scripts runs it, on the {len(plain):,} ASCII captions without '&' or NUL: "
-              f"new agrees on {same:,}")
+        print(
+            f"  as sd-scripts runs it, on the {len(plain):,} ASCII captions without '&' or NUL: new agrees on {same:,}"
+        )
 
 
 if __name__ == "__main__":

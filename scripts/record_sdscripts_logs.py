@@ -66,7 +66,17 @@ INTERRUPT_GRACE = 90.0  # seconds after SIGINT before SIGTERM, then SIGKILL
 # tqdm's progress bar as sd-scripts labels it: "steps:  42%|████▏     | 5/12 [...]"
 STEP_RE = re.compile(r"steps:\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)")
 # variables that would change how Rich/tqdm format output; never inherited by the recorded run
-ENV_UNSET = ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "TERM", "CLICOLOR", "CLICOLOR_FORCE")
+ENV_UNSET = (
+    "COLUMNS",
+    "LINES",
+    "NO_COLOR",
+    "FORCE_COLOR",
+    "TTY_COMPATIBLE",
+    "TTY_INTERACTIVE",
+    "TERM",
+    "CLICOLOR",
+    "CLICOLOR_FORCE",
+)
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -104,7 +114,7 @@ def point_model_at_missing_folder(root: Path) -> None:
     config = root / "config" / "train.toml"
     text = config.read_text(encoding="utf-8")
     missing = (root / "missing-model").as_posix()
-    new, count = re.subn(r'(?m)^(pretrained_model_name_or_path\s*=\s*).*$', lambda m: f'{m.group(1)}"{missing}"', text)
+    new, count = re.subn(r"(?m)^(pretrained_model_name_or_path\s*=\s*).*$", lambda m: f'{m.group(1)}"{missing}"', text)
     if count != 1:
         raise SystemExit(f"{config}: expected one pretrained_model_name_or_path line, found {count}")
     config.write_text(new, encoding="utf-8")
@@ -115,9 +125,15 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario(
             "pipe_epochs_samples",
-            "8 images x 1 repeat, batch 4, 2 epochs, a checkpoint every epoch, 2 sample prompts every epoch (ddim, 2 steps); piped",
+            "8 images x 1 repeat, batch 4, 2 epochs, a checkpoint every epoch, 2 sample prompts every epoch (ddim, 2 "
+            "steps); piped",
             training={"max_train_epochs": 2, "save_every_n_epochs": 1, "train_batch_size": 4},
-            sample={"prompts": ["mytoken woman, portrait", "mytoken woman, full body"], "every_n_epochs": 1, "steps": 2, "sampler": "ddim"},
+            sample={
+                "prompts": ["mytoken woman, portrait", "mytoken woman, full body"],
+                "every_n_epochs": 1,
+                "steps": 2,
+                "sampler": "ddim",
+            },
         ),
         Scenario(
             "pipe_steps",
@@ -131,13 +147,15 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "pty",
-            f"as pipe_steps with max_train_steps 3, under a {PTY_COLUMNS}x{PTY_ROWS} pseudo-terminal (stdin/stdout/stderr on it)",
+            f"as pipe_steps with max_train_steps 3, under a {PTY_COLUMNS}x{PTY_ROWS} pseudo-terminal "
+            "(stdin/stdout/stderr on it)",
             training={"max_train_steps": 3, "save_every_n_steps": 3, "train_batch_size": 2},
             pty=True,
         ),
         Scenario(
             "fail_missing_model",
-            "valid project; config/train.toml's pretrained_model_name_or_path edited to a missing folder after plan; piped",
+            "valid project; config/train.toml's pretrained_model_name_or_path edited to a missing folder after plan; "
+            "piped",
             training={"max_train_steps": 3, "train_batch_size": 2},
             after_plan=point_model_at_missing_folder,
         ),
@@ -155,7 +173,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "interrupt",
-            "8 images x 1 repeat, batch 1, max_train_steps 20; SIGINT to the process group once tqdm shows step 2; piped",
+            "8 images x 1 repeat, batch 1, max_train_steps 20; SIGINT to the process group once tqdm shows step 2; "
+            "piped",
             training={"max_train_steps": 20, "train_batch_size": 1},
             interrupt_after_step=2,
         ),
@@ -233,7 +252,9 @@ def build_project(root: Path, scenario: Scenario) -> None:
 
 def plan_command(root: Path) -> list[str]:
     env = dict(os.environ, KOHYA_WRAP_SD_SCRIPTS=str(SD_SCRIPTS), KOHYA_WRAP_SD_PYTHON=str(SD_PYTHON))
-    result = subprocess.run([KOHYA_WRAP, "plan", str(root), "--json"], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [KOHYA_WRAP, "plan", str(root), "--json"], capture_output=True, text=True, env=env, timeout=300
+    )
     if result.returncode != 0:
         raise SystemExit(f"kohya-wrap plan failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return list(json.loads(result.stdout)["command"])
@@ -242,7 +263,9 @@ def plan_command(root: Path) -> list[str]:
 def sd_scripts_version() -> str:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", "-C", str(SD_SCRIPTS), *args], capture_output=True, text=True, timeout=30).stdout.strip()
+            return subprocess.run(
+                ["git", "-C", str(SD_SCRIPTS), *args], capture_output=True, text=True, timeout=30
+            ).stdout.strip()
         except OSError:
             return ""
 
@@ -254,8 +277,12 @@ def sd_scripts_version() -> str:
 def sd_python_stdlib() -> str:
     """Where the standard library of sd-scripts' python lives (it shows in tracebacks)."""
     try:
-        result = subprocess.run([str(SD_PYTHON), "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
-                                capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            [str(SD_PYTHON), "-c", "import sysconfig; print(sysconfig.get_paths()['stdlib'])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     except OSError:
         return ""
     return result.stdout.strip() if result.returncode == 0 else ""
@@ -280,7 +307,8 @@ class Redactor:
                 seen[path] = placeholder
         self.pairs = sorted(seen.items(), key=lambda item: -len(item[0]))
         self.patterns = [
-            (re.compile(self.SGR.join(re.escape(char) for char in path)), placeholder) for path, placeholder in self.pairs
+            (re.compile(self.SGR.join(re.escape(char) for char in path)), placeholder)
+            for path, placeholder in self.pairs
         ]
 
     def __call__(self, text: str) -> str:
@@ -325,7 +353,9 @@ class Recording:
     killed: str | None
 
 
-def record_run(argv: list[str], env: dict[str, str], use_pty: bool, redact: Redactor, interrupt_after_step: int | None) -> Recording:
+def record_run(
+    argv: list[str], env: dict[str, str], use_pty: bool, redact: Redactor, interrupt_after_step: int | None
+) -> Recording:
     records: list[dict] = []
     sel = selectors.DefaultSelector()
     decoders: dict[int, StreamDecoder] = {}
@@ -338,13 +368,22 @@ def record_run(argv: list[str], env: dict[str, str], use_pty: bool, redact: Reda
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", PTY_ROWS, PTY_COLUMNS, 0, 0))
         start = time.monotonic()
-        process = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, close_fds=True)
+        process = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True, close_fds=True
+        )
         os.close(slave)
         decoders[master] = StreamDecoder("pty", redact)
         sel.register(master, selectors.EVENT_READ)
     else:
         start = time.monotonic()
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            start_new_session=True,
+        )
         for pipe, name in ((process.stdout, "stdout"), (process.stderr, "stderr")):
             assert pipe is not None
             os.set_blocking(pipe.fileno(), False)
@@ -507,8 +546,12 @@ def run_scenario(scenario: Scenario, out_dir: Path, keep: bool = False) -> Path:
             for record in [header, *recording.records, {"t": recording.duration, "exit": recording.returncode}]:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         partial.replace(path)
-        print(f"[{scenario.name}] exit {recording.returncode} in {recording.duration:.1f} s, "
-              f"{len(recording.records)} chunks -> {path} ({path.stat().st_size} bytes)", file=sys.stderr, flush=True)
+        print(
+            f"[{scenario.name}] exit {recording.returncode} in {recording.duration:.1f} s, "
+            f"{len(recording.records)} chunks -> {path} ({path.stat().st_size} bytes)",
+            file=sys.stderr,
+            flush=True,
+        )
         return path
     finally:
         if keep:
@@ -538,7 +581,13 @@ def verify(path: Path) -> dict:
             problems.append(f"bad chunk {record}")
             break
     text = "".join(r["data"] for r in body)
-    leaks = [tempfile.gettempdir() + "/kw-rec-", SD_SCRIPTS.as_posix(), SD_VENV.as_posix(), MODEL.as_posix(), TOKENIZERS.as_posix()]
+    leaks = [
+        tempfile.gettempdir() + "/kw-rec-",
+        SD_SCRIPTS.as_posix(),
+        SD_VENV.as_posix(),
+        MODEL.as_posix(),
+        TOKENIZERS.as_posix(),
+    ]
     for leak in leaks + ([sd_python_stdlib()] if "Traceback" in text else []):
         if leak in text or any(leak in a for a in header.get("argv", [])):
             problems.append(f"unreplaced path {leak}")
@@ -554,8 +603,12 @@ def verify(path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenario", action="append", choices=sorted(SCENARIOS), help="scenario to record (repeatable; default: all)")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT.relative_to(REPO)})")
+    parser.add_argument(
+        "--scenario", action="append", choices=sorted(SCENARIOS), help="scenario to record (repeatable; default: all)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default: {DEFAULT_OUT.relative_to(REPO)})"
+    )
     parser.add_argument("--verify-only", action="store_true", help="only verify the fixtures already in --out")
     parser.add_argument("--keep", action="store_true", help="keep the temporary project folders")
     args = parser.parse_args(argv)
@@ -570,8 +623,10 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
             continue
         summary = verify(path)
-        print(f"{name}: exit {summary['exit']}, {summary['duration']:.1f} s, {summary['chunks']} chunks, {summary['bytes']} bytes"
-              + (f", PROBLEMS: {summary['problems']}" if summary["problems"] else ""))
+        print(
+            f"{name}: exit {summary['exit']}, {summary['duration']:.1f} s, {summary['chunks']} chunks, "
+            f"{summary['bytes']} bytes" + (f", PROBLEMS: {summary['problems']}" if summary["problems"] else "")
+        )
         status |= bool(summary["problems"])
     return status
 

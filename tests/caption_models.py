@@ -6,12 +6,45 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "a", "woman", "red", "blue", "cat", "with", "hair",
-         "photo", "of", "the", "standing", "dog", "green", "smiling", "in", "park", "white", "background"]
+WORDS = [
+    "[PAD]",
+    "[UNK]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "[DEC]",
+    "a",
+    "woman",
+    "red",
+    "blue",
+    "cat",
+    "with",
+    "hair",
+    "photo",
+    "of",
+    "the",
+    "standing",
+    "dog",
+    "green",
+    "smiling",
+    "in",
+    "park",
+    "white",
+    "background",
+]
 
 # selected_tags.csv: (name, category); the tagger's weights below make each colour light up its tags
-TAGS = [("general", 9), ("sensitive", 9), ("1girl", 0), ("red_hair", 0), ("blue_eyes", 0), ("green_hair", 0),
-        ("^_^", 0), ("simple_background", 0), ("hatsune_miku", 4)]
+TAGS = [
+    ("general", 9),
+    ("sensitive", 9),
+    ("1girl", 0),
+    ("red_hair", 0),
+    ("blue_eyes", 0),
+    ("green_hair", 0),
+    ("^_^", 0),
+    ("simple_background", 0),
+    ("hatsune_miku", 4),
+]
 
 
 def build_tiny_blip(folder: Path, seed: int = 0) -> Path:
@@ -19,18 +52,49 @@ def build_tiny_blip(folder: Path, seed: int = 0) -> Path:
     24-word WordPiece vocabulary."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import BertTokenizerFast, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
+    from transformers import (
+        BertTokenizerFast,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
 
     vocab = {word: index for index, word in enumerate(WORDS)}
     backend = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     backend.decoder = decoders.WordPiece()
-    tokenizer = BertTokenizerFast(tokenizer_object=backend, bos_token="[DEC]", unk_token="[UNK]", sep_token="[SEP]",
-                                  pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
+    tokenizer = BertTokenizerFast(
+        tokenizer_object=backend,
+        bos_token="[DEC]",
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+    )
     config = BlipConfig(
-        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2, "image_size": 32, "patch_size": 16},
-        text_config={"vocab_size": len(WORDS), "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
-                     "max_position_embeddings": 96, "encoder_hidden_size": 32, "bos_token_id": 5, "pad_token_id": 0, "eos_token_id": 3, "sep_token_id": 3},
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 16,
+        },
+        text_config={
+            "vocab_size": len(WORDS),
+            "hidden_size": 32,
+            "intermediate_size": 37,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 96,
+            "encoder_hidden_size": 32,
+            "bos_token_id": 5,
+            "pad_token_id": 0,
+            "eos_token_id": 3,
+            "sep_token_id": 3,
+        },
         projection_dim=32,
     )
     torch.manual_seed(seed)
@@ -75,8 +139,17 @@ def build_tiny_tagger(folder: Path, size: int = 32) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated; it needs no onnxscript
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(module, torch.zeros(1, size, size, 3), str(folder / "model.onnx"), input_names=["input"],
-                          output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, dynamo=False)
-    lines = ["tag_id,name,category,count"] + [f"{index},{name},{category},100" for index, (name, category) in enumerate(TAGS)]
+        torch.onnx.export(
+            module,
+            torch.zeros(1, size, size, 3),
+            str(folder / "model.onnx"),
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            dynamo=False,
+        )
+    lines = ["tag_id,name,category,count"] + [
+        f"{index},{name},{category},100" for index, (name, category) in enumerate(TAGS)
+    ]
     (folder / "selected_tags.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder

@@ -57,7 +57,9 @@ def make_image(path: Path, size: tuple[int, int], color=(120, 80, 200)) -> Path:
     return path
 
 
-def make_images(folder: Path, sizes: Iterable[tuple[int, int]], ext: str = ".png", caption: str | None = "mytoken woman") -> list[Path]:
+def make_images(
+    folder: Path, sizes: Iterable[tuple[int, int]], ext: str = ".png", caption: str | None = "mytoken woman"
+) -> list[Path]:
     paths = []
     for index, size in enumerate(sizes):
         path = make_image(folder / f"img{index:03d}{ext}", size, (index * 7 % 255, 90, 160))
@@ -98,7 +100,9 @@ def project(tmp_path, base_model):
     def build(extra: str = "", sizes=None, folder_name: str = "proj") -> Path:
         root = tmp_path / folder_name
         root.mkdir(parents=True, exist_ok=True)
-        (root / "kohya-wrap.toml").write_text(SPEC_TEMPLATE.format(base=base_model.as_posix(), extra=extra), encoding="utf-8")
+        (root / "kohya-wrap.toml").write_text(
+            SPEC_TEMPLATE.format(base=base_model.as_posix(), extra=extra), encoding="utf-8"
+        )
         make_images(root / "image" / "10_mytoken woman", sizes or [(512, 512)] * 10)
         return root
 

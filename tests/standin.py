@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-TRAIN_UTIL = '''\
+TRAIN_UTIL = """\
 import argparse
 
 
@@ -51,9 +51,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bucket_no_upscale", action="store_true")
     parser.add_argument("--caption_extension", type=str, default=".caption")
 {extra}
-'''
+"""
 
-CONFIG_UTIL = '''\
+CONFIG_UTIL = """\
 class ConfigSanitizer:
     def __init__(self, support_dreambooth, support_finetuning, support_controlnet, support_dropout):
         subset = {"image_dir": str, "num_repeats": int, "class_tokens": str, "is_reg": bool,
@@ -64,9 +64,9 @@ class ConfigSanitizer:
                                   "bucket_no_upscale": bool, "subsets": [subset]}
         self.general_schema = {**{k: v for k, v in subset.items() if k != "image_dir"},
                                **{k: v for k, v in self.db_dataset_schema.items() if k != "subsets"}}
-'''
+"""
 
-TRAIN_NETWORK = '''\
+TRAIN_NETWORK = """\
 import argparse
 
 from library import train_util
@@ -87,9 +87,9 @@ def setup_parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     print("stand-in sd-scripts", setup_parser().parse_args())
-'''
+"""
 
-SUBSCRIPT = '''\
+SUBSCRIPT = """\
 import train_network
 
 
@@ -98,7 +98,7 @@ def setup_parser():
     parser.add_argument("--cache_text_encoder_outputs", action="store_true")
 {extra}
     return parser
-'''
+"""
 
 VERSIONS = {
     "v1.0.0": {
@@ -121,9 +121,19 @@ VERSIONS = {
 
 
 def _git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com", "GIT_COMMITTER_NAME": "t",
-                        "GIT_COMMITTER_EMAIL": "t@example.com", "HOME": str(repo), "PATH": "/usr/bin:/bin:/usr/local/bin"})
+    subprocess.run(
+        ["git", "-C", str(repo), *args],
+        check=True,
+        capture_output=True,
+        env={
+            "GIT_AUTHOR_NAME": "t",
+            "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t",
+            "GIT_COMMITTER_EMAIL": "t@example.com",
+            "HOME": str(repo),
+            "PATH": "/usr/bin:/bin:/usr/local/bin",
+        },
+    )
 
 
 def build_standin_repo(repo: Path) -> Path:
@@ -135,12 +145,20 @@ def build_standin_repo(repo: Path) -> Path:
         (repo / "library").mkdir(exist_ok=True)
         (repo / "library" / "__init__.py").write_text("", encoding="utf-8")
         (repo / "library" / "train_util.py").write_text(
-            TRAIN_UTIL.format(lr_scheduler=version["lr_scheduler"], precisions=version["precisions"], extra=version["train_util_extra"]), encoding="utf-8")
+            TRAIN_UTIL.format(
+                lr_scheduler=version["lr_scheduler"],
+                precisions=version["precisions"],
+                extra=version["train_util_extra"],
+            ),
+            encoding="utf-8",
+        )
         (repo / "library" / "config_util.py").write_text(CONFIG_UTIL, encoding="utf-8")
         (repo / "train_network.py").write_text(TRAIN_NETWORK.format(extra=version["network_extra"]), encoding="utf-8")
         (repo / "sdxl_train_network.py").write_text(SUBSCRIPT.format(extra=""), encoding="utf-8")
         if version["flux"]:
-            (repo / "flux_train_network.py").write_text(SUBSCRIPT.format(extra='    parser.add_argument("--t5xxl", type=str, default=None)'), encoding="utf-8")
+            (repo / "flux_train_network.py").write_text(
+                SUBSCRIPT.format(extra='    parser.add_argument("--t5xxl", type=str, default=None)'), encoding="utf-8"
+            )
         (repo / "requirements.txt").write_text(version["requirements"], encoding="utf-8")
         (repo / "bitsandbytes_windows").mkdir(exist_ok=True)
         (repo / "bitsandbytes_windows" / "libbitsandbytes_cuda118.dll").write_bytes(b"windows only")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from standin import CONFIG_UTIL, TRAIN_UTIL
 
-REPLAY = '''\
+REPLAY = """\
 import argparse, json, os, re, signal, sys, time
 from pathlib import Path
 
@@ -78,7 +78,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 RESUME_OPTIONS = """\
     parser.add_argument("--save_state", action="store_true")
@@ -88,7 +88,7 @@ RESUME_OPTIONS = """\
     parser.add_argument("--initial_epoch", type=int, default=None)
 """
 
-SIMULATE = '''\
+SIMULATE = """\
 import json, math, os, sys
 try:
     import tomllib
@@ -192,9 +192,9 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
-LAUNCH = '''\
+LAUNCH = """\
 import subprocess, sys
 
 
@@ -212,7 +212,7 @@ def main():
 
 if __name__ == "__main__":
     main()
-'''
+"""
 
 
 GEN_IMG = '''\
@@ -261,7 +261,9 @@ def build_standin_trainer(root: Path) -> Path:
     (root / "library").mkdir(parents=True)
     (root / "library" / "__init__.py").write_text("", encoding="utf-8")
     (root / "library" / "train_util.py").write_text(
-        TRAIN_UTIL.format(lr_scheduler="constant", precisions='["no", "fp16", "bf16"]', extra=RESUME_OPTIONS), encoding="utf-8")
+        TRAIN_UTIL.format(lr_scheduler="constant", precisions='["no", "fp16", "bf16"]', extra=RESUME_OPTIONS),
+        encoding="utf-8",
+    )
     (root / "library" / "config_util.py").write_text(CONFIG_UTIL, encoding="utf-8")
     (root / "train_network.py").write_text(REPLAY, encoding="utf-8")
     (root / "simulate.py").write_text(SIMULATE, encoding="utf-8")

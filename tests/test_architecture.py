@@ -53,7 +53,10 @@ def own_imports(path: Path) -> list[tuple[str, ast.AST, bool]]:
 
 
 def import_graph() -> dict[str, set[str]]:
-    return {name: {target for target, _, _ in own_imports(path) if target in MODULES and target != name} for name, path in MODULES.items()}
+    return {
+        name: {target for target, _, _ in own_imports(path) if target in MODULES and target != name}
+        for name, path in MODULES.items()
+    }
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -103,7 +106,9 @@ def test_no_import_cycles():
 def test_own_modules_are_imported_at_the_top_outside_the_cli():
     inside_functions = [
         f"{name}:{node.lineno} imports {target}"
-        for name, path in sorted(MODULES.items()) if not name.startswith("kohya_wrap.cli") and name not in STANDALONE
-        for target, node, at_top in own_imports(path) if not at_top
+        for name, path in sorted(MODULES.items())
+        if not name.startswith("kohya_wrap.cli") and name not in STANDALONE
+        for target, node, at_top in own_imports(path)
+        if not at_top
     ]
     assert inside_functions == []

@@ -45,8 +45,11 @@ def project(tmp_path, base_model) -> Path:
     for index in range(20):
         Image.new("RGB", (48 + index, 64), COLORS[index % 4]).save(folder / f"img{index:02d}.png")
     (root / "kohya-wrap.toml").write_text(
-        f'name = "c"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = "woman"\nrepeats = 10\n'
-        '[dataset]\nresolution = 64\ncaption_extension = ".txt"\n[training]\nmax_train_epochs = 1\n', encoding="utf-8")
+        f'name = "c"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = '
+        '"woman"\nrepeats = 10\n'
+        '[dataset]\nresolution = 64\ncaption_extension = ".txt"\n[training]\nmax_train_epochs = 1\n',
+        encoding="utf-8",
+    )
     return root
 
 
@@ -64,7 +67,9 @@ def test_blip_writes_a_caption_per_image_with_the_trigger_first(project, cli, ti
     for text in written.values():
         assert text.startswith("mytoken, ") and text.endswith("\n") and len(text.split(", ", 1)[1].split()) >= 1
     # batched and one-at-a-time give the same captions (beam search is deterministic)
-    again = cli("caption", project, "--model", "blip", "--model-path", tiny_blip, "--batch-size", "1", "--overwrite", "--json")
+    again = cli(
+        "caption", project, "--model", "blip", "--model-path", tiny_blip, "--batch-size", "1", "--overwrite", "--json"
+    )
     assert again.code == 0 and json.loads(again.out)["concepts"][0]["written"] == 20
     assert captions(project) == written
     # a second plain run has nothing to do and does not even load the model
@@ -73,8 +78,24 @@ def test_blip_writes_a_caption_per_image_with_the_trigger_first(project, cli, ti
 
 
 def test_blip_prefix_suffix_and_sampling(project, cli, tiny_blip):
-    result = cli("caption", project, "--model", "blip", "--model-path", tiny_blip, "--prefix", "ohwx person",
-                 "--suffix", "white background", "--top-p", "0.9", "--max-length", "12", "--min-length", "2")
+    result = cli(
+        "caption",
+        project,
+        "--model",
+        "blip",
+        "--model-path",
+        tiny_blip,
+        "--prefix",
+        "ohwx person",
+        "--suffix",
+        "white background",
+        "--top-p",
+        "0.9",
+        "--max-length",
+        "12",
+        "--min-length",
+        "2",
+    )
     assert result.code == 0, result.err
     for text in captions(project).values():
         assert text.startswith("ohwx person, ") and text.endswith(", white background\n")
@@ -82,7 +103,9 @@ def test_blip_prefix_suffix_and_sampling(project, cli, tiny_blip):
 
 def test_wd14_tags_thresholds_exclusions_and_append(project, cli, tiny_tagger):
     folder = project.joinpath(*FOLDER)
-    (folder / "img03.txt").write_text("mytoken, white shirt, 1girl", encoding="utf-8")  # a white image, captioned already
+    (folder / "img03.txt").write_text(
+        "mytoken, white shirt, 1girl", encoding="utf-8"
+    )  # a white image, captioned already
     result = cli("caption", project, "--model", "wd14", "--model-path", tiny_tagger, "--exclude", "simple background")
     assert result.code == 0, result.err
     assert "19 caption(s) written" in result.out and "1 already captioned" in result.out
@@ -92,15 +115,31 @@ def test_wd14_tags_thresholds_exclusions_and_append(project, cli, tiny_tagger):
     assert tags["img02"] == "mytoken, hatsune miku, green hair, 1girl, ^_^\n"  # character tags first
     assert tags["img03"] == "mytoken, white shirt, 1girl"  # untouched
 
-    lower = cli("caption", project, "--model", "wd14", "--model-path", tiny_tagger, "--overwrite", "--no-prefix",
-                "--general-threshold", "0.4", "--keep-underscores", "--rating", "--concept", "mytoken")
+    lower = cli(
+        "caption",
+        project,
+        "--model",
+        "wd14",
+        "--model-path",
+        tiny_tagger,
+        "--overwrite",
+        "--no-prefix",
+        "--general-threshold",
+        "0.4",
+        "--keep-underscores",
+        "--rating",
+        "--concept",
+        "mytoken",
+    )
     assert lower.code == 0, lower.err
     tags = captions(project)
     assert tags["img00"] == "red_hair, 1girl, ^_^, simple_background, general\n"
     assert tags["img03"] == "1girl, ^_^, simple_background, general\n"
 
     (folder / "img03.txt").write_text("mytoken, white shirt, 1girl", encoding="utf-8")
-    merged = cli("caption", project, "--model", "wd14", "--model-path", tiny_tagger, "--append", "--general-threshold", "0.6")
+    merged = cli(
+        "caption", project, "--model", "wd14", "--model-path", tiny_tagger, "--append", "--general-threshold", "0.6"
+    )
     assert merged.code == 0, merged.err
     assert captions(project)["img03"] == "mytoken, white shirt, 1girl, ^_^\n"  # old items first, nothing twice
 
@@ -109,8 +148,13 @@ def test_offline_without_the_model_fails_at_once(project):
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(project.parent / "empty hf home"))
     env.pop("KOHYA_WRAP_BLIP_MODEL", None)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "kohya_wrap", "caption", str(project), "--model", "blip"],
-                            capture_output=True, text=True, env=env, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "kohya_wrap", "caption", str(project), "--model", "blip"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     elapsed = time.monotonic() - started
     assert result.returncode == 2, result.stderr
     assert "Salesforce/blip-image-captioning-large" in result.stderr and "HF_HUB_OFFLINE" in result.stderr
@@ -118,8 +162,23 @@ def test_offline_without_the_model_fails_at_once(project):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert elapsed < 2.0, elapsed  # the issue's bound, with the interpreter's start-up included
 
-    missing = subprocess.run([sys.executable, "-m", "kohya_wrap", "caption", str(project), "--model", "wd14", "--model-path", str(project / "nowhere")],
-                             capture_output=True, text=True, env=env, timeout=60)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kohya_wrap",
+            "caption",
+            str(project),
+            "--model",
+            "wd14",
+            "--model-path",
+            str(project / "nowhere"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert missing.returncode == 2 and "no such folder" in missing.stderr
 
 
@@ -168,8 +227,15 @@ def test_caption_then_edit_the_tags_then_undo(project, cli, tiny_tagger):
 
     stats = json.loads(cli("tags", "stats", project, "--json", "--top", "0").out)
     counts = {t["tag"]: t["count"] for t in stats["tags"]}
-    assert stats["captions"] == 20 and counts == {"1girl": 20, "^_^": 20, "simple background": 20, "blue eyes": 5,
-                                                   "red hair": 5, "green hair": 5, "hatsune miku": 5}
+    assert stats["captions"] == 20 and counts == {
+        "1girl": 20,
+        "^_^": 20,
+        "simple background": 20,
+        "blue eyes": 5,
+        "red hair": 5,
+        "green hair": 5,
+        "hatsune miku": 5,
+    }
     assert cli("tags", "remove", project, "blue eyes").code == 0
     assert cli("tags", "add", project, "white background", "--back").code == 0
     assert cli("tags", "trigger", project, "mytoken").code == 0

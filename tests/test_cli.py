@@ -13,7 +13,18 @@ import pytest
 
 from conftest import make_image, make_images
 
-PHOTOS = [(640, 480), (480, 640), (512, 512), (800, 600), (600, 900), (1024, 768), (700, 700), (500, 750), (900, 500), (640, 640)]
+PHOTOS = [
+    (640, 480),
+    (480, 640),
+    (512, 512),
+    (800, 600),
+    (600, 900),
+    (1024, 768),
+    (700, 700),
+    (500, 750),
+    (900, 500),
+    (640, 640),
+]
 
 
 def digest(folder: Path) -> dict[str, tuple[str, float]]:
@@ -21,17 +32,32 @@ def digest(folder: Path) -> dict[str, tuple[str, float]]:
 
 
 def test_init_check_plan_with_awkward_paths(tmp_path, cli, base_model):
-    photos = tmp_path / "photos \"quoted\" 照片"
+    photos = tmp_path / 'photos "quoted" 照片'
     make_images(photos, PHOTOS, ext=".jpg")
     make_image(photos / "odd case.Png", (512, 512))
     (photos / "notes.md").write_text("not an image", encoding="utf-8")
     before = digest(photos)
     root = tmp_path / "my lora's 项目"
 
-    result = cli("init", root, "--preset", "sd15-character", "--token", "mytoken", "--class", "woman", "--images", photos, "--base-model", base_model)
+    result = cli(
+        "init",
+        root,
+        "--preset",
+        "sd15-character",
+        "--token",
+        "mytoken",
+        "--class",
+        "woman",
+        "--images",
+        photos,
+        "--base-model",
+        base_model,
+    )
     assert result.code == 0, result.err
     concept = root / "image" / "10_mytoken woman"
-    assert sorted(p.name for p in concept.iterdir() if p.suffix != ".txt")[-1] == "odd case.png"  # extension lower-cased for sd-scripts
+    assert (
+        sorted(p.name for p in concept.iterdir() if p.suffix != ".txt")[-1] == "odd case.png"
+    )  # extension lower-cased for sd-scripts
     assert len(list(concept.glob("*.txt"))) == 10
     assert all((root / d).is_dir() for d in ("log", "model", "config", "runs"))
     assert digest(photos) == before  # originals untouched
@@ -45,7 +71,12 @@ def test_init_check_plan_with_awkward_paths(tmp_path, cli, base_model):
     plan = json.loads(result.out)
     assert plan["train_images_x_repeats"] == 110
     assert plan["total_steps"] == plan["steps_per_epoch"] * plan["epochs"] == 10 * plan["steps_per_epoch"]
-    assert plan["command"][-4:] == ["--config_file", str(root / "config" / "train.toml"), "--dataset_config", str(root / "config" / "dataset.toml")]
+    assert plan["command"][-4:] == [
+        "--config_file",
+        str(root / "config" / "train.toml"),
+        "--dataset_config",
+        str(root / "config" / "dataset.toml"),
+    ]
     assert (root / "config" / "train.toml").is_file() and (root / "config" / "dataset.toml").is_file()
 
     human = cli("plan", root)
@@ -59,7 +90,11 @@ def test_init_is_idempotent_and_keeps_the_spec(tmp_path, cli, base_model):
     assert cli("init", root, "--token", "t", "--images", photos, "--base-model", base_model).code == 0
     spec_text = (root / "kohya-wrap.toml").read_text(encoding="utf-8")
     again = cli("init", root, "--token", "t", "--images", photos, "--base-model", base_model)
-    assert again.code == 0 and "kept the existing" in again.out and "0 image(s) and 0 caption(s) copied, 6 already there" in again.out
+    assert (
+        again.code == 0
+        and "kept the existing" in again.out
+        and "0 image(s) and 0 caption(s) copied, 6 already there" in again.out
+    )
     assert (root / "kohya-wrap.toml").read_text(encoding="utf-8") == spec_text
     for path in photos.iterdir():
         path.unlink()
@@ -93,9 +128,19 @@ def spec_with(project, **edits) -> Path:
 @pytest.mark.parametrize(
     "edit, expected",
     [
-        ({"append": "\n[training]\nnetwork_dimm = 16\n"}, "training.network_dimm: train_network.py of sd-scripts v0.10.1 (snapshot) has no such option — did you mean 'network_dim'?"),
-        ({"append": '\n[training]\nnetwork_dim = "16"\n'}, "training.network_dim: '16' (a string) has the wrong type — write an integer"),
-        ({"append": "\n[training]\nlearning_rate = -1e-4\n"}, "training.learning_rate: -0.0001 (a number) is too small — it should be greater than 0"),
+        (
+            {"append": "\n[training]\nnetwork_dimm = 16\n"},
+            "training.network_dimm: train_network.py of sd-scripts v0.10.1 (snapshot) has no such option — did you "
+            "mean 'network_dim'?",
+        ),
+        (
+            {"append": '\n[training]\nnetwork_dim = "16"\n'},
+            "training.network_dim: '16' (a string) has the wrong type — write an integer",
+        ),
+        (
+            {"append": "\n[training]\nlearning_rate = -1e-4\n"},
+            "training.learning_rate: -0.0001 (a number) is too small — it should be greater than 0",
+        ),
         ({'name = "mytoken_v1"': 'name = "我的_lora"'}, "name: '我的_lora' must use only ASCII letters"),
     ],
 )
@@ -114,14 +159,20 @@ def test_folder_without_repeats_prefix(project, cli):
     make_images(root / "image" / "mytoken woman", [(512, 512)] * 3)
     result = cli("check", root)
     assert result.code == 2
-    assert "image/mytoken woman: folder name lacks the '<repeats>_' prefix, so sd-scripts would skip it — rename it to '10_mytoken woman'" in result.out
+    assert (
+        "image/mytoken woman: folder name lacks the '<repeats>_' prefix, so sd-scripts would skip it — rename it to "
+        "'10_mytoken woman'" in result.out
+    )
 
 
 def test_caption_extension_without_matching_files(project, cli):
     root = spec_with(project, **{"\x00": '\n[dataset]\ncaption_extension = ".caption"\n'})
     result = cli("check", root)
     assert result.code == 2
-    assert 'caption_extension is ".caption" but the captions here are 10 ".txt" file(s) — set dataset.caption_extension = ".txt"' in result.out
+    assert (
+        'caption_extension is ".caption" but the captions here are 10 ".txt" file(s) — set dataset.caption_extension '
+        '= ".txt"' in result.out
+    )
 
 
 def test_missing_base_model(project, cli, base_model):
@@ -160,14 +211,22 @@ def test_check_json(project, cli):
 
 def test_set_override_on_the_command_line(project, cli):
     root = project()
-    plan = json.loads(cli("plan", root, "--json", "--set", "training.max_train_epochs=3", "--set", "training.train_batch_size=5").out)
+    plan = json.loads(
+        cli("plan", root, "--json", "--set", "training.max_train_epochs=3", "--set", "training.train_batch_size=5").out
+    )
     assert (plan["epochs"], plan["steps_per_epoch"], plan["total_steps"]) == (3, 20, 60)
     bad = cli("plan", root, "--set", "training.max_train_epochs=0")
     assert bad.code == 2 and "training.max_train_epochs" in bad.err
 
 
 def test_plan_renders_multi_gpu_and_multi_node_commands(project, cli):
-    root = spec_with(project, **{"\x00": '\n[launch]\nnum_processes = 4\nnum_machines = 2\nmachine_rank = 1\nmain_process_ip = "10.0.0.5"\nmain_process_port = 29500\ngpu_ids = "0,1"\n'})
+    root = spec_with(
+        project,
+        **{
+            "\x00": "\n[launch]\nnum_processes = 4\nnum_machines = 2\nmachine_rank = 1\nmain_process_ip = "
+            '"10.0.0.5"\nmain_process_port = 29500\ngpu_ids = "0,1"\n'
+        },
+    )
     command = json.loads(cli("plan", root, "--json").out)["command"]
     joined = " ".join(command)
     assert "--num_processes 4 --num_machines 2" in joined and "--multi_gpu" in command
@@ -178,7 +237,11 @@ def test_plan_renders_multi_gpu_and_multi_node_commands(project, cli):
 
 def test_debug_shows_the_traceback(project, cli, tmp_path):
     assert "Traceback" not in cli("check", tmp_path / "nowhere").err
-    result = subprocess.run([sys.executable, "-m", "kohya_wrap", "--debug", "check", str(tmp_path / "nowhere")], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "kohya_wrap", "--debug", "check", str(tmp_path / "nowhere")],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and "Traceback" in result.stderr and "no project spec here" in result.stderr
 
 
@@ -200,17 +263,32 @@ def test_presets_commands(cli, tmp_path, monkeypatch):
 def test_images_that_cannot_be_bucketed_are_reported(project, cli):
     root = project(sizes=[(64, 64), (64, 96)] * 5)
     spec = root / "kohya-wrap.toml"
-    spec.write_text(spec.read_text(encoding="utf-8") + "\n[dataset]\nresolution = 64\nmin_bucket_reso = 64\nmax_bucket_reso = 128\n", encoding="utf-8")
+    spec.write_text(
+        spec.read_text(encoding="utf-8")
+        + "\n[dataset]\nresolution = 64\nmin_bucket_reso = 64\nmax_bucket_reso = 128\n",
+        encoding="utf-8",
+    )
     result = cli("check", root)
     assert result.code == 2
-    assert "5 image(s) get a zero-pixel bucket at resolution 64×64 with bucket_reso_steps 64, e.g. img001.png (64×96)" in result.out
+    assert (
+        "5 image(s) get a zero-pixel bucket at resolution 64×64 with bucket_reso_steps 64, e.g. img001.png (64×96)"
+        in result.out
+    )
 
 
 def test_bucket_range_sd_scripts_asserts_is_checked_first(project, cli):
     root = project(sizes=[(64, 64)] * 10)
     spec = root / "kohya-wrap.toml"
-    spec.write_text(spec.read_text(encoding="utf-8").replace('extends = "sd15-character"\n', "") + "\n[training]\nmax_train_epochs = 1\n[dataset]\nresolution = 64\nenable_bucket = true\nmax_bucket_reso = 100\n", encoding="utf-8")
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace('extends = "sd15-character"\n', "")
+        + "\n[training]\nmax_train_epochs = 1\n[dataset]\nresolution = 64\nenable_bucket = true\nmax_bucket_reso = "
+        "100\n",
+        encoding="utf-8",
+    )
     result = cli("check", root)
     assert result.code == 2
-    assert "dataset.min_bucket_reso: 256 (sd-scripts' default) is above the resolution's short side 64; sd-scripts stops on it — set dataset.min_bucket_reso = 64" in result.out
+    assert (
+        "dataset.min_bucket_reso: 256 (sd-scripts' default) is above the resolution's short side 64; sd-scripts stops "
+        "on it — set dataset.min_bucket_reso = 64" in result.out
+    )
     assert "max_bucket_reso" not in result.out  # 100 rounds up to 128, as sd-scripts does

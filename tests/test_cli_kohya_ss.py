@@ -22,7 +22,11 @@ def gui_config(tmp_path: Path, base_model: Path) -> Path:
     gui_root = tmp_path / "kohya_ss project 训练"
     make_images(gui_root / "img" / "5_meichar woman", [(512, 512), (512, 768), (768, 512)])
     make_images(gui_root / "reg" / "1_woman", [(512, 512)] * 4, caption="woman")
-    data.update(train_data_dir=str(gui_root / "img"), reg_data_dir=str(gui_root / "reg"), pretrained_model_name_or_path=str(base_model))
+    data.update(
+        train_data_dir=str(gui_root / "img"),
+        reg_data_dir=str(gui_root / "reg"),
+        pretrained_model_name_or_path=str(base_model),
+    )
     path = tmp_path / "gui.json"
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
@@ -35,7 +39,9 @@ def test_init_from_a_gui_config_derives_concepts_and_copies_images(tmp_path, cli
     assert "kohya_ss: output_dir" in result.out  # GUI settings the layout replaces are reported, not dropped
     spec = tomllib.loads((root / "kohya-wrap.toml").read_text(encoding="utf-8"))
     assert [(c.get("token"), c["class"], c["repeats"], c.get("is_reg", False)) for c in spec["concepts"]] == [
-        ("meichar", "woman", 5, False), (None, "woman", 1, True)]
+        ("meichar", "woman", 5, False),
+        (None, "woman", 1, True),
+    ]
     assert spec["training"]["network_dim"] == 32 and spec["dataset"]["resolution"] == 512
     assert len(list((root / "image" / "5_meichar woman").glob("*.png"))) == 3
     assert len(list((root / "reg" / "1_woman").glob("*.png"))) == 4
@@ -48,12 +54,23 @@ def test_gui_config_without_folders_needs_a_token(tmp_path, cli, base_model):
     result = cli("init", tmp_path / "p", "--from-kohya-ss", FIXTURE)
     assert result.code == 2 and "add --token" in result.err
     assert not (tmp_path / "p" / "kohya-wrap.toml").exists()
-    ok = cli("init", tmp_path / "p", "--from-kohya-ss", FIXTURE, "--token", "meichar", "--class", "woman", "--base-model", base_model)
+    ok = cli(
+        "init",
+        tmp_path / "p",
+        "--from-kohya-ss",
+        FIXTURE,
+        "--token",
+        "meichar",
+        "--class",
+        "woman",
+        "--base-model",
+        base_model,
+    )
     assert ok.code == 0, ok.err
 
 
 def test_export_then_import_keeps_the_settings(tmp_path, cli, project):
-    root = project('\n[training]\nnetwork_dim = 8\nlearning_rate = 3e-4\n')
+    root = project("\n[training]\nnetwork_dim = 8\nlearning_rate = 3e-4\n")
     out = tmp_path / "exported gui.json"
     result = cli("export", root, "--kohya-ss", out)
     assert result.code == 0, result.err

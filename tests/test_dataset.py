@@ -85,4 +85,10 @@ def test_truncated_images_are_found_before_launch(project, cli):
     result = cli("check", root)
     assert result.code == 2
     line = next(l for l in result.out.splitlines() if "truncated or corrupt" in l)
-    assert "3 image(s)" in line and "cut.jpg" in line and "cut.png" in line and "cut.webp" in line and "whole.jpg" not in line
+    assert (
+        "3 image(s)" in line
+        and "cut.jpg" in line
+        and "cut.png" in line
+        and "cut.webp" in line
+        and "whole.jpg" not in line
+    )

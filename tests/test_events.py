@@ -5,15 +5,31 @@ from __future__ import annotations
 import random
 
 from kohya_wrap.launch.events import (
-    CheckpointSaved, Epoch, EventParser, Line, LogMessage, ModelSaved, OtherProgress, PlanLine, Progress,
-    SamplesStarted, TracebackLine, event_dict, parse_line,
+    CheckpointSaved,
+    Epoch,
+    EventParser,
+    Line,
+    LogMessage,
+    ModelSaved,
+    OtherProgress,
+    PlanLine,
+    Progress,
+    SamplesStarted,
+    TracebackLine,
+    event_dict,
+    parse_line,
 )
 
 PAD = " " * 150
 REAL = (
-    "2026-11-25 09:43:47 INFO     Loading settings from /tmp/acc/my-lora/config/train.toml..." + PAD + "train_util.py:4744\n"
-    "                    WARNING  no regularization images / 正則化画像が見つかりませんでした" + PAD + "train_util.py:2167\n"
-    "  0%|          | 0/10 [00:00<?, ?it/s]\r 10%|█         | 1/10 [00:00<00:02,  3.05it/s]\r100%|██████████| 10/10 [00:02<00:00,  3.64it/s]\n"
+    "2026-11-25 09:43:47 INFO     Loading settings from /tmp/acc/my-lora/config/train.toml..."
+    + PAD
+    + "train_util.py:4744\n"
+    "                    WARNING  no regularization images / 正則化画像が見つかりませんでした"
+    + PAD
+    + "train_util.py:2167\n"
+    "  0%|          | 0/10 [00:00<?, ?it/s]\r 10%|█         | 1/10 [00:00<00:02,  3.05it/s]\r100%|██████████| 10/10 "
+    "[00:02<00:00,  3.64it/s]\n"
     "override steps. steps for 2 epochs is / 指定エポックまでのステップ数: 52\n"
     "running training / 学習開始\n"
     "  num train images * repeats / 学習画像の数×繰り返し回数: 100\n"
@@ -31,7 +47,9 @@ REAL = (
     "\rsteps:   4%|▍         | 2/52 [00:04<01:40,  2.02s/it, avr_loss=1.03]\n"
     "saving checkpoint: /tmp/acc/my lora 项目/model/mytoken_v1-000001.safetensors\n"
     "2026-11-25 09:44:59 INFO     " + PAD + "train_util.py:6393\n"
-    "                    INFO     generating sample images at step / サンプル画像生成 ステップ: 26" + PAD + "train_util.py:6394\n"
+    "                    INFO     generating sample images at step / サンプル画像生成 ステップ: 26"
+    + PAD
+    + "train_util.py:6394\n"
     "2026-11-25 09:45:56 INFO     model saved." + PAD + "train_network.py:1729\n"
 )
 
@@ -42,7 +60,7 @@ def parse_all(text: str, chunk: int | None = None) -> list:
         return parser.feed(text) + parser.close()
     events = []
     for start in range(0, len(text), chunk):
-        events += parser.feed(text[start:start + chunk])
+        events += parser.feed(text[start : start + chunk])
     return events + parser.close()
 
 
@@ -50,16 +68,41 @@ def test_real_lines_become_typed_events():
     events = parse_all(REAL)
     kinds = [type(e).__name__ for e in events]
     assert kinds == [
-        "LogMessage", "LogMessage", "OtherProgress", "OtherProgress", "OtherProgress", "Line", "Line",
-        "PlanLine", "PlanLine", "PlanLine", "PlanLine", "PlanLine", "PlanLine",
-        "Progress", "Epoch", "LogMessage", "Progress", "Progress", "Progress", "CheckpointSaved",
-        "SamplesStarted", "ModelSaved",
+        "LogMessage",
+        "LogMessage",
+        "OtherProgress",
+        "OtherProgress",
+        "OtherProgress",
+        "Line",
+        "Line",
+        "PlanLine",
+        "PlanLine",
+        "PlanLine",
+        "PlanLine",
+        "PlanLine",
+        "PlanLine",
+        "Progress",
+        "Epoch",
+        "LogMessage",
+        "Progress",
+        "Progress",
+        "Progress",
+        "CheckpointSaved",
+        "SamplesStarted",
+        "ModelSaved",
     ]
     assert events[0] == LogMessage("INFO", "Loading settings from /tmp/acc/my-lora/config/train.toml...")
     assert events[1] == LogMessage("WARNING", "no regularization images / 正則化画像が見つかりませんでした")
     assert events[4] == OtherProgress("", 10, 10)
     plan = {e.key: e.value for e in events if isinstance(e, PlanLine)}
-    assert plan == {"train_images_x_repeats": 100, "reg_images": 0, "batches_per_epoch": 26, "epochs": 2, "gradient_accumulation_steps": 1, "total_steps": 52}
+    assert plan == {
+        "train_images_x_repeats": 100,
+        "reg_images": 0,
+        "batches_per_epoch": 26,
+        "epochs": 2,
+        "gradient_accumulation_steps": 1,
+        "total_steps": 52,
+    }
     progress = [e for e in events if isinstance(e, Progress)]
     assert progress[1] == Progress(1, 52, 2.0, 126.0, 2.48, None)
     assert progress[2].loss == 1.03 and progress[3] == Progress(2, 52, 4.0, 100.0, 2.02, 1.03)  # the repeat is dropped

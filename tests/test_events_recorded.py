@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from kohya_wrap.launch.events import (
-    CheckpointSaved, Epoch, EventParser, LogMessage, ModelSaved, PlanLine, Progress, SamplesStarted, TracebackLine,
+    CheckpointSaved,
+    Epoch,
+    EventParser,
+    LogMessage,
+    ModelSaved,
+    PlanLine,
+    Progress,
+    SamplesStarted,
+    TracebackLine,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "sdscripts_logs"
@@ -63,7 +71,11 @@ def test_step_checkpoints_piped():
     assert code == 0 and plan(events)["total_steps"] == 6
     last = of(events, Progress)[-1]
     assert (last.step, last.total) == (6, 6) and last.loss is not None and last.seconds_per_step
-    assert names(events) == ["rec_lora-step00000003.safetensors", "rec_lora-step00000006.safetensors", "rec_lora.safetensors"]
+    assert names(events) == [
+        "rec_lora-step00000003.safetensors",
+        "rec_lora-step00000006.safetensors",
+        "rec_lora.safetensors",
+    ]
     assert of(events, ModelSaved) and not of(events, TracebackLine)
     steps = [e.step for e in of(events, Progress)]
     assert steps == sorted(steps)  # never goes backwards
@@ -89,11 +101,14 @@ def test_terminal_and_simple_console_output(name):
     assert not any("\x1b" in repr(e) for e in events)  # colours and OSC-8 links are gone
 
 
-@pytest.mark.parametrize("name, exception", [
-    ("fail_missing_model", "ValueError: The provided pretrained_model_name_or_path"),
-    ("fail_truncated_image", "OSError: image file is truncated"),
-    ("interrupt", "KeyboardInterrupt"),
-])
+@pytest.mark.parametrize(
+    "name, exception",
+    [
+        ("fail_missing_model", "ValueError: The provided pretrained_model_name_or_path"),
+        ("fail_truncated_image", "OSError: image file is truncated"),
+        ("interrupt", "KeyboardInterrupt"),
+    ],
+)
 def test_failures_end_in_their_exception(name, exception):
     chunks, code = load(name)
     events = parse(chunks)

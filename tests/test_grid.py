@@ -18,14 +18,21 @@ NAME = "mytoken_v1"
 def project(tmp_path, base_model, on_standin, monkeypatch) -> Path:
     root = tmp_path / "grid 项目"
     (root / "model").mkdir(parents=True)
-    for stem, content in ((f"{NAME}-step00000002", b"lora at step 2"), (f"{NAME}-step00000004", b"lora at step 4"), (NAME, b"final lora")):
+    for stem, content in (
+        (f"{NAME}-step00000002", b"lora at step 2"),
+        (f"{NAME}-step00000004", b"lora at step 4"),
+        (NAME, b"final lora"),
+    ):
         (root / "model" / f"{stem}.safetensors").write_bytes(content)
     (root / "model" / "someone-else.safetensors").write_bytes(b"not ours")
     (root / "kohya-wrap.toml").write_text(
-        f'name = "{NAME}"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = "woman"\nrepeats = 10\n'
-        '[dataset]\nresolution = 64\n[training]\nmax_train_epochs = 1\n'
-        '[sample]\nprompts = ["mytoken woman, portrait"]\nnegative = "blurry"\nsteps = 8\ncfg = 6\nseed = 3\nsampler = "euler_a"\n',  # prompts for grid only, no sampling during training
-        encoding="utf-8")
+        f'name = "{NAME}"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = '
+        '"woman"\nrepeats = 10\n'
+        "[dataset]\nresolution = 64\n[training]\nmax_train_epochs = 1\n"
+        '[sample]\nprompts = ["mytoken woman, portrait"]\nnegative = "blurry"\nsteps = 8\ncfg = 6\nseed = 3\nsampler '
+        '= "euler_a"\n',  # prompts for grid only, no sampling during training
+        encoding="utf-8",
+    )
     monkeypatch.setenv("KOHYA_WRAP_STANDIN_GEN_LOG", str(tmp_path / "gen.log"))
     return root
 
@@ -48,11 +55,28 @@ def test_checkpoints_by_weights_per_seed_each_cell_once(project, cli):
     folder = Path(data["folder"])
     grid = json.loads((folder / "grid.json").read_text(encoding="utf-8"))
     cells = {(c["checkpoint_label"], c["weight"], c["seed"]): c for c in grid["cells"]}
-    assert set(cells) == {("base model", 0.0, 1), ("base model", 0.0, 2), ("step 2", 1.0, 1), ("step 2", 1.0, 2), ("step 4", 1.0, 1), ("step 4", 1.0, 2)}
-    assert all(c["status"] == "ok" and c["prompt"] == "mytoken woman, portrait" and c["negative"] == "blurry"
-               and c["steps"] == 8 and c["cfg"] == 6 and c["sampler"] == "euler_a" and (c["width"], c["height"]) == (64, 64) for c in cells.values())
+    assert set(cells) == {
+        ("base model", 0.0, 1),
+        ("base model", 0.0, 2),
+        ("step 2", 1.0, 1),
+        ("step 2", 1.0, 2),
+        ("step 4", 1.0, 1),
+        ("step 4", 1.0, 2),
+    }
+    assert all(
+        c["status"] == "ok"
+        and c["prompt"] == "mytoken woman, portrait"
+        and c["negative"] == "blurry"
+        and c["steps"] == 8
+        and c["cfg"] == 6
+        and c["sampler"] == "euler_a"
+        and (c["width"], c["height"]) == (64, 64)
+        for c in cells.values()
+    )
     colour = {k: Image.open(folder / c["image"]).getpixel((5, 5)) for k, c in cells.items()}
-    assert colour[("step 2", 1.0, 1)] != colour[("step 4", 1.0, 1)] != colour[("base model", 0.0, 1)]  # each LoRA, and none
+    assert (
+        colour[("step 2", 1.0, 1)] != colour[("step 4", 1.0, 1)] != colour[("base model", 0.0, 1)]
+    )  # each LoRA, and none
 
     # the page: title row, a header row, 2 rows (checkpoints) × 2 columns (weights), each cell its image
     page = Image.open(folder / "grid-seed-1.png")
@@ -78,8 +102,18 @@ def test_defaults_come_from_the_spec_and_the_text_output(project, cli):
     assert "grid: 3 cell(s) — 3 rendered, 0 from the cache, 0 failed" in result.out  # all 3 checkpoints at weight 1
     folder = Path(result.out.strip().splitlines()[-1].split(": ", 1)[1])
     grid = json.loads((folder / "grid.json").read_text(encoding="utf-8"))
-    assert [c["checkpoint_label"] for c in grid["cells"]] == ["step 2", "step 4", "final"]  # training order; not someone-else's file
-    assert grid["fixed"] == {"prompt": "mytoken woman, portrait", "seed": 3, "cfg": 6.0, "steps": 8, "sampler": "euler_a"}
+    assert [c["checkpoint_label"] for c in grid["cells"]] == [
+        "step 2",
+        "step 4",
+        "final",
+    ]  # training order; not someone-else's file
+    assert grid["fixed"] == {
+        "prompt": "mytoken woman, portrait",
+        "seed": 3,
+        "cfg": 6.0,
+        "steps": 8,
+        "sampler": "euler_a",
+    }
     assert (folder / "grid.png").is_file() and (folder / "gen.log").is_file()
 
 
@@ -125,7 +159,9 @@ def test_ctrl_c_keeps_the_finished_cells(trainer, tmp_path, base_model):
     lora = tmp_path / "x-step00000002.safetensors"
     lora.write_bytes(b"lora")
     checkpoint = g.Checkpoint(lora, "step 2", "0" * 64)
-    request = g.GridRequest([checkpoint], [0.0, 1.0], [g.Prompt("a")], list(range(1, 31)), [7.0], [4], ["euler_a"], 64, 64)
+    request = g.GridRequest(
+        [checkpoint], [0.0, 1.0], [g.Prompt("a")], list(range(1, 31)), [7.0], [4], ["euler_a"], 64, 64
+    )
     todo = {cell.key("base"): cell for cell in request.cells()}
     generator = g.Generator(Path(sys.executable), trainer, str(base_model), "sd15")
     seen = []
@@ -137,7 +173,9 @@ def test_ctrl_c_keeps_the_finished_cells(trainer, tmp_path, base_model):
 
     cache = tmp_path / "cache"
     env = dict(os.environ, KOHYA_WRAP_STANDIN_GEN_DELAY="0.1")  # 60 cells would take 6 s
-    outcome = g.render_cells(generator, todo, [checkpoint], cache, tmp_path / "work", 1, tmp_path / "gen.log", on_progress=interrupt, env=env)
+    outcome = g.render_cells(
+        generator, todo, [checkpoint], cache, tmp_path / "work", 1, tmp_path / "gen.log", on_progress=interrupt, env=env
+    )
     assert outcome.interrupted and 2 <= outcome.rendered < 30  # stopped early, not run to the end
     kept = sorted(p.stem for p in cache.glob("*.png"))
     assert len(kept) == outcome.rendered and set(kept) <= set(todo)

@@ -12,8 +12,12 @@ from kohya_wrap.interop import kohya_ss
 from kohya_wrap.interop.kohya_ss import ImportResult, Unmapped, kohya_ss_from_spec, spec_from_kohya_ss
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kohya_ss"
-ALL_FIXTURES = ("sd15_standard_save_config.json", "sdxl_lycoris_loha.json", "flux1_lora.json",
-                "old_preset_locon_sd15.json")
+ALL_FIXTURES = (
+    "sd15_standard_save_config.json",
+    "sdxl_lycoris_loha.json",
+    "flux1_lora.json",
+    "old_preset_locon_sd15.json",
+)
 
 # What each fixture's train_data_dir / reg_data_dir holds.
 FOLDERS = {
@@ -86,13 +90,20 @@ def test_sd15_save_config_maps_model_name_dataset() -> None:
     assert spec["name"] == "meichar_v1"
     assert spec["model"] == {"family": "sd15", "base": "/home/mei/models/sd15/v1-5-pruned-emaonly.safetensors"}
     assert spec["dataset"] == {
-        "resolution": 512, "enable_bucket": True, "bucket_no_upscale": True, "min_bucket_reso": 256,
-        "max_bucket_reso": 1024, "bucket_reso_steps": 64, "caption_extension": ".txt",
-        "shuffle_caption": True, "flip_aug": True, "keep_tokens": 1, "caption_dropout_rate": 0.05,
+        "resolution": 512,
+        "enable_bucket": True,
+        "bucket_no_upscale": True,
+        "min_bucket_reso": 256,
+        "max_bucket_reso": 1024,
+        "bucket_reso_steps": 64,
+        "caption_extension": ".txt",
+        "shuffle_caption": True,
+        "flip_aug": True,
+        "keep_tokens": 1,
+        "caption_dropout_rate": 0.05,
     }
     assert spec["concepts"] == [
-        {"token": "meichar", "class": "woman", "repeats": 20,
-         "source": "/home/mei/lora/meichar/img/20_meichar woman"},
+        {"token": "meichar", "class": "woman", "repeats": 20, "source": "/home/mei/lora/meichar/img/20_meichar woman"},
         {"class": "woman", "repeats": 1, "is_reg": True, "source": "/home/mei/lora/meichar/reg/1_woman"},
     ]
 
@@ -100,15 +111,34 @@ def test_sd15_save_config_maps_model_name_dataset() -> None:
 def test_sd15_save_config_training_values_are_typed() -> None:
     training = run(load("sd15_standard_save_config.json")).spec["training"]
     expected = {
-        "network_module": "networks.lora", "network_dim": 32, "network_alpha": 16.0,
-        "learning_rate": 1e-4, "text_encoder_lr": 5e-5, "unet_lr": 1e-4,
-        "optimizer_type": "AdamW8bit", "optimizer_args": ["weight_decay=0.01", "betas=0.9,0.999"],
-        "lr_scheduler": "cosine_with_restarts", "lr_scheduler_num_cycles": 3, "lr_warmup_steps": 0.05,
-        "max_train_epochs": 10, "train_batch_size": 2, "save_every_n_epochs": 2, "seed": 1234,
-        "mixed_precision": "fp16", "save_precision": "fp16", "cache_latents": True, "xformers": True,
-        "clip_skip": 2, "max_token_length": 225, "noise_offset": 0.0357, "min_snr_gamma": 5.0,
-        "max_data_loader_n_workers": 2, "persistent_data_loader_workers": True,
-        "log_with": "tensorboard", "metadata_author": "Mei", "metadata_title": "Mei character LoRA",
+        "network_module": "networks.lora",
+        "network_dim": 32,
+        "network_alpha": 16.0,
+        "learning_rate": 1e-4,
+        "text_encoder_lr": 5e-5,
+        "unet_lr": 1e-4,
+        "optimizer_type": "AdamW8bit",
+        "optimizer_args": ["weight_decay=0.01", "betas=0.9,0.999"],
+        "lr_scheduler": "cosine_with_restarts",
+        "lr_scheduler_num_cycles": 3,
+        "lr_warmup_steps": 0.05,
+        "max_train_epochs": 10,
+        "train_batch_size": 2,
+        "save_every_n_epochs": 2,
+        "seed": 1234,
+        "mixed_precision": "fp16",
+        "save_precision": "fp16",
+        "cache_latents": True,
+        "xformers": True,
+        "clip_skip": 2,
+        "max_token_length": 225,
+        "noise_offset": 0.0357,
+        "min_snr_gamma": 5.0,
+        "max_data_loader_n_workers": 2,
+        "persistent_data_loader_workers": True,
+        "log_with": "tensorboard",
+        "metadata_author": "Mei",
+        "metadata_title": "Mei character LoRA",
         "training_comment": "trigger: meichar woman",
     }
     for key, value in expected.items():
@@ -117,25 +147,58 @@ def test_sd15_save_config_training_values_are_typed() -> None:
     # Standard LoRA with all block options empty passes no network_args
     assert "network_args" not in training
     # unset GUI values are omitted, not mapped
-    for key in ("gradient_checkpointing", "fp8_base", "network_weights", "vae_batch_size", "sdpa",
-                "network_dropout", "scale_weight_norms", "save_every_n_steps", "resume", "epoch",
-                "max_train_steps", "network_train_unet_only", "cache_text_encoder_outputs"):
+    for key in (
+        "gradient_checkpointing",
+        "fp8_base",
+        "network_weights",
+        "vae_batch_size",
+        "sdpa",
+        "network_dropout",
+        "scale_weight_norms",
+        "save_every_n_steps",
+        "resume",
+        "epoch",
+        "max_train_steps",
+        "network_train_unet_only",
+        "cache_text_encoder_outputs",
+    ):
         assert key not in training, key
-    for key in ("pretrained_model_name_or_path", "output_name", "output_dir", "logging_dir",
-                "train_data_dir", "reg_data_dir", "resolution", "sample_prompts"):
+    for key in (
+        "pretrained_model_name_or_path",
+        "output_name",
+        "output_dir",
+        "logging_dir",
+        "train_data_dir",
+        "reg_data_dir",
+        "resolution",
+        "sample_prompts",
+    ):
         assert key not in training
 
 
 def test_sd15_save_config_sample_and_launch() -> None:
     spec = run(load("sd15_standard_save_config.json")).spec
     assert spec["sample"] == {
-        "prompts": ["meichar woman, portrait, smiling, upper body",
-                    "meichar woman, full body, standing in a park, autumn"],
-        "negative": "lowres, bad anatomy, blurry", "width": 512, "height": 768, "seed": 42,
-        "cfg": 7.0, "steps": 28, "every_n_epochs": 2, "sampler": "euler_a",
+        "prompts": [
+            "meichar woman, portrait, smiling, upper body",
+            "meichar woman, full body, standing in a park, autumn",
+        ],
+        "negative": "lowres, bad anatomy, blurry",
+        "width": 512,
+        "height": 768,
+        "seed": 42,
+        "cfg": 7.0,
+        "steps": 28,
+        "every_n_epochs": 2,
+        "sampler": "euler_a",
     }
-    assert spec["launch"] == {"mixed_precision": "fp16", "num_cpu_threads_per_process": 2,
-                              "num_processes": 1, "num_machines": 1, "multi_gpu": False}
+    assert spec["launch"] == {
+        "mixed_precision": "fp16",
+        "num_cpu_threads_per_process": 2,
+        "num_processes": 1,
+        "num_machines": 1,
+        "multi_gpu": False,
+    }
 
 
 def test_sd15_save_config_reports_ui_state_and_layout_keys() -> None:
@@ -162,12 +225,26 @@ def test_sdxl_loha() -> None:
     training = spec["training"]
     assert training["network_module"] == "lycoris.kohya"
     assert training["network_args"] == [
-        "algo=loha", "preset=attn-mlp", "conv_dim=8", "conv_alpha=4", "use_tucker=False",
-        "rank_dropout=0.1", "bypass_mode=False", "dora_wd=False", "module_dropout=0",
-        "use_scalar=False", "rank_dropout_scale=False", "train_norm=False",
+        "algo=loha",
+        "preset=attn-mlp",
+        "conv_dim=8",
+        "conv_alpha=4",
+        "use_tucker=False",
+        "rank_dropout=0.1",
+        "bypass_mode=False",
+        "dora_wd=False",
+        "module_dropout=0",
+        "use_scalar=False",
+        "rank_dropout_scale=False",
+        "train_norm=False",
     ]
-    assert training["optimizer_args"] == ["decouple=True", "weight_decay=0.01", "d_coef=0.8",
-                                          "use_bias_correction=True", "safeguard_warmup=True"]
+    assert training["optimizer_args"] == [
+        "decouple=True",
+        "weight_decay=0.01",
+        "d_coef=0.8",
+        "use_bias_correction=True",
+        "safeguard_warmup=True",
+    ]
     assert training["sdpa"] is True and "xformers" not in training
     assert training["no_half_vae"] is True
     assert "cache_text_encoder_outputs" not in training
@@ -199,15 +276,18 @@ def test_sample_options_that_differ_become_prompt_tables() -> None:
 
 
 def test_sample_prompt_parsing() -> None:
-    text = ("a cat --n ugly --w 512 --h 512 --ss k_euler --g 3.5\n"
-            "# a comment\n\n"
-            "a dog --n ugly --w 768 --h 512 --s 40\n")
+    text = "a cat --n ugly --w 512 --h 512 --ss k_euler --g 3.5\n# a comment\n\na dog --n ugly --w 768 --h 512 --s 40\n"
     gui = minimal(sample_prompts=text, sample_every_n_epochs=1, sample_sampler="ddim")
     result = run(gui)
     assert result.spec["sample"] == {
-        "prompts": [{"text": "a cat", "width": 512, "sampler": "k_euler"},
-                    {"text": "a dog", "width": 768, "steps": 40}],
-        "negative": "ugly", "height": 512, "every_n_epochs": 1, "sampler": "ddim",
+        "prompts": [
+            {"text": "a cat", "width": 512, "sampler": "k_euler"},
+            {"text": "a dog", "width": 768, "steps": 40},
+        ],
+        "negative": "ugly",
+        "height": 512,
+        "every_n_epochs": 1,
+        "sampler": "ddim",
     }
     assert any("'--g 3.5'" in n for n in result.notes)
     assert_accounted(gui, result)
@@ -232,24 +312,39 @@ def test_flux() -> None:
     result = run(load("flux1_lora.json"))
     spec, why = result.spec, reasons(result)
     assert spec["model"] == {
-        "family": "flux", "base": "D:\\models\\flux\\flux1-dev.safetensors",
-        "ae": "D:\\models\\flux\\ae.safetensors", "clip_l": "D:\\models\\flux\\clip_l.safetensors",
+        "family": "flux",
+        "base": "D:\\models\\flux\\flux1-dev.safetensors",
+        "ae": "D:\\models\\flux\\ae.safetensors",
+        "clip_l": "D:\\models\\flux\\clip_l.safetensors",
         "t5xxl": "D:\\models\\flux\\t5xxl_fp16.safetensors",
     }
     # backslash paths stay backslash paths
-    assert spec["concepts"] == [{"token": "zxq", "class": "cat", "repeats": 10,
-                                 "source": "D:\\lora\\zxq_cat\\img\\10_zxq cat"}]
+    assert spec["concepts"] == [
+        {"token": "zxq", "class": "cat", "repeats": 10, "source": "D:\\lora\\zxq_cat\\img\\10_zxq cat"}
+    ]
     training = spec["training"]
     assert training["network_module"] == "networks.lora_flux"
-    assert training["network_args"] == ["train_double_block_indices=all", "train_single_block_indices=all",
-                                        "ggpo_sigma=0.03", "ggpo_beta=0.01"]
+    assert training["network_args"] == [
+        "train_double_block_indices=all",
+        "train_single_block_indices=all",
+        "ggpo_sigma=0.03",
+        "ggpo_beta=0.01",
+    ]
     # text encoder rate 0 in the GUI means "U-Net only", not "fall back to learning_rate"
     assert training["network_train_unet_only"] is True and "text_encoder_lr" not in training
-    for key, value in {"cache_text_encoder_outputs": True, "cache_text_encoder_outputs_to_disk": True,
-                       "fp8_base": True, "discrete_flow_shift": 3.1582, "model_prediction_type": "raw",
-                       "timestep_sampling": "shift", "guidance_scale": 1.0, "apply_t5_attn_mask": True,
-                       "t5xxl_max_token_length": 512, "blocks_to_swap": 18,
-                       "max_data_loader_n_workers": 0}.items():
+    for key, value in {
+        "cache_text_encoder_outputs": True,
+        "cache_text_encoder_outputs_to_disk": True,
+        "fp8_base": True,
+        "discrete_flow_shift": 3.1582,
+        "model_prediction_type": "raw",
+        "timestep_sampling": "shift",
+        "guidance_scale": 1.0,
+        "apply_t5_attn_mask": True,
+        "t5xxl_max_token_length": 512,
+        "blocks_to_swap": 18,
+        "max_data_loader_n_workers": 0,
+    }.items():
         assert training[key] == value, key
     assert "max_token_length" not in training and "no_half_vae" not in training
     assert why["max_token_length"].startswith("inactive")
@@ -298,12 +393,22 @@ def test_legacy_keys_are_rewritten_like_open_config() -> None:
 
 
 def test_obsolete_keys_with_values_are_reported() -> None:
-    gui = minimal(conv_dims="2,2,2", no_token_padding=True, stop_text_encoder_training_pct=20,
-                  stop_text_encoder_training=10, lowvram=True)
+    gui = minimal(
+        conv_dims="2,2,2",
+        no_token_padding=True,
+        stop_text_encoder_training_pct=20,
+        stop_text_encoder_training=10,
+        lowvram=True,
+    )
     result = run(gui)
     why = reasons(result)
-    assert set(why) == {"conv_dims", "no_token_padding", "stop_text_encoder_training_pct",
-                        "stop_text_encoder_training", "lowvram"}
+    assert set(why) == {
+        "conv_dims",
+        "no_token_padding",
+        "stop_text_encoder_training_pct",
+        "stop_text_encoder_training",
+        "lowvram",
+    }
     assert all(reason for reason in why.values())
     assert_accounted(gui, result)
 
@@ -315,36 +420,119 @@ def test_obsolete_keys_with_values_are_reported() -> None:
 LYCORIS_DEFAULTS = {"LyCORIS_preset": "full", "conv_dim": 4, "conv_alpha": 2}
 
 
-@pytest.mark.parametrize(("lora_type", "extra", "family_flag", "module", "args"), [
-    ("Standard", {}, None, "networks.lora", None),
-    ("Standard", {"block_dims": "2, 4,4", "rank_dropout": 0.1, "conv_dim": 8}, None, "networks.lora",
-     ["block_dims=2,4,4", "rank_dropout=0.1"]),
-    ("Kohya LoCon", {"conv_dim": 8, "conv_alpha": 4}, None, "networks.lora", ["conv_dim=8", "conv_alpha=4"]),
-    ("LoRA-FA", {"module_dropout": 0.2}, None, "networks.lora_fa", ["module_dropout=0.2"]),
-    ("Kohya DyLoRA", {"unit": 4, "conv_dim": 0}, None, "networks.dylora", ["unit=4"]),
-    ("Kohya LoHa", {"conv_dim": 0, "use_tucker": True}, "sdxl", "networks.loha", ["use_tucker=True"]),
-    ("Kohya LoKr", {"conv_dim": 4, "conv_alpha": 2, "factor": 8}, "sdxl", "networks.lokr",
-     ["conv_dim=4", "conv_alpha=2", "factor=8"]),
-    ("LyCORIS/LoKr", {**LYCORIS_DEFAULTS, "factor": 16, "decompose_both": True}, None, "lycoris.kohya",
-     ["algo=lokr", "preset=full", "conv_dim=4", "conv_alpha=2", "use_tucker=False", "rank_dropout=0",
-      "bypass_mode=False", "dora_wd=False", "module_dropout=0", "use_scalar=False",
-      "rank_dropout_scale=False", "train_norm=False", "factor=16", "use_cp=False", "decompose_both=True"]),
-    ("LyCORIS/iA3", {**LYCORIS_DEFAULTS, "train_on_input": False}, None, "lycoris.kohya",
-     ["algo=ia3", "preset=full", "conv_dim=4", "conv_alpha=2", "train_on_input=False"]),
-    ("LyCORIS/DyLoRA", {**LYCORIS_DEFAULTS, "unit": 4}, None, "lycoris.kohya",
-     ["algo=dylora", "preset=full", "conv_dim=4", "conv_alpha=2", "use_tucker=False", "block_size=4",
-      "rank_dropout=0", "module_dropout=0", "train_norm=False"]),
-    ("LyCORIS/Diag-OFT", {**LYCORIS_DEFAULTS, "constrain": 0.5, "rescaled": True}, None, "lycoris.kohya",
-     ["algo=diag-oft", "preset=full", "conv_dim=4", "conv_alpha=2", "module_dropout=0", "use_tucker=False",
-      "rank_dropout=0", "rank_dropout_scale=False", "constraint=0.5", "rescaled=True", "train_norm=False"]),
-    ("LyCORIS/Native Fine-Tuning", {"LyCORIS_preset": "attn-only"}, None, "lycoris.kohya",
-     ["algo=full", "preset=attn-only", "rank_dropout=0", "module_dropout=0", "rank_dropout_scale=False",
-      "train_norm=False"]),
-    ("Flux1", {"split_mode": True, "split_qkv": True, "img_attn_dim": "8"}, "flux1_checkbox",
-     "networks.lora_flux", ["img_attn_dim=8", "train_blocks=single", "split_qkv=True"]),
-    ("Flux1 OFT", {"enable_all_linear": True}, "flux1_checkbox", "networks.oft_flux", ["enable_all_linear=True"]),
-    ("LoCon", {"conv_dim": 4}, None, "lycoris.kohya", None),
-])
+@pytest.mark.parametrize(
+    ("lora_type", "extra", "family_flag", "module", "args"),
+    [
+        ("Standard", {}, None, "networks.lora", None),
+        (
+            "Standard",
+            {"block_dims": "2, 4,4", "rank_dropout": 0.1, "conv_dim": 8},
+            None,
+            "networks.lora",
+            ["block_dims=2,4,4", "rank_dropout=0.1"],
+        ),
+        ("Kohya LoCon", {"conv_dim": 8, "conv_alpha": 4}, None, "networks.lora", ["conv_dim=8", "conv_alpha=4"]),
+        ("LoRA-FA", {"module_dropout": 0.2}, None, "networks.lora_fa", ["module_dropout=0.2"]),
+        ("Kohya DyLoRA", {"unit": 4, "conv_dim": 0}, None, "networks.dylora", ["unit=4"]),
+        ("Kohya LoHa", {"conv_dim": 0, "use_tucker": True}, "sdxl", "networks.loha", ["use_tucker=True"]),
+        (
+            "Kohya LoKr",
+            {"conv_dim": 4, "conv_alpha": 2, "factor": 8},
+            "sdxl",
+            "networks.lokr",
+            ["conv_dim=4", "conv_alpha=2", "factor=8"],
+        ),
+        (
+            "LyCORIS/LoKr",
+            {**LYCORIS_DEFAULTS, "factor": 16, "decompose_both": True},
+            None,
+            "lycoris.kohya",
+            [
+                "algo=lokr",
+                "preset=full",
+                "conv_dim=4",
+                "conv_alpha=2",
+                "use_tucker=False",
+                "rank_dropout=0",
+                "bypass_mode=False",
+                "dora_wd=False",
+                "module_dropout=0",
+                "use_scalar=False",
+                "rank_dropout_scale=False",
+                "train_norm=False",
+                "factor=16",
+                "use_cp=False",
+                "decompose_both=True",
+            ],
+        ),
+        (
+            "LyCORIS/iA3",
+            {**LYCORIS_DEFAULTS, "train_on_input": False},
+            None,
+            "lycoris.kohya",
+            ["algo=ia3", "preset=full", "conv_dim=4", "conv_alpha=2", "train_on_input=False"],
+        ),
+        (
+            "LyCORIS/DyLoRA",
+            {**LYCORIS_DEFAULTS, "unit": 4},
+            None,
+            "lycoris.kohya",
+            [
+                "algo=dylora",
+                "preset=full",
+                "conv_dim=4",
+                "conv_alpha=2",
+                "use_tucker=False",
+                "block_size=4",
+                "rank_dropout=0",
+                "module_dropout=0",
+                "train_norm=False",
+            ],
+        ),
+        (
+            "LyCORIS/Diag-OFT",
+            {**LYCORIS_DEFAULTS, "constrain": 0.5, "rescaled": True},
+            None,
+            "lycoris.kohya",
+            [
+                "algo=diag-oft",
+                "preset=full",
+                "conv_dim=4",
+                "conv_alpha=2",
+                "module_dropout=0",
+                "use_tucker=False",
+                "rank_dropout=0",
+                "rank_dropout_scale=False",
+                "constraint=0.5",
+                "rescaled=True",
+                "train_norm=False",
+            ],
+        ),
+        (
+            "LyCORIS/Native Fine-Tuning",
+            {"LyCORIS_preset": "attn-only"},
+            None,
+            "lycoris.kohya",
+            [
+                "algo=full",
+                "preset=attn-only",
+                "rank_dropout=0",
+                "module_dropout=0",
+                "rank_dropout_scale=False",
+                "train_norm=False",
+            ],
+        ),
+        (
+            "Flux1",
+            {"split_mode": True, "split_qkv": True, "img_attn_dim": "8"},
+            "flux1_checkbox",
+            "networks.lora_flux",
+            ["img_attn_dim=8", "train_blocks=single", "split_qkv=True"],
+        ),
+        ("Flux1 OFT", {"enable_all_linear": True}, "flux1_checkbox", "networks.oft_flux", ["enable_all_linear=True"]),
+        ("LoCon", {"conv_dim": 4}, None, "lycoris.kohya", None),
+    ],
+)
 def test_lora_type_variants(lora_type, extra, family_flag, module, args) -> None:
     gui = {"LoRA_type": lora_type, **extra}
     if family_flag:
@@ -373,10 +561,13 @@ def test_inactive_lora_settings_at_defaults_are_consumed_quietly() -> None:
     assert set(result.consumed) == set(gui)
 
 
-@pytest.mark.parametrize(("lora_type", "reason"), [
-    ("Anima", "LoRA type for model family Anima, which kohya-wrap does not support"),
-    ("Something else", "value not understood: unknown LoRA type"),
-])
+@pytest.mark.parametrize(
+    ("lora_type", "reason"),
+    [
+        ("Anima", "LoRA type for model family Anima, which kohya-wrap does not support"),
+        ("Something else", "value not understood: unknown LoRA type"),
+    ],
+)
 def test_unsupported_or_unknown_lora_type_is_reported(lora_type: str, reason: str) -> None:
     gui = {"LoRA_type": lora_type, "conv_dim": 16, "rank_dropout": 0}
     result = run(gui)
@@ -398,11 +589,31 @@ def test_lora_type_needing_another_family_gets_a_note() -> None:
 
 
 def test_empty_strings_and_zeros_are_unset_not_mapped() -> None:
-    gui = minimal(seed="", keep_tokens="", learning_rate="", network_weights="", vae="", resume="",
-                  max_train_epochs="", save_every_n_epochs=0, optimizer_args="",
-                  sample_prompts="", gpu_ids="", huggingface_token="", wandb_api_key="", noise_offset=0,
-                  min_snr_gamma=0, clip_skip=0, max_resolution="", pretrained_model_name_or_path="",
-                  output_name="", train_data_dir="", reg_data_dir="", output_dir="", logging_dir="")
+    gui = minimal(
+        seed="",
+        keep_tokens="",
+        learning_rate="",
+        network_weights="",
+        vae="",
+        resume="",
+        max_train_epochs="",
+        save_every_n_epochs=0,
+        optimizer_args="",
+        sample_prompts="",
+        gpu_ids="",
+        huggingface_token="",
+        wandb_api_key="",
+        noise_offset=0,
+        min_snr_gamma=0,
+        clip_skip=0,
+        max_resolution="",
+        pretrained_model_name_or_path="",
+        output_name="",
+        train_data_dir="",
+        reg_data_dir="",
+        output_dir="",
+        logging_dir="",
+    )
     result = run(gui)
     assert result.unmapped == ()
     assert set(result.consumed) == set(gui)
@@ -410,10 +621,18 @@ def test_empty_strings_and_zeros_are_unset_not_mapped() -> None:
     assert set(result.spec) <= {"model", "training"}
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("seed", "abc"), ("network_dim", "32.5"), ("learning_rate", "fast"), ("max_resolution", "512x512"),
-    ("cache_latents", "maybe"), ("xformers", "flash"), ("noise_offset_type", "Pyramid"),
-])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("seed", "abc"),
+        ("network_dim", "32.5"),
+        ("learning_rate", "fast"),
+        ("max_resolution", "512x512"),
+        ("cache_latents", "maybe"),
+        ("xformers", "flash"),
+        ("noise_offset_type", "Pyramid"),
+    ],
+)
 def test_values_not_understood_are_reported(key: str, value: object) -> None:
     gui = minimal(**{key: value})
     result = run(gui)
@@ -427,8 +646,16 @@ def test_empty_caption_extension_means_sd_scripts_caption() -> None:
 
 
 def test_numbers_given_as_strings() -> None:
-    spec = run(minimal(network_dim="16", network_alpha="8", learning_rate="1e-4", train_batch_size="2",
-                       max_resolution=" 640 , 384 ", caption_dropout_rate="0.1")).spec
+    spec = run(
+        minimal(
+            network_dim="16",
+            network_alpha="8",
+            learning_rate="1e-4",
+            train_batch_size="2",
+            max_resolution=" 640 , 384 ",
+            caption_dropout_rate="0.1",
+        )
+    ).spec
     assert spec["training"]["network_dim"] == 16 and spec["training"]["network_alpha"] == 8.0
     assert spec["training"]["learning_rate"] == 1e-4 and spec["training"]["train_batch_size"] == 2
     assert spec["dataset"]["resolution"] == [640, 384]
@@ -461,20 +688,24 @@ def test_booleans_whose_gui_default_is_true_map_false_explicitly() -> None:
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("te", "unet", "expected"), [
-    (1e-4, 1e-4, {"learning_rate": 1e-4, "text_encoder_lr": 1e-4, "unet_lr": 1e-4}),
-    (0, 2e-4, {"learning_rate": 1e-4, "unet_lr": 2e-4, "network_train_unet_only": True}),
-    (5e-5, 0, {"learning_rate": 1e-4, "text_encoder_lr": 5e-5, "network_train_text_encoder_only": True}),
-    (0, 0, {"learning_rate": 1e-4}),
-])
+@pytest.mark.parametrize(
+    ("te", "unet", "expected"),
+    [
+        (1e-4, 1e-4, {"learning_rate": 1e-4, "text_encoder_lr": 1e-4, "unet_lr": 1e-4}),
+        (0, 2e-4, {"learning_rate": 1e-4, "unet_lr": 2e-4, "network_train_unet_only": True}),
+        (5e-5, 0, {"learning_rate": 1e-4, "text_encoder_lr": 5e-5, "network_train_text_encoder_only": True}),
+        (0, 0, {"learning_rate": 1e-4}),
+    ],
+)
 def test_learning_rate_rules(te: float, unet: float, expected: dict) -> None:
     training = run(minimal(learning_rate=1e-4, text_encoder_lr=te, unet_lr=unet)).spec["training"]
     assert {k: v for k, v in training.items() if k != "network_module"} == expected
 
 
 def test_t5xxl_rate_only_for_flux_lora() -> None:
-    flux = run({"LoRA_type": "Flux1", "flux1_checkbox": True, "text_encoder_lr": 1e-5, "t5xxl_lr": 5e-6,
-                "unet_lr": 1e-4})
+    flux = run(
+        {"LoRA_type": "Flux1", "flux1_checkbox": True, "text_encoder_lr": 1e-5, "t5xxl_lr": 5e-6, "unet_lr": 1e-4}
+    )
     assert flux.spec["training"]["text_encoder_lr"] == [1e-5, 5e-6]
     sdxl = run(minimal(sdxl=True, text_encoder_lr=1e-5, t5xxl_lr=5e-6, unet_lr=1e-4))
     assert sdxl.spec["training"]["text_encoder_lr"] == 1e-5
@@ -483,14 +714,20 @@ def test_t5xxl_rate_only_for_flux_lora() -> None:
     assert reasons(refused)["t5xxl_lr"].startswith("value not understood")
 
 
-@pytest.mark.parametrize(("keys", "training", "epoch_reported"), [
-    ({"epoch": 12, "max_train_epochs": 0, "max_train_steps": 0}, {"max_train_epochs": 12}, False),
-    ({"epoch": 12, "max_train_epochs": "", "max_train_steps": 1600}, {"max_train_steps": 1600}, True),
-    ({"epoch": 1, "max_train_epochs": 0, "max_train_steps": 1600}, {"max_train_steps": 1600}, False),
-    ({"epoch": 5, "max_train_epochs": 5, "max_train_steps": 0}, {"max_train_epochs": 5}, False),
-    ({"epoch": 3, "max_train_epochs": 6, "max_train_steps": 900},
-     {"max_train_epochs": 6, "max_train_steps": 900}, True),
-])
+@pytest.mark.parametrize(
+    ("keys", "training", "epoch_reported"),
+    [
+        ({"epoch": 12, "max_train_epochs": 0, "max_train_steps": 0}, {"max_train_epochs": 12}, False),
+        ({"epoch": 12, "max_train_epochs": "", "max_train_steps": 1600}, {"max_train_steps": 1600}, True),
+        ({"epoch": 1, "max_train_epochs": 0, "max_train_steps": 1600}, {"max_train_steps": 1600}, False),
+        ({"epoch": 5, "max_train_epochs": 5, "max_train_steps": 0}, {"max_train_epochs": 5}, False),
+        (
+            {"epoch": 3, "max_train_epochs": 6, "max_train_steps": 900},
+            {"max_train_epochs": 6, "max_train_steps": 900},
+            True,
+        ),
+    ],
+)
 def test_epoch_and_steps(keys: dict, training: dict, epoch_reported: bool) -> None:
     result = run(minimal(**keys))
     got = {k: v for k, v in result.spec["training"].items() if k.startswith("max_train")}
@@ -498,12 +735,15 @@ def test_epoch_and_steps(keys: dict, training: dict, epoch_reported: bool) -> No
     assert ("epoch" in reasons(result)) is epoch_reported
 
 
-@pytest.mark.parametrize(("keys", "warmup", "reported"), [
-    ({"lr_warmup": 10, "lr_warmup_steps": 0}, 0.1, False),
-    ({"lr_warmup": 10, "lr_warmup_steps": 250}, 250, True),
-    ({"lr_warmup": 0, "lr_warmup_steps": 250}, 250, False),
-    ({"lr_warmup": 0, "lr_warmup_steps": 0}, None, False),
-])
+@pytest.mark.parametrize(
+    ("keys", "warmup", "reported"),
+    [
+        ({"lr_warmup": 10, "lr_warmup_steps": 0}, 0.1, False),
+        ({"lr_warmup": 10, "lr_warmup_steps": 250}, 250, True),
+        ({"lr_warmup": 0, "lr_warmup_steps": 250}, 250, False),
+        ({"lr_warmup": 0, "lr_warmup_steps": 0}, None, False),
+    ],
+)
 def test_warmup(keys: dict, warmup: object, reported: bool) -> None:
     result = run(minimal(**keys))
     assert result.spec["training"].get("lr_warmup_steps") == warmup
@@ -511,8 +751,11 @@ def test_warmup(keys: dict, warmup: object, reported: bool) -> None:
 
 
 def test_noise_offset_of_the_other_type_is_reported() -> None:
-    result = run(minimal(noise_offset_type="Original", noise_offset=0.1, multires_noise_iterations=6,
-                         multires_noise_discount=0.2))
+    result = run(
+        minimal(
+            noise_offset_type="Original", noise_offset=0.1, multires_noise_iterations=6, multires_noise_discount=0.2
+        )
+    )
     assert result.spec["training"]["noise_offset"] == 0.1
     assert "multires_noise_iterations" not in result.spec["training"]
     assert reasons(result)["multires_noise_iterations"] == "inactive: noise_offset_type is Original"
@@ -525,18 +768,36 @@ def test_noise_offset_of_the_other_type_is_reported() -> None:
 
 def test_concepts_from_folder_names() -> None:
     folders = {
-        "/data/img": ["10_mytoken woman", "5_ohwx 戴眼镜的 女人", "20_林黛玉 女孩", "3_sks", "images",
-                      "7_", "2_my_token young man", "0_nothing"],
+        "/data/img": [
+            "10_mytoken woman",
+            "5_ohwx 戴眼镜的 女人",
+            "20_林黛玉 女孩",
+            "3_sks",
+            "images",
+            "7_",
+            "2_my_token young man",
+            "0_nothing",
+        ],
         "/data/reg/": ["1_woman", "1_young man"],  # the path exactly as the GUI file has it
     }
     gui = minimal(train_data_dir="/data/img", reg_data_dir="/data/reg/")
     result = run(gui, folders)
     concepts = result.spec["concepts"]
     assert {"token": "mytoken", "class": "woman", "repeats": 10, "source": "/data/img/10_mytoken woman"} in concepts
-    assert {"token": "ohwx", "class": "戴眼镜的 女人", "repeats": 5, "source": "/data/img/5_ohwx 戴眼镜的 女人"} in concepts
+    assert {
+        "token": "ohwx",
+        "class": "戴眼镜的 女人",
+        "repeats": 5,
+        "source": "/data/img/5_ohwx 戴眼镜的 女人",
+    } in concepts
     assert {"token": "林黛玉", "class": "女孩", "repeats": 20, "source": "/data/img/20_林黛玉 女孩"} in concepts
     assert {"token": "sks", "class": "", "repeats": 3, "source": "/data/img/3_sks"} in concepts
-    assert {"token": "my_token", "class": "young man", "repeats": 2, "source": "/data/img/2_my_token young man"} in concepts
+    assert {
+        "token": "my_token",
+        "class": "young man",
+        "repeats": 2,
+        "source": "/data/img/2_my_token young man",
+    } in concepts
     assert {"class": "woman", "repeats": 1, "is_reg": True, "source": "/data/reg/1_woman"} in concepts
     assert {"class": "young man", "repeats": 1, "is_reg": True, "source": "/data/reg/1_young man"} in concepts
     assert len(concepts) == 7  # "0_nothing" is reported, not a concept
@@ -576,14 +837,17 @@ def test_dataset_config_makes_the_folders_inactive() -> None:
 # --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("flags", "model"), [
-    ({}, {"family": "sd15"}),
-    ({"v2": True}, {"family": "sd2"}),
-    ({"v2": True, "v_parameterization": True}, {"family": "sd2", "v_parameterization": True}),
-    ({"sdxl": True}, {"family": "sdxl"}),
-    ({"sdxl": True}, {"family": "sdxl"}),
-    ({"flux1_checkbox": True}, {"family": "flux"}),
-])
+@pytest.mark.parametrize(
+    ("flags", "model"),
+    [
+        ({}, {"family": "sd15"}),
+        ({"v2": True}, {"family": "sd2"}),
+        ({"v2": True, "v_parameterization": True}, {"family": "sd2", "v_parameterization": True}),
+        ({"sdxl": True}, {"family": "sdxl"}),
+        ({"sdxl": True}, {"family": "sdxl"}),
+        ({"flux1_checkbox": True}, {"family": "flux"}),
+    ],
+)
 def test_family_flags(flags: dict, model: dict) -> None:
     gui = {"v2": False, "v_parameterization": False, "sdxl": False, "flux1_checkbox": False, **flags}
     result = run(gui)
@@ -607,8 +871,13 @@ def test_family_conflicts_are_reported() -> None:
 
 
 def test_unsupported_family_is_reported_with_its_settings() -> None:
-    gui = {"sd3_checkbox": True, "sd3_t5xxl": "/m/t5.safetensors", "clip_g": "/m/clip_g.safetensors",
-           "lumina_gemma2": "/m/gemma.safetensors", "LoRA_type": "Standard"}
+    gui = {
+        "sd3_checkbox": True,
+        "sd3_t5xxl": "/m/t5.safetensors",
+        "clip_g": "/m/clip_g.safetensors",
+        "lumina_gemma2": "/m/gemma.safetensors",
+        "LoRA_type": "Standard",
+    }
     result = run(gui)
     why = reasons(result)
     assert why["sd3_checkbox"] == "model family SD3 is not supported by kohya-wrap"
@@ -634,8 +903,15 @@ def test_output_name_is_made_safe() -> None:
 
 
 def test_chroma_model_type() -> None:
-    spec = run({"flux1_checkbox": True, "LoRA_type": "Flux1", "model_type": "chroma", "guidance_scale": 0,
-                "apply_t5_attn_mask": False}).spec
+    spec = run(
+        {
+            "flux1_checkbox": True,
+            "LoRA_type": "Flux1",
+            "model_type": "chroma",
+            "guidance_scale": 0,
+            "apply_t5_attn_mask": False,
+        }
+    ).spec
     assert spec["training"]["model_type"] == "chroma"
     # the GUI forces both for Chroma, guidance_scale even at 0
     assert spec["training"]["guidance_scale"] == 0.0 and spec["training"]["apply_t5_attn_mask"] is True
@@ -652,8 +928,9 @@ PROJECT = "/projects/meichar"
 def project_folders(spec: dict, project_dir: str = PROJECT) -> dict[str, list[str]]:
     concepts = spec.get("concepts", [])
     return {
-        f"{project_dir}/image": [f"{c['repeats']}_{c['token']} {c['class']}".strip()
-                                 for c in concepts if not c.get("is_reg")],
+        f"{project_dir}/image": [
+            f"{c['repeats']}_{c['token']} {c['class']}".strip() for c in concepts if not c.get("is_reg")
+        ],
         f"{project_dir}/reg": [f"{c['repeats']}_{c['class']}" for c in concepts if c.get("is_reg")],
     }
 
@@ -703,24 +980,68 @@ HAND_WRITTEN = {
         {"token": "林黛玉", "class": "女孩", "repeats": 4},
         {"class": "woman", "repeats": 1, "is_reg": True},
     ],
-    "dataset": {"resolution": [512, 768], "enable_bucket": True, "min_bucket_reso": 320,
-                "max_bucket_reso": 960, "bucket_reso_steps": 64, "bucket_no_upscale": True,
-                "caption_extension": ".txt", "shuffle_caption": True, "keep_tokens": 1, "flip_aug": True,
-                "caption_dropout_rate": 0.1},
-    "training": {"network_module": "networks.lora", "network_dim": 16, "network_alpha": 8.0,
-                 "network_args": ["conv_dim=4", "conv_alpha=1"], "learning_rate": 1e-4,
-                 "unet_lr": 1e-4, "text_encoder_lr": 5e-5, "optimizer_type": "AdamW8bit",
-                 "optimizer_args": ["weight_decay=0.1"], "lr_scheduler": "cosine", "lr_warmup_steps": 100,
-                 "max_train_epochs": 10, "train_batch_size": 2, "gradient_accumulation_steps": 2,
-                 "mixed_precision": "bf16", "save_precision": "fp16", "save_every_n_epochs": 2,
-                 "seed": 42, "gradient_checkpointing": True, "cache_latents": True, "sdpa": True,
-                 "clip_skip": 2, "max_token_length": 225, "noise_offset": 0.05, "min_snr_gamma": 5.0,
-                 "max_data_loader_n_workers": 4, "prior_loss_weight": 1.0},
-    "sample": {"prompts": ["mytoken woman, portrait", "mytoken woman at the beach"], "negative": "lowres",
-               "width": 512, "height": 768, "steps": 28, "cfg": 7.5, "seed": 1, "sampler": "euler_a",
-               "every_n_epochs": 2},
-    "launch": {"num_processes": 2, "num_machines": 1, "gpu_ids": "0,1", "multi_gpu": True,
-               "num_cpu_threads_per_process": 4, "mixed_precision": "bf16", "main_process_port": 29500},
+    "dataset": {
+        "resolution": [512, 768],
+        "enable_bucket": True,
+        "min_bucket_reso": 320,
+        "max_bucket_reso": 960,
+        "bucket_reso_steps": 64,
+        "bucket_no_upscale": True,
+        "caption_extension": ".txt",
+        "shuffle_caption": True,
+        "keep_tokens": 1,
+        "flip_aug": True,
+        "caption_dropout_rate": 0.1,
+    },
+    "training": {
+        "network_module": "networks.lora",
+        "network_dim": 16,
+        "network_alpha": 8.0,
+        "network_args": ["conv_dim=4", "conv_alpha=1"],
+        "learning_rate": 1e-4,
+        "unet_lr": 1e-4,
+        "text_encoder_lr": 5e-5,
+        "optimizer_type": "AdamW8bit",
+        "optimizer_args": ["weight_decay=0.1"],
+        "lr_scheduler": "cosine",
+        "lr_warmup_steps": 100,
+        "max_train_epochs": 10,
+        "train_batch_size": 2,
+        "gradient_accumulation_steps": 2,
+        "mixed_precision": "bf16",
+        "save_precision": "fp16",
+        "save_every_n_epochs": 2,
+        "seed": 42,
+        "gradient_checkpointing": True,
+        "cache_latents": True,
+        "sdpa": True,
+        "clip_skip": 2,
+        "max_token_length": 225,
+        "noise_offset": 0.05,
+        "min_snr_gamma": 5.0,
+        "max_data_loader_n_workers": 4,
+        "prior_loss_weight": 1.0,
+    },
+    "sample": {
+        "prompts": ["mytoken woman, portrait", "mytoken woman at the beach"],
+        "negative": "lowres",
+        "width": 512,
+        "height": 768,
+        "steps": 28,
+        "cfg": 7.5,
+        "seed": 1,
+        "sampler": "euler_a",
+        "every_n_epochs": 2,
+    },
+    "launch": {
+        "num_processes": 2,
+        "num_machines": 1,
+        "gpu_ids": "0,1",
+        "multi_gpu": True,
+        "num_cpu_threads_per_process": 4,
+        "mixed_precision": "bf16",
+        "main_process_port": 29500,
+    },
 }
 
 
@@ -732,11 +1053,16 @@ def test_spec_gui_spec_round_trip_preserves_every_field() -> None:
     for key, value in leaves({k: v for k, v in HAND_WRITTEN.items() if k != "concepts"}).items():
         assert key in back_leaves, key
         assert back_leaves[key] == value, key
+
     def ident(c: dict) -> tuple:
         return (c.get("token") or "", c["class"], c["repeats"], bool(c.get("is_reg")))
+
     assert sorted(map(ident, back["concepts"])) == sorted(map(ident, HAND_WRITTEN["concepts"]))
     assert {c["source"] for c in back["concepts"]} == {
-        f"{PROJECT}/image/10_mytoken woman", f"{PROJECT}/image/4_林黛玉 女孩", f"{PROJECT}/reg/1_woman"}
+        f"{PROJECT}/image/10_mytoken woman",
+        f"{PROJECT}/image/4_林黛玉 女孩",
+        f"{PROJECT}/reg/1_woman",
+    }
 
 
 def test_export_uses_gui_key_names_and_value_formats() -> None:
@@ -752,8 +1078,10 @@ def test_export_uses_gui_key_names_and_value_formats() -> None:
     assert gui["xformers"] == "sdpa"
     assert gui["epoch"] == 10 and gui["max_train_epochs"] == 10 and gui["max_train_steps"] == 0
     assert gui["lr_warmup_steps"] == 100 and gui["lr_warmup"] == 0
-    assert gui["sample_prompts"] == ("mytoken woman, portrait --n lowres --w 512 --h 768 --d 1 --l 7.5 --s 28\n"
-                                     "mytoken woman at the beach --n lowres --w 512 --h 768 --d 1 --l 7.5 --s 28")
+    assert gui["sample_prompts"] == (
+        "mytoken woman, portrait --n lowres --w 512 --h 768 --d 1 --l 7.5 --s 28\n"
+        "mytoken woman at the beach --n lowres --w 512 --h 768 --d 1 --l 7.5 --s 28"
+    )
     assert gui["gpu_ids"] == "0,1" and gui["multi_gpu"] is True
     assert gui["v2"] is False and gui["sdxl"] is False and gui["flux1_checkbox"] is False
     assert list(gui) == sorted(gui)
@@ -794,26 +1122,44 @@ def test_export_reports_what_the_gui_cannot_hold() -> None:
         "extends": "sd15-character",
         "model": {"base": "hf://someone/models/file.safetensors", "family": "sd15", "clip_l": "/m/clip_l.sft"},
         "concepts": [{"token": "a", "class": "b", "repeats": 1, "caption_extension": ".cap"}],
-        "training": {"network_module": "networks.lora", "network_args": ["frobnicate=1"],
-                     "caption_tag_dropout_rate": 0.1, "output_dir": "/elsewhere",
-                     "cache_text_encoder_outputs": True, "mixed_precision": "fp16"},
+        "training": {
+            "network_module": "networks.lora",
+            "network_args": ["frobnicate=1"],
+            "caption_tag_dropout_rate": 0.1,
+            "output_dir": "/elsewhere",
+            "cache_text_encoder_outputs": True,
+            "mixed_precision": "fp16",
+        },
         "sample": {"prompts": ["x"], "at_first": True},
         "launch": {"machine_rank": 1, "main_process_ip": "10.0.0.2", "mixed_precision": "bf16"},
         "wandb": {"project": "x"},
     }
     gui, lost = kohya_ss_from_spec(spec, project_dir="/p")
     keys = {u.key for u in lost}
-    assert keys == {"extends", "wandb", "model.base", "model.clip_l", "concepts[0].caption_extension",
-                    "training.network_args", "training.caption_tag_dropout_rate", "training.output_dir",
-                    "training.cache_text_encoder_outputs", "training.mixed_precision", "sample.at_first",
-                    "launch.machine_rank", "launch.main_process_ip"}
+    assert keys == {
+        "extends",
+        "wandb",
+        "model.base",
+        "model.clip_l",
+        "concepts[0].caption_extension",
+        "training.network_args",
+        "training.caption_tag_dropout_rate",
+        "training.output_dir",
+        "training.cache_text_encoder_outputs",
+        "training.mixed_precision",
+        "sample.at_first",
+        "launch.machine_rank",
+        "launch.main_process_ip",
+    }
     assert gui["mixed_precision"] == "bf16"
     assert gui["pretrained_model_name_or_path"] == ""
 
 
 def test_export_hf_repo_and_lycoris_defaults_reported() -> None:
-    spec = {"model": {"base": "hf://stabilityai/stable-diffusion-xl-base-1.0", "family": "sdxl"},
-            "training": {"network_module": "lycoris.kohya", "network_args": ["algo=loha", "conv_dim=4"]}}
+    spec = {
+        "model": {"base": "hf://stabilityai/stable-diffusion-xl-base-1.0", "family": "sdxl"},
+        "training": {"network_module": "lycoris.kohya", "network_args": ["algo=loha", "conv_dim=4"]},
+    }
     gui, lost = kohya_ss_from_spec(spec, project_dir="/p")
     assert gui["pretrained_model_name_or_path"] == "stabilityai/stable-diffusion-xl-base-1.0"
     assert gui["LoRA_type"] == "LyCORIS/LoHa" and gui["conv_dim"] == 4
@@ -821,13 +1167,16 @@ def test_export_hf_repo_and_lycoris_defaults_reported() -> None:
     assert len(filled) == 1 and "conv_alpha=1" in filled[0].value and "preset=full" in filled[0].value
 
 
-@pytest.mark.parametrize(("training", "rates"), [
-    ({"learning_rate": 1e-4}, (0.0, 0.0)),
-    ({"learning_rate": 1e-4, "unet_lr": 2e-4}, (1e-4, 2e-4)),
-    ({"learning_rate": 1e-4, "text_encoder_lr": 5e-5}, (5e-5, 1e-4)),
-    ({"learning_rate": 1e-4, "network_train_unet_only": True}, (0.0, 1e-4)),
-    ({"learning_rate": 1e-4, "text_encoder_lr": 5e-5, "network_train_text_encoder_only": True}, (5e-5, 0.0)),
-])
+@pytest.mark.parametrize(
+    ("training", "rates"),
+    [
+        ({"learning_rate": 1e-4}, (0.0, 0.0)),
+        ({"learning_rate": 1e-4, "unet_lr": 2e-4}, (1e-4, 2e-4)),
+        ({"learning_rate": 1e-4, "text_encoder_lr": 5e-5}, (5e-5, 1e-4)),
+        ({"learning_rate": 1e-4, "network_train_unet_only": True}, (0.0, 1e-4)),
+        ({"learning_rate": 1e-4, "text_encoder_lr": 5e-5, "network_train_text_encoder_only": True}, (5e-5, 0.0)),
+    ],
+)
 def test_export_learning_rates_keep_the_training_mode(training: dict, rates: tuple) -> None:
     gui, _lost = kohya_ss_from_spec({"training": training}, project_dir="/p")
     assert (gui["text_encoder_lr"], gui["unet_lr"]) == rates
@@ -837,8 +1186,10 @@ def test_export_learning_rates_keep_the_training_mode(training: dict, rates: tup
 
 
 def test_export_warmup_ratio_and_noise_type() -> None:
-    gui, _lost = kohya_ss_from_spec({"training": {"lr_warmup_steps": 0.05, "multires_noise_iterations": 6,
-                                                  "multires_noise_discount": 0.25}}, project_dir="/p")
+    gui, _lost = kohya_ss_from_spec(
+        {"training": {"lr_warmup_steps": 0.05, "multires_noise_iterations": 6, "multires_noise_discount": 0.25}},
+        project_dir="/p",
+    )
     assert gui["lr_warmup"] == 5 and gui["lr_warmup_steps"] == 0
     assert gui["noise_offset_type"] == "Multires" and gui["multires_noise_iterations"] == 6
     back = run(gui, {}).spec["training"]
@@ -846,14 +1197,28 @@ def test_export_warmup_ratio_and_noise_type() -> None:
 
 
 def test_export_flux_round_trip() -> None:
-    spec = {"name": "zxq", "model": {"family": "flux", "base": "/m/flux1-dev.safetensors", "ae": "/m/ae.sft",
-                                     "clip_l": "/m/clip_l.sft", "t5xxl": "/m/t5.sft"},
-            "training": {"network_module": "networks.lora_flux",
-                         "network_args": ["train_blocks=single", "split_qkv=True", "ggpo_sigma=0.03",
-                                          "ggpo_beta=0.01"],
-                         "split_mode": True, "text_encoder_lr": [1e-5, 5e-6], "unet_lr": 1e-4,
-                         "learning_rate": 1e-4, "cache_text_encoder_outputs": True, "guidance_scale": 1.0,
-                         "blocks_to_swap": 10, "t5xxl_max_token_length": 512}}
+    spec = {
+        "name": "zxq",
+        "model": {
+            "family": "flux",
+            "base": "/m/flux1-dev.safetensors",
+            "ae": "/m/ae.sft",
+            "clip_l": "/m/clip_l.sft",
+            "t5xxl": "/m/t5.sft",
+        },
+        "training": {
+            "network_module": "networks.lora_flux",
+            "network_args": ["train_blocks=single", "split_qkv=True", "ggpo_sigma=0.03", "ggpo_beta=0.01"],
+            "split_mode": True,
+            "text_encoder_lr": [1e-5, 5e-6],
+            "unet_lr": 1e-4,
+            "learning_rate": 1e-4,
+            "cache_text_encoder_outputs": True,
+            "guidance_scale": 1.0,
+            "blocks_to_swap": 10,
+            "t5xxl_max_token_length": 512,
+        },
+    }
     gui, lost = kohya_ss_from_spec(spec, project_dir="/p")
     assert lost == ()
     assert gui["split_mode"] is True and gui["train_blocks"] == "single" and gui["train_lora_ggpo"] is True
@@ -867,9 +1232,14 @@ def test_export_flux_round_trip() -> None:
 
 
 def test_export_sample_prompt_tables_and_spec_defaults() -> None:
-    spec = {"dataset": {"resolution": [832, 1216]},
-            "sample": {"prompts": ["a cat", {"text": "a dog", "width": 1024, "height": 1024, "sampler": "ddim"}],
-                       "negative": "ugly", "every_n_steps": 100}}
+    spec = {
+        "dataset": {"resolution": [832, 1216]},
+        "sample": {
+            "prompts": ["a cat", {"text": "a dog", "width": 1024, "height": 1024, "sampler": "ddim"}],
+            "negative": "ugly",
+            "every_n_steps": 100,
+        },
+    }
     gui, lost = kohya_ss_from_spec(spec, project_dir="/p")
     assert lost == ()
     assert gui["sample_prompts"].splitlines() == [
@@ -878,8 +1248,10 @@ def test_export_sample_prompt_tables_and_spec_defaults() -> None:
     ]
     assert gui["sample_sampler"] == "euler_a" and gui["sample_every_n_steps"] == 100
     back = run(gui, {}).spec["sample"]
-    assert back["prompts"] == [{"text": "a cat", "width": 832, "height": 1216},
-                               {"text": "a dog", "width": 1024, "height": 1024, "sampler": "ddim"}]
+    assert back["prompts"] == [
+        {"text": "a cat", "width": 832, "height": 1216},
+        {"text": "a dog", "width": 1024, "height": 1024, "sampler": "ddim"},
+    ]
     assert (back["steps"], back["cfg"], back["seed"], back["negative"]) == (20, 7.0, 1, "ugly")
 
 
@@ -900,8 +1272,11 @@ def test_imported_specs_pass_kohya_wraps_own_validation(name: str) -> None:
     validate_spec(spec, name, schema)
     gui, _lost = kohya_ss_from_spec(spec, project_dir=PROJECT)
     validate_spec(run(gui, project_folders(spec)).spec, f"{name} re-imported", schema)
-    validate_spec(run(kohya_ss_from_spec(HAND_WRITTEN, project_dir=PROJECT)[0], project_folders(HAND_WRITTEN)).spec,
-                  "hand-written re-imported", schema)
+    validate_spec(
+        run(kohya_ss_from_spec(HAND_WRITTEN, project_dir=PROJECT)[0], project_folders(HAND_WRITTEN)).spec,
+        "hand-written re-imported",
+        schema,
+    )
 
 
 # --------------------------------------------------------------------------

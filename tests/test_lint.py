@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
 from test_prep import picture, prepared  # noqa: F401 - the prepared project fixture
 
 FOLDER = ("image", "2_mytoken woman")
@@ -41,7 +42,9 @@ def test_lint_on_the_prepared_project(prepared, cli):  # noqa: F811
     assert cli("prep", root).code == 0
     spoil(root)
     spec = root / "kohya-wrap.toml"
-    spec.write_text(spec.read_text(encoding="utf-8").replace("[training]\n", "[training]\ntrain_batch_size = 2\n"), encoding="utf-8")
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace("[training]\n", "[training]\ntrain_batch_size = 2\n"), encoding="utf-8"
+    )
 
     result = cli("lint", root, "--json")
     assert result.code == 0, result.out + result.err  # warnings only
@@ -59,13 +62,13 @@ def test_lint_on_the_prepared_project(prepared, cli):  # noqa: F811
     assert single["severity"] == "warning" and "small.png" in single["what"] and "batch size of 2" in single["what"]
     assert "photo again.jpg ≈ photo.png" in one(findings, "near-duplicate pair")["what"]
     assert "gone.txt" in one(findings, "have no image next to them")["what"]
-    assert "original.caption" in one(findings, "caption but no \".txt\" one")["what"]
-    trigger = one(findings, "do not contain the trigger token \"mytoken\"")
+    assert "original.caption" in one(findings, 'caption but no ".txt" one')["what"]
+    trigger = one(findings, 'do not contain the trigger token "mytoken"')
     assert "photo.txt" in trigger["what"] and trigger["what"].startswith("1 of 3 caption(s)")
     long = one(findings, "longer than the 75-token window")
     assert "cmyk.txt" in long["what"] and "at least" in long["what"] and "max_token_length = 225" in long["fix"]
     assert one(findings, "mixed file formats")["severity"] == "info"
-    assert one(findings, "have no \".txt\" caption")["severity"] == "warning"  # check's own finding, shown per concept
+    assert one(findings, 'have no ".txt" caption')["severity"] == "warning"  # check's own finding, shown per concept
     assert data["errors"] == 0 and data["warnings"] >= 8
 
     text = cli("lint", root)
@@ -95,7 +98,9 @@ def test_shuffled_captions_keep_the_trigger_in_front(prepared, cli):  # noqa: F8
     spec.write_text(base.replace("[dataset]\n", "[dataset]\nshuffle_caption = true\n"), encoding="utf-8")
     data = json.loads(cli("lint", root, "--json").out)
     assert one(findings_of(data), "keep_tokens = 0")["fix"].endswith("set dataset.keep_tokens = 1")
-    spec.write_text(base.replace("[dataset]\n", "[dataset]\nshuffle_caption = true\nkeep_tokens = 1\n"), encoding="utf-8")
+    spec.write_text(
+        base.replace("[dataset]\n", "[dataset]\nshuffle_caption = true\nkeep_tokens = 1\n"), encoding="utf-8"
+    )
     data = json.loads(cli("lint", root, "--json").out)
     buried = one(findings_of(data), "after the first 1 tag(s)")
     assert "photo.txt" in buried["what"] and "rotated.txt" not in buried["what"]  # "mytoken woman, …" is fine
@@ -116,7 +121,9 @@ def test_clip_token_counts(tmp_path):
     assert counter.count("Hellx") == 2  # hell · x</w>
     assert counter.count("wow, hello") == 2 + 1 + 1  # wo · w</w>, then ",", then hello</w>
     assert counter.count("中文") == 6  # no merges: one token per UTF-8 byte
-    assert not counter_for(tmp_path / "nowhere").exact or pytest.skip("a real CLIP tokenizer is in this machine's HF cache")
+    assert not counter_for(tmp_path / "nowhere").exact or pytest.skip(
+        "a real CLIP tokenizer is in this machine's HF cache"
+    )
 
 
 # Captions at the corners of CLIP's pre-tokenizer and normalizer: contractions, letter runs next to digits
@@ -125,12 +132,16 @@ def test_clip_token_counts(tmp_path):
 CORNERS = [
     "1girl, solo, long_hair, blue eyes, (masterpiece:1.2), [sketch], score_9, rating:safe, 1990s_(style)",
     "A photo of a WOMAN standing in the park. It's sunny; they'll REST, won't they?!",
-    "it's it'S IT'S we're you'd she'll i'm don't ''s '' 's 'x", "x² ½ Ⅻ١٢٣ ①② 3.14 1024x768 v1.5 2023 a1b2",
-    "café cafe\u0301 CAFE\u0301 naïve Ñandú STRAßE İstanbul ΟΔΟΣ ΣΊΣΥΦΟΣ Москва", "東京の夜景 中文标签 한국어 日本語",
+    "it's it'S IT'S we're you'd she'll i'm don't ''s '' 's 'x",
+    "x² ½ Ⅻ١٢٣ ①② 3.14 1024x768 v1.5 2023 a1b2",
+    "café cafe\u0301 CAFE\u0301 naïve Ñandú STRAßE İstanbul ΟΔΟΣ ΣΊΣΥΦΟΣ Москва",
+    "東京の夜景 中文标签 한국어 日本語",
     "🔥 👩‍🎤 ❤️ 🇯🇵 😀😀 :) ;-) ^_^ >_< @_@ !!! ... -- => ((( ))): @#$% ~~~ C++ _under_ #tag @user",
     "&amp; &quot;hi&quot; &#39; &lt;3 &amp;amp; R&amp;B AT&T &nbsp;x",
     "tabs\tand\nnew\r\nlines\u3000ideo\xa0nbsp \x1c\x1f\x85 end ",
-    "<|startoftext|> a <|endoftext|> b <|ENDOFTEXT|>", "ｆｕｌｌｗｉｄｔｈ ＡＢＣ１２３ ﬁne ﬀ ǅungla Ǆ K Å \u200b a\u00adb", "",
+    "<|startoftext|> a <|endoftext|> b <|ENDOFTEXT|>",
+    "ｆｕｌｌｗｉｄｔｈ ＡＢＣ１２３ ﬁne ﬀ ǅungla Ǆ K Å \u200b a\u00adb",
+    "",
 ]
 
 
@@ -197,13 +208,17 @@ def test_clip_token_counts_match_the_slow_tokenizer(tmp_path):
     texts += [rng.choice(["", " ", "\n"]).join(rng.sample(words, 5)).upper() for _ in range(100)]
 
     trainer = Tokenizer(BPE(end_of_word_suffix="</w>"))
-    trainer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"\p{L}+|\p{N}|[^\s\p{L}\p{N}]+"), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    trainer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(r"\p{L}+|\p{N}|[^\s\p{L}\p{N}]+"), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     alphabet = pre_tokenizers.ByteLevel.alphabet()
-    trainer.train_from_iterator([t.lower() for t in texts] * 3, trainers.BpeTrainer(
-        vocab_size=1500, end_of_word_suffix="</w>", initial_alphabet=alphabet, show_progress=False))
+    trainer.train_from_iterator(
+        [t.lower() for t in texts] * 3,
+        trainers.BpeTrainer(vocab_size=1500, end_of_word_suffix="</w>", initial_alphabet=alphabet, show_progress=False),
+    )
     folder = tmp_path / "tokenizers" / "openai_clip-vit-large-patch14"
     folder.mkdir(parents=True)
     trainer.model.save(str(folder))  # vocab.json and merges.txt, "#version: 0.2" first, as CLIP's

@@ -44,7 +44,9 @@ def build_sources(folder: Path) -> None:
     picture((500, 400), 5).save(folder / "original.png")
     (folder / "sub").mkdir()
     (folder / "sub" / "copy.png").write_bytes((folder / "original.png").read_bytes())  # exact duplicate
-    picture((500, 400), 5).resize((400, 320), Image.Resampling.LANCZOS).save(folder / "smaller.jpg", quality=85)  # near-duplicate
+    picture((500, 400), 5).resize((400, 320), Image.Resampling.LANCZOS).save(
+        folder / "smaller.jpg", quality=85
+    )  # near-duplicate
     picture((60, 60), 6).save(folder / "tiny.png")
     picture((600, 400), 7).save(folder / "photo.webp", quality=90)
     frames = [picture((300, 300), 8, "P"), picture((300, 300), 9, "P")]
@@ -71,9 +73,17 @@ def wide_gamut_profile() -> bytes:
     name = b"Wide gamut test\0"
     desc = b"desc\0\0\0\0" + struct.pack(">I", len(name)) + name + b"\0" * 8 + b"\0\0\0" + b"\0" * 67
     curve = b"curv\0\0\0\0" + struct.pack(">IH", 1, 0x0233) + b"\0\0"  # gamma 2.2 (u8Fixed8), padded to 4
-    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)),
-            (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)), (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
-            (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve), (b"cprt", b"text\0\0\0\0none\0\0\0\0")]
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(0.5151, 0.2412, -0.0011)),
+        (b"gXYZ", xyz(0.2920, 0.6922, 0.0419)),
+        (b"bXYZ", xyz(0.1571, 0.0666, 0.7841)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+        (b"cprt", b"text\0\0\0\0none\0\0\0\0"),
+    ]
     offset = 128 + 4 + 12 * len(tags)
     table, body = b"", b""
     for signature, data in tags:
@@ -81,15 +91,30 @@ def wide_gamut_profile() -> bytes:
         table += signature + struct.pack(">II", offset + len(body), len(data))
         body += data
     size = offset + len(body)
-    header = (struct.pack(">I", size) + b"\0" * 4 + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + b"\0" * 12 + b"acsp"
-              + b"\0" * 24 + struct.pack(">I", 0) + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 48)
+    header = (
+        struct.pack(">I", size)
+        + b"\0" * 4
+        + bytes([2, 0x10, 0, 0])
+        + b"mntrRGB XYZ "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 24
+        + struct.pack(">I", 0)
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+        + b"\0" * 48
+    )
     assert len(header) == 128
     return header + struct.pack(">I", len(tags)) + table + body
 
 
 def fingerprint(folder: Path) -> dict[str, tuple[str, int]]:
-    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture
@@ -99,9 +124,12 @@ def prepared(tmp_path, base_model):
     build_sources(sources)
     root.mkdir()
     (root / "kohya-wrap.toml").write_text(
-        f'name = "p"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = "woman"\nrepeats = 2\n'
-        f'source = "{sources.as_posix()}"\n[dataset]\nresolution = {RES}\nenable_bucket = true\nmin_bucket_reso = 128\nmax_bucket_reso = 512\n[training]\nmax_train_epochs = 1\n',
-        encoding="utf-8")
+        f'name = "p"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = '
+        '"woman"\nrepeats = 2\n'
+        f'source = "{sources.as_posix()}"\n[dataset]\nresolution = {RES}\nenable_bucket = true\nmin_bucket_reso = '
+        "128\nmax_bucket_reso = 512\n[training]\nmax_train_epochs = 1\n",
+        encoding="utf-8",
+    )
     return root, sources
 
 
@@ -127,8 +155,18 @@ def test_crop_mode_and_a_second_run_that_does_nothing(prepared, cli):
     assert rejected["smaller.jpg"].startswith("near-duplicate of original.png")
     assert rejected["panorama.png"].startswith("extreme aspect ratio 1200×200")
     assert len(rejected) == 5
-    assert outputs(root) == {name: (RES, RES) for name in
-                             ("animated.png", "cmyk.png", "original.png", "photo.png", "rotated.png", "sixteen.png", "transparent.png")}
+    assert outputs(root) == {
+        name: (RES, RES)
+        for name in (
+            "animated.png",
+            "cmyk.png",
+            "original.png",
+            "photo.png",
+            "rotated.png",
+            "sixteen.png",
+            "transparent.png",
+        )
+    }
     folder = root / "image" / "2_mytoken woman"
     assert (folder / "rotated.txt").read_text(encoding="utf-8") == "mytoken woman, sideways photo"
     assert fingerprint(sources) == before  # not a byte or a timestamp changed
@@ -167,7 +205,11 @@ def test_other_modes(prepared, cli, mode):
     sizes = outputs(root)
     if mode == "fit":
         assert set(sizes.values()) == {(RES, RES)}
-        assert Image.open(root / "image" / "2_mytoken woman" / "photo.png").getpixel((128, 5)) == (0, 0, 0)  # 600×400 padded
+        assert Image.open(root / "image" / "2_mytoken woman" / "photo.png").getpixel((128, 5)) == (
+            0,
+            0,
+            0,
+        )  # 600×400 padded
     elif mode == "bucket":
         from kohya_wrap.sdscripts.stepmath import BucketSelector, BucketSettings
 
@@ -190,7 +232,9 @@ def test_bad_input(prepared, cli, tmp_path):
     assert cli("prep", root, "--concept", "nobody").code == 2
     spec = root / "kohya-wrap.toml"
     text = spec.read_text(encoding="utf-8")
-    spec.write_text("\n".join(line for line in text.splitlines() if not line.startswith("source = ")) + "\n", encoding="utf-8")
+    spec.write_text(
+        "\n".join(line for line in text.splitlines() if not line.startswith("source = ")) + "\n", encoding="utf-8"
+    )
     missing = cli("prep", root)
     assert missing.code == 2 and "has no source folder" in missing.err and "Traceback" not in missing.err
     spec.write_text(spec.read_text(encoding="utf-8") + '[prep]\nbackground = "white"\n', encoding="utf-8")
@@ -206,7 +250,7 @@ def _psnr(a: Image.Image, b: Image.Image) -> float:
 
     histogram = ImageChops.difference(a.convert("RGB"), b.convert("RGB")).histogram()
     mse = sum(count * (value % 256) ** 2 for value, count in enumerate(histogram)) / (a.width * a.height * 3)
-    return float("inf") if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+    return float("inf") if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 @pytest.mark.parametrize("mode", ["crop", "bucket", "fit"])
@@ -230,7 +274,9 @@ def test_libvips_and_pillow_engines_give_the_same_image(tmp_path, mode):
     buckets = BucketSettings((RES, RES), True, 128, 512, 64, False)
     made = {}
     for engine in ("vips", "pillow"):
-        settings = PrepSettings(mode=mode, size=(RES, RES), engine=engine, buckets=buckets if mode == "bucket" else None)
+        settings = PrepSettings(
+            mode=mode, size=(RES, RES), engine=engine, buckets=buckets if mode == "bucket" else None
+        )
         result = prepare_one(str(source), str(tmp_path / f"{engine}.png"), settings)
         assert result.status == "ok", result.reason
         assert result.source_size == (1600, 2400)  # upright

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kohya_wrap.sdscripts.schema import load_option_schema
 from kohya_wrap.paths import builtin_presets_dir
 from kohya_wrap.presets import all_presets, find_preset
+from kohya_wrap.sdscripts.schema import load_option_schema
 from kohya_wrap.spec.load import read_toml, resolve_extends, validate_spec
 
 SHIPPED = sorted(p.stem for p in builtin_presets_dir().glob("*.toml"))
@@ -39,12 +39,18 @@ def test_low_vram_preset_has_the_memory_savers():
     spec = read_toml(find_preset("sdxl-low-vram").path)
     merged, _ = resolve_extends(spec, "sdxl-low-vram", find_preset("sdxl-low-vram").path.parent)
     training = merged["training"]
-    assert training["train_batch_size"] == 1 and training["gradient_checkpointing"] and training["cache_text_encoder_outputs"]
+    assert (
+        training["train_batch_size"] == 1
+        and training["gradient_checkpointing"]
+        and training["cache_text_encoder_outputs"]
+    )
     assert training["optimizer_type"] in {"Adafactor", "AdamW8bit"}
 
 
 def test_user_presets_shadow_built_ins(tmp_path, monkeypatch):
-    (tmp_path / "sd15-character.toml").write_text("# kohya-wrap init x --preset sd15-character\n# mine\n", encoding="utf-8")
+    (tmp_path / "sd15-character.toml").write_text(
+        "# kohya-wrap init x --preset sd15-character\n# mine\n", encoding="utf-8"
+    )
     monkeypatch.setenv("KOHYA_WRAP_PRESETS", str(tmp_path))
     found = {p.name: p for p in all_presets()}
     assert found["sd15-character"].origin == "user" and found["sd15-character"].summary == "mine"

@@ -64,4 +64,6 @@ def test_stop_escalates_and_leaves_no_process(tmp_path):
     state = stat.read_text().rpartition(")")[2].split()[0] if stat.exists() else "gone"
     assert state in ("gone", "Z")  # killed (a zombie only until its new parent reaps it)
     final = [item for item in events if isinstance(item, Exited)]
-    assert final and final[0].returncode == -signal.SIGTERM  # the child gave way to SIGTERM; its grandchild needed SIGKILL
+    assert (
+        final and final[0].returncode == -signal.SIGTERM
+    )  # the child gave way to SIGTERM; its grandchild needed SIGKILL

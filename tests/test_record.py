@@ -11,13 +11,32 @@ import pytest
 from kohya_wrap.training.record import FORMAT, RecordError, find_run, list_runs, read_record
 
 FORMAT_1 = {  # a record as kohya-wrap 0.1.0 wrote it before records had a format number
-    "kohya_wrap": "0.1.0", "run_id": "20261120-101010", "started": "2026-11-20T10:10:10+00:00", "ended": "2026-11-20T10:12:00+00:00",
-    "duration_s": 110.0, "verdict": "trained", "exit_code": 0, "child_exit_code": 0,
-    "sd_scripts": {"root": "/sd", "python": "/sd/venv/bin/python", "schema": "sd-scripts v0.10.1 (vendor)", "commit": "ae72efb"},
-    "python": "3.11.7", "platform": "Linux", "environment": {"gpus": []}, "resume": None, "seed": 42,
-    "steps": {"planned": 6, "reached": 6}, "final_loss": 0.12, "final_lr": 0.0001, "sample_images": [],
+    "kohya_wrap": "0.1.0",
+    "run_id": "20261120-101010",
+    "started": "2026-11-20T10:10:10+00:00",
+    "ended": "2026-11-20T10:12:00+00:00",
+    "duration_s": 110.0,
+    "verdict": "trained",
+    "exit_code": 0,
+    "child_exit_code": 0,
+    "sd_scripts": {
+        "root": "/sd",
+        "python": "/sd/venv/bin/python",
+        "schema": "sd-scripts v0.10.1 (vendor)",
+        "commit": "ae72efb",
+    },
+    "python": "3.11.7",
+    "platform": "Linux",
+    "environment": {"gpus": []},
+    "resume": None,
+    "seed": 42,
+    "steps": {"planned": 6, "reached": 6},
+    "final_loss": 0.12,
+    "final_lr": 0.0001,
+    "sample_images": [],
     "outputs": [{"path": "/p/model/lora.safetensors", "bytes": 1234}],
-    "dataset": [{"path": "image/1_t c/a.png", "bytes": 10, "sha256": "0" * 64}], "diagnosis": [],
+    "dataset": [{"path": "image/1_t c/a.png", "bytes": 10, "sha256": "0" * 64}],
+    "diagnosis": [],
 }
 
 
@@ -35,14 +54,17 @@ def test_a_format_1_record_is_read(tmp_path):
     assert record.to_dict()["sd_scripts"]["schema"] == "sd-scripts v0.10.1 (vendor)"  # written back under its JSON name
 
 
-@pytest.mark.parametrize("content, message", [
-    (json.dumps({**FORMAT_1, "format": FORMAT + 1}), f"written by a newer kohya-wrap (record format {FORMAT + 1}"),
-    ("{not json", "not a readable run record (JSONDecodeError)"),
-    ("{}", "not a readable run record (kohya_wrap: field required)"),
-    ("[1, 2]", "not a run record (expected a JSON object)"),
-    (json.dumps({**FORMAT_1, "steps": "six"}), "not a readable run record (steps:"),
-    (json.dumps({**FORMAT_1, "format": "2"}), "not a run record (format '2')"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (json.dumps({**FORMAT_1, "format": FORMAT + 1}), f"written by a newer kohya-wrap (record format {FORMAT + 1}"),
+        ("{not json", "not a readable run record (JSONDecodeError)"),
+        ("{}", "not a readable run record (kohya_wrap: field required)"),
+        ("[1, 2]", "not a run record (expected a JSON object)"),
+        (json.dumps({**FORMAT_1, "steps": "six"}), "not a readable run record (steps:"),
+        (json.dumps({**FORMAT_1, "format": "2"}), "not a run record (format '2')"),
+    ],
+)
 def test_unreadable_records_are_named(tmp_path, content, message):
     run_dir = write(tmp_path, "20261120-101010", content)
     with pytest.raises(RecordError) as raised:

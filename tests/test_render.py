@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import toml  # the TOML reader sd-scripts itself uses
 
+from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.sdscripts.render import render_configs, render_sample_prompts
 from kohya_wrap.sdscripts.schema import load_option_schema
-from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.spec.load import validate_spec
 from kohya_wrap.spec.settings import derive_settings
 
@@ -31,15 +31,34 @@ SPEC = {
         {"token": "mytoken", "class": "woman", "repeats": 10, "keep_tokens": 2, "face_crop_aug_range": [2, 4]},
         {"class": "woman", "repeats": 1, "is_reg": True},
     ],
-    "dataset": {"resolution": [512, 768], "enable_bucket": True, "bucket_no_upscale": True, "shuffle_caption": True, "keep_tokens": 1},
+    "dataset": {
+        "resolution": [512, 768],
+        "enable_bucket": True,
+        "bucket_no_upscale": True,
+        "shuffle_caption": True,
+        "keep_tokens": 1,
+    },
     "training": {
-        "learning_rate": 1e-4, "text_encoder_lr": 5e-5, "network_dim": 16, "network_alpha": 8,
-        "network_args": ["conv_dim=4"], "max_train_epochs": 4, "save_every_n_epochs": 2,
-        "mixed_precision": "bf16", "sdpa": True, "cache_latents": True, "lr_warmup_steps": 0.1,
+        "learning_rate": 1e-4,
+        "text_encoder_lr": 5e-5,
+        "network_dim": 16,
+        "network_alpha": 8,
+        "network_args": ["conv_dim=4"],
+        "max_train_epochs": 4,
+        "save_every_n_epochs": 2,
+        "mixed_precision": "bf16",
+        "sdpa": True,
+        "cache_latents": True,
+        "lr_warmup_steps": 0.1,
     },
     "sample": {
-        "prompts": ["mytoken woman, portrait", {"text": "mytoken woman, full body", "seed": 7, "cfg": 5.5, "sampler": "ddim"}],
-        "negative": "lowres, blurry", "every_n_epochs": 1, "sampler": "euler_a",
+        "prompts": [
+            "mytoken woman, portrait",
+            {"text": "mytoken woman, full body", "seed": 7, "cfg": 5.5, "sampler": "ddim"},
+        ],
+        "negative": "lowres, blurry",
+        "every_n_epochs": 1,
+        "sampler": "euler_a",
     },
 }
 
@@ -92,8 +111,15 @@ def test_values_have_the_types_sd_scripts_needs():
     subsets = dataset["datasets"][0]["subsets"]
     assert subsets[0]["image_dir"] == str(ROOT / "image" / "10_mytoken woman")
     # voluptuous rejects integer literals where it wants floats
-    assert subsets[0]["face_crop_aug_range"] == [2.0, 4.0] and all(isinstance(v, float) for v in subsets[0]["face_crop_aug_range"])
-    assert subsets[1] == {"image_dir": str(ROOT / "reg" / "1_woman"), "class_tokens": "woman", "num_repeats": 1, "is_reg": True}
+    assert subsets[0]["face_crop_aug_range"] == [2.0, 4.0] and all(
+        isinstance(v, float) for v in subsets[0]["face_crop_aug_range"]
+    )
+    assert subsets[1] == {
+        "image_dir": str(ROOT / "reg" / "1_woman"),
+        "class_tokens": "woman",
+        "num_repeats": 1,
+        "is_reg": True,
+    }
     assert dataset["general"]["resolution"] == [512, 768]
 
 
@@ -112,7 +138,14 @@ def test_sample_prompt_lines_use_section_defaults():
 
 
 def test_square_resolution_and_family_defaults():
-    configs, _, _ = render({**SPEC, "dataset": {"resolution": 1024}, "model": {"base": "/m", "family": "sd2", "v_parameterization": True}, "sample": {}})
+    configs, _, _ = render(
+        {
+            **SPEC,
+            "dataset": {"resolution": 1024},
+            "model": {"base": "/m", "family": "sd2", "v_parameterization": True},
+            "sample": {},
+        }
+    )
     assert configs.train_args["v2"] is True and configs.train_args["v_parameterization"] is True
     assert configs.train_args["resolution"] == "1024,1024" and configs.dataset["general"]["resolution"] == 1024
     assert configs.train_args["network_module"] == "networks.lora"

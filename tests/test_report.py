@@ -89,8 +89,10 @@ def recorded_run(on_standin, tmp_path, cli, monkeypatch):
     (root / "kohya-wrap.toml").write_text(
         f'name = "rec_lora"\n[model]\nbase = "{(root / "m.safetensors").as_posix()}"\n'
         '[[concepts]]\ntoken = "mytoken"\nclass = "女人"\nrepeats = 2\n'
-        '[dataset]\nresolution = 64\n[training]\nmax_train_steps = 4\nseed = 42\n'
-        f'[sample]\nprompts = ["{XSS_PROMPT} portrait of mytoken", "mytoken 女人 smiling"]\nevery_n_epochs = 1\n', encoding="utf-8")
+        "[dataset]\nresolution = 64\n[training]\nmax_train_steps = 4\nseed = 42\n"
+        f'[sample]\nprompts = ["{XSS_PROMPT} portrait of mytoken", "mytoken 女人 smiling"]\nevery_n_epochs = 1\n',
+        encoding="utf-8",
+    )
     folder = root / "image" / "2_mytoken 女人"
     folder.mkdir(parents=True)
     for index in range(2):
@@ -116,8 +118,19 @@ def recorded_run(on_standin, tmp_path, cli, monkeypatch):
     grid.mkdir(parents=True)
     gradient = Image.linear_gradient("L").resize((300, 200)).convert("RGB")
     gradient.save(grid / "grid-seed1.png")
-    (grid / "grid.json").write_text(json.dumps({"title": "LR sweep <b>学习率</b>", "pages": [
-        {"label": "seed 1", "image": "grid-seed1.png"}, {"label": "seed 2", "image": "grid-seed2.png"}]}, ensure_ascii=False), encoding="utf-8")
+    (grid / "grid.json").write_text(
+        json.dumps(
+            {
+                "title": "LR sweep <b>学习率</b>",
+                "pages": [
+                    {"label": "seed 1", "image": "grid-seed1.png"},
+                    {"label": "seed 2", "image": "grid-seed2.png"},
+                ],
+            },
+            ensure_ascii=False,
+        ),
+        encoding="utf-8",
+    )
     (run_dir / "grids" / "broken").mkdir()
     (run_dir / "grids" / "broken" / "grid.json").write_text("{not json", encoding="utf-8")
     return root, run_dir
@@ -155,7 +168,9 @@ def test_report_of_a_recorded_run(recorded_run, cli):
         for key in ("src", "href"):
             assert not attrs.get(key, "").lower().startswith(("http:", "https:", "//")), (tag, attrs)
         assert tag not in ("script", "link", "iframe", "object", "embed")
-    assert not re.search(r"""(src|href)\s*=\s*["']?https?:""", text, re.I) and "url(" not in text and "@import" not in text
+    assert (
+        not re.search(r"""(src|href)\s*=\s*["']?https?:""", text, re.I) and "url(" not in text and "@import" not in text
+    )
     assert [a["src"][:11] for a in page.find("img") if not a["src"].startswith("data:image/")] == []
 
     # user text is escaped wherever it lands; non-ASCII names survive
@@ -168,23 +183,43 @@ def test_report_of_a_recorded_run(recorded_run, cli):
     labels = [t for t in page.texts if t.startswith("epoch ")]
     assert labels == ["epoch 1 (step 2)", "epoch 2 (step 4)"]
     assert page.texts.index("seed 1") < page.texts.index("seed 2")
-    assert "LR sweep <b>学习率</b>" in page.texts and "missing" in page.texts and "broken: grid.json is not readable" in page.texts
+    assert (
+        "LR sweep <b>学习率</b>" in page.texts
+        and "missing" in page.texts
+        and "broken: grid.json is not readable" in page.texts
+    )
 
     # checkpoints with sizes and SHA-256 computed from the files; the manifest, pretty and escaped
     final = root / "model" / "rec_lora.safetensors"
     assert hashlib.sha256(final.read_bytes()).hexdigest() in text and "(final)" in page.texts
     assert page.find("section", id="manifest") and page.find("details")
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    assert json.dumps(manifest, indent=2, ensure_ascii=False).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;") in text
+    assert (
+        json.dumps(manifest, indent=2, ensure_ascii=False)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace('"', "&quot;")
+        in text
+    )
     assert "networks.lora" in page.texts  # the settings table from the run's train.toml
     assert len(text) < 2_000_000
 
     shown = cli("runs", "show", run_dir.name, root)
     assert shown.code == 0 and f"  report: {path}" in shown.out.splitlines()
     again = cli("report", root, "--run", run_dir.name, "--json")
-    assert again.code == 0 and json.loads(again.out) == {"run_id": run_dir.name, "report": str(path), "bytes": path.stat().st_size}
+    assert again.code == 0 and json.loads(again.out) == {
+        "run_id": run_dir.name,
+        "report": str(path),
+        "bytes": path.stat().st_size,
+    }
     missing = cli("report", root, "--run", "nosuch")
-    assert missing.code == 2 and missing.out == "" and len(missing.err.strip().splitlines()) == 1 and "nosuch: no such run record" in missing.err
+    assert (
+        missing.code == 2
+        and missing.out == ""
+        and len(missing.err.strip().splitlines()) == 1
+        and "nosuch: no such run record" in missing.err
+    )
     assert cli("report", root, "--run", "../runs").code == 2
 
 
@@ -194,23 +229,45 @@ def test_a_sparse_record_still_makes_a_page(tmp_path, cli):
     root = tmp_path / "项目"
     root.mkdir()
     (root / "kohya-wrap.toml").write_text('name = "x"\n', encoding="utf-8")
-    old, new, running = root / "runs" / "20260101-000000", root / "runs" / "20260102-000000", root / "runs" / "20260103-000000"
+    old, new, running = (
+        root / "runs" / "20260101-000000",
+        root / "runs" / "20260102-000000",
+        root / "runs" / "20260103-000000",
+    )
     for folder in (old, new, running):
         folder.mkdir(parents=True)
     # the fields every run record has (training/record.py); the rest is left out
-    required = {"kohya_wrap": "0.1.0", "started": "2026-01-01T00:00:00+00:00", "ended": "2026-01-01T00:01:00+00:00",
-                "duration_s": 60.0, "python": "3.11", "platform": "test", "steps": {"planned": 2000, "reached": 1004},
-                "sd_scripts": {"root": "/sd-scripts", "python": "/sd-scripts/venv/bin/python", "schema": "test"}}
+    required = {
+        "kohya_wrap": "0.1.0",
+        "started": "2026-01-01T00:00:00+00:00",
+        "ended": "2026-01-01T00:01:00+00:00",
+        "duration_s": 60.0,
+        "python": "3.11",
+        "platform": "test",
+        "steps": {"planned": 2000, "reached": 1004},
+        "sd_scripts": {"root": "/sd-scripts", "python": "/sd-scripts/venv/bin/python", "schema": "test"},
+    }
     old_record = {**required, "run_id": old.name, "verdict": "trained", "exit_code": 0}
     (old / "manifest.json").write_text(json.dumps(old_record), encoding="utf-8")
-    new_record = {**required, "run_id": new.name, "verdict": "failed: <oops>", "exit_code": 1,
-                  "diagnosis": ["the loss became NaN: <x>"],
-                  "resume": {"state": "/p/model/x-step00001000-state", "from_step": 1000,
-                             "skip_until_initial_step": False, "sd_scripts_step_offset": 1000},
-                  "outputs": [{"path": str(root / "model" / "gone.safetensors"), "bytes": 5}]}
+    new_record = {
+        **required,
+        "run_id": new.name,
+        "verdict": "failed: <oops>",
+        "exit_code": 1,
+        "diagnosis": ["the loss became NaN: <x>"],
+        "resume": {
+            "state": "/p/model/x-step00001000-state",
+            "from_step": 1000,
+            "skip_until_initial_step": False,
+            "sd_scripts_step_offset": 1000,
+        },
+        "outputs": [{"path": str(root / "model" / "gone.safetensors"), "bytes": 5}],
+    }
     (new / "manifest.json").write_text(json.dumps(new_record), encoding="utf-8")
-    (new / "metrics.csv").write_text("step,epoch,loss,lr,seconds_per_step,elapsed_s\n1001,3,0.5,,1,1\n1002,3,nan,,1,2\n1003,4,inf,,1,3\n1004,4,0.4,,1,4\n",
-                                     encoding="utf-8")
+    (new / "metrics.csv").write_text(
+        "step,epoch,loss,lr,seconds_per_step,elapsed_s\n1001,3,0.5,,1,1\n1002,3,nan,,1,2\n1003,4,inf,,1,3\n1004,4,0.4,,1,4\n",
+        encoding="utf-8",
+    )
     (new / "train.log").write_bytes(b"\x1b[31mstep 1\rstep 2\rstep 3\x1b[0m\nTraceback <here>\n")
     result = cli("report", root)
     assert result.code == 0, result.err
@@ -220,11 +277,18 @@ def test_a_sparse_record_still_makes_a_page(tmp_path, cli):
     assert polyline_points(raw) == 2 and "2 value(s) not finite (NaN/inf) left out" in text
     assert "1001" in page.texts and "1004" in page.texts  # step ticks start where the resumed run did
     assert "not recorded (the rate is only known" in text and not page.find("polyline", class_="lr-line")
-    assert "failed: <oops>" in page.texts and "the loss became NaN: <x>" in page.texts and "step 3" in text and "step 1\r" not in text
+    assert (
+        "failed: <oops>" in page.texts
+        and "the loss became NaN: <x>" in page.texts
+        and "step 3" in text
+        and "step 1\r" not in text
+    )
     assert "missing" in page.texts and not (running / "report.html").exists() and not (old / "report.html").exists()
     assert any(t.endswith("step 3\nTraceback <here>") for t in page.texts)  # the pre block of train.log
     assert cli("report", root, "--run", running.name).code == 2
-    assert cli("report", root, "--run", old.name).code == 0 and "no metrics.csv" in (old / "report.html").read_text(encoding="utf-8")
+    assert cli("report", root, "--run", old.name).code == 0 and "no metrics.csv" in (old / "report.html").read_text(
+        encoding="utf-8"
+    )
 
 
 def test_chart_one_point():
@@ -236,7 +300,9 @@ def test_chart_one_point():
 
 
 def test_chart_skips_nan_and_inf():
-    rows = report.parse_metrics("step,epoch,loss,lr\n1,1,0.5,\n2,1,nan,\n3,1,inf,\n4,1,-inf,1e-4\n5,1,0.25,1e-4\nx,1,0.1,\n")
+    rows = report.parse_metrics(
+        "step,epoch,loss,lr\n1,1,0.5,\n2,1,nan,\n3,1,inf,\n4,1,-inf,1e-4\n5,1,0.25,1e-4\nx,1,0.1,\n"
+    )
     assert [r.step for r in rows] == [1, 2, 3, 4, 5]
     svg, note = report.loss_chart(rows)
     page = Page(svg)
@@ -292,7 +358,9 @@ def test_images_are_downscaled_and_unreadable_ones_are_skipped(tmp_path):
 
     big = noise(tmp_path / "big.png", (1400, 700))
     uri, width, height = report.image_data_uri(big, 512)
-    assert uri.startswith("data:image/jpeg;base64,") and (width, height) == (512, 256) and decode(uri).size == (512, 256)
+    assert (
+        uri.startswith("data:image/jpeg;base64,") and (width, height) == (512, 256) and decode(uri).size == (512, 256)
+    )
     clear = tmp_path / "alpha.png"
     Image.new("RGBA", (800, 800), (0, 0, 0, 0)).save(clear)
     uri, width, height = report.image_data_uri(clear, 512)
@@ -314,7 +382,9 @@ CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrom
 def chromium() -> str:
     """A Chromium/Chrome binary ($KOHYA_WRAP_CHROMIUM, or one on the PATH), else the test skips
     (before any run is made)."""
-    binary = os.environ.get("KOHYA_WRAP_CHROMIUM") or next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
+    binary = os.environ.get("KOHYA_WRAP_CHROMIUM") or next(
+        (found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None
+    )
     if binary is None:
         pytest.skip("no chromium binary found: install chromium (apt-get install chromium), or set KOHYA_WRAP_CHROMIUM")
     return binary
@@ -331,10 +401,22 @@ def test_the_page_renders_in_a_browser(chromium, recorded_run, cli, tmp_path):
     assert cli("report", root).code == 0
     url = (run_dir / "report.html").as_uri()
     shot = tmp_path / "shot.png"
-    common = [binary, "--headless", "--disable-gpu", "--no-sandbox", "--hide-scrollbars", "--no-first-run",
-              "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'chromium-profile'}"]
-    screenshot = subprocess.run([*common, "--enable-logging=stderr", "--v=0", f"--screenshot={shot}", "--window-size=1200,4000", url],
-                                capture_output=True, text=True, timeout=120)
+    common = [
+        binary,
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ]
+    screenshot = subprocess.run(
+        [*common, "--enable-logging=stderr", "--v=0", f"--screenshot={shot}", "--window-size=1200,4000", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shot.is_file(), screenshot.stderr[-3000:]
     console = [line for line in screenshot.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     assert console == [], console
@@ -346,8 +428,13 @@ def test_the_page_renders_in_a_browser(chromium, recorded_run, cli, tmp_path):
     colours = image.getcolors(maxcolors=1 << 24)
     assert len(colours) > 5000  # the noise sample images; text and flat boxes give a few hundred at most
     pixels = image.load()
-    ema = tuple(int(report.EMA_COLOUR[i:i + 2], 16) for i in (1, 3, 5))
-    near = [(x, y) for y in range(0, image.height, 2) for x in range(image.width) if all(abs(pixels[x, y][i] - ema[i]) <= 24 for i in range(3))]
+    ema = tuple(int(report.EMA_COLOUR[i : i + 2], 16) for i in (1, 3, 5))
+    near = [
+        (x, y)
+        for y in range(0, image.height, 2)
+        for x in range(image.width)
+        if all(abs(pixels[x, y][i] - ema[i]) <= 24 for i in range(3))
+    ]
     assert len(near) > 100, "the smoothed loss line is not on the screenshot"
     xs = [x for x, _ in near]
     assert max(xs) - min(xs) > 500  # drawn across the plot

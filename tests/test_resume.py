@@ -32,15 +32,21 @@ def make_project(root: Path, training: str) -> Path:
     (root / "model").mkdir(parents=True)
     (root / "m.safetensors").write_bytes(b"x")
     (root / "kohya-wrap.toml").write_text(
-        f'name = "lora"\n[model]\nbase = "{(root / "m.safetensors").as_posix()}"\n[[concepts]]\ntoken = "tok"\nclass = "woman"\nrepeats = 1\n'
-        f'[dataset]\nresolution = 64\n[training]\ntrain_batch_size = 1\n{training}', encoding="utf-8")
+        f'name = "lora"\n[model]\nbase = "{(root / "m.safetensors").as_posix()}"\n[[concepts]]\ntoken = "tok"\nclass '
+        '= "woman"\nrepeats = 1\n'
+        f"[dataset]\nresolution = 64\n[training]\ntrain_batch_size = 1\n{training}",
+        encoding="utf-8",
+    )
     make_images(root / "image" / "1_tok woman", [(64, 64)] * 8)
     return root
 
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    return make_project(tmp_path / "resume 项目", "max_train_epochs = 3\nsave_every_n_steps = 4\nsave_every_n_epochs = 1\nsave_state = true\n")
+    return make_project(
+        tmp_path / "resume 项目",
+        "max_train_epochs = 3\nsave_every_n_steps = 4\nsave_every_n_epochs = 1\nsave_state = true\n",
+    )
 
 
 def trained(path: Path) -> int:
@@ -57,8 +63,13 @@ def test_two_resumes_in_a_row_keep_every_number_right(simulate, project, cli):
     first = cli("run", project, "--plain")
     assert first.code == 1
     assert sorted(p.name for p in model.iterdir()) == [
-        "lora-000001-state", "lora-000001.safetensors", "lora-step00000004-state", "lora-step00000004.safetensors",
-        "lora-step00000008-state", "lora-step00000008.safetensors"]
+        "lora-000001-state",
+        "lora-000001.safetensors",
+        "lora-step00000004-state",
+        "lora-step00000004.safetensors",
+        "lora-step00000008-state",
+        "lora-step00000008.safetensors",
+    ]
 
     simulate(7)  # resumes at the epoch end (step 8), crashes after step 15: one state, at step 12
     second = cli("run", project, "--plain", "--resume")
@@ -89,9 +100,15 @@ def test_two_resumes_in_a_row_keep_every_number_right(simulate, project, cli):
     assert manifest["resume"]["from_step"] == 12 and manifest["resume"]["skip_until_initial_step"] is True
     assert manifest["resume"]["sd_scripts_step_offset"] == 8 and manifest["steps"] == {"planned": 24, "reached": 24}
     assert [Path(o["path"]).name for o in manifest["outputs"]] == [
-        "lora-step00000016.safetensors", "lora-000002.safetensors", "lora-step00000020.safetensors",
-        "lora-step00000024.safetensors", "lora.safetensors"]
-    assert [int(r["step"]) for r in csv.DictReader((record / "metrics.csv").open(encoding="utf-8"))] == list(range(13, 25))
+        "lora-step00000016.safetensors",
+        "lora-000002.safetensors",
+        "lora-step00000020.safetensors",
+        "lora-step00000024.safetensors",
+        "lora.safetensors",
+    ]
+    assert [int(r["step"]) for r in csv.DictReader((record / "metrics.csv").open(encoding="utf-8"))] == list(
+        range(13, 25)
+    )
     events = [json.loads(line) for line in (record / "events.jsonl").read_text(encoding="utf-8").splitlines()]
     saved = [e["path"] for e in events if e["event"] == "CheckpointSaved"]
     assert saved[0] == str(model / "lora-step00000016.safetensors")  # where the file ends up, by its true step
@@ -112,13 +129,20 @@ def test_resume_from_a_chosen_state(simulate, project, cli):
     assert json.loads((runs(project)[-1] / "manifest.json").read_text())["resume"]["sd_scripts_step_offset"] == 0
 
 
-@pytest.mark.parametrize("training, state_step, message", [
-    ("max_train_epochs = 3\nsave_state = true\n", None, "no saved training state of 'lora' to resume"),
-    ("max_train_epochs = 3\nsave_state = true\n", 24, "this state is at step 24 of 24, training is finished"),
-    ("max_train_steps = 20\nsave_state = true\n", 12, "sd-scripts would train up to 4 steps too many"),
-    ("max_train_epochs = 3\ngradient_accumulation_steps = 2\nsave_state = true\n", 6, "skips far too many batches"),
-    ("max_train_epochs = 3\nskip_until_initial_step = true\n", 4, "training.skip_until_initial_step is set in the spec"),
-])
+@pytest.mark.parametrize(
+    "training, state_step, message",
+    [
+        ("max_train_epochs = 3\nsave_state = true\n", None, "no saved training state of 'lora' to resume"),
+        ("max_train_epochs = 3\nsave_state = true\n", 24, "this state is at step 24 of 24, training is finished"),
+        ("max_train_steps = 20\nsave_state = true\n", 12, "sd-scripts would train up to 4 steps too many"),
+        ("max_train_epochs = 3\ngradient_accumulation_steps = 2\nsave_state = true\n", 6, "skips far too many batches"),
+        (
+            "max_train_epochs = 3\nskip_until_initial_step = true\n",
+            4,
+            "training.skip_until_initial_step is set in the spec",
+        ),
+    ],
+)
 def test_resumes_sd_scripts_would_get_wrong_are_refused(simulate, tmp_path, cli, training, state_step, message):
     root = make_project(tmp_path / "p", training)
     if state_step is not None:

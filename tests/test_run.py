@@ -34,8 +34,11 @@ def project(tmp_path) -> Path:
     (root / "model").mkdir(parents=True)
     (root / "m.safetensors").write_bytes(b"x")
     (root / "kohya-wrap.toml").write_text(
-        f'name = "rec_lora"\n[model]\nbase = "{(root / "m.safetensors").as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = "woman"\nrepeats = 1\n'
-        '[dataset]\nresolution = 64\n[training]\nmax_train_steps = 6\nseed = 42\n', encoding="utf-8")
+        f'name = "rec_lora"\n[model]\nbase = "{(root / "m.safetensors").as_posix()}"\n[[concepts]]\ntoken = '
+        '"mytoken"\nclass = "woman"\nrepeats = 1\n'
+        "[dataset]\nresolution = 64\n[training]\nmax_train_steps = 6\nseed = 42\n",
+        encoding="utf-8",
+    )
     make_images(root / "image" / "1_mytoken woman", [(64, 64)] * 3)
     return root
 
@@ -53,12 +56,24 @@ def test_a_successful_run_and_its_record(replay, project, cli):
     assert "plan: " in result.out and "step 6/6" in result.out and "checkpoint saved:" in result.out
     assert ": trained · record in runs/" in result.out
     run = only_run(project)
-    for name in ("command.json", "spec.json", "train.toml", "dataset.toml", "train.log", "events.jsonl", "metrics.csv", "manifest.json"):
+    for name in (
+        "command.json",
+        "spec.json",
+        "train.toml",
+        "dataset.toml",
+        "train.log",
+        "events.jsonl",
+        "metrics.csv",
+        "manifest.json",
+    ):
         assert (run / name).is_file(), name
     assert b"total optimization steps" in (run / "train.log").read_bytes()
     events = [json.loads(line) for line in (run / "events.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [e["path"].rsplit("/", 1)[1] for e in events if e["event"] == "CheckpointSaved"] == [
-        "rec_lora-step00000003.safetensors", "rec_lora-step00000006.safetensors", "rec_lora.safetensors"]
+        "rec_lora-step00000003.safetensors",
+        "rec_lora-step00000006.safetensors",
+        "rec_lora.safetensors",
+    ]
     rows = list(csv.DictReader((run / "metrics.csv").open(encoding="utf-8")))
     assert rows and rows[-1]["step"] == "6" and float(rows[-1]["loss"]) > 0
     assert [r["step"] for r in rows] == [str(n) for n in range(1, 7)]  # one row per step, its last report
@@ -69,7 +84,9 @@ def test_a_successful_run_and_its_record(replay, project, cli):
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["verdict"] == "trained" and manifest["exit_code"] == 0 and manifest["child_exit_code"] == 0
     assert manifest["steps"] == {"planned": 6, "reached": 6} and manifest["seed"] == 42
-    assert len(manifest["outputs"]) == 3 and len(manifest["dataset"]) == 3 and len(manifest["dataset"][0]["sha256"]) == 64
+    assert (
+        len(manifest["outputs"]) == 3 and len(manifest["dataset"]) == 3 and len(manifest["dataset"][0]["sha256"]) == 64
+    )
     command = json.loads((run / "command.json").read_text(encoding="utf-8"))
     assert command["env"]["COLUMNS"] == "250" and command["argv"][1:3] == ["-m", "accelerate.commands.launch"]
     assert lock_is_free(project)
@@ -84,11 +101,14 @@ def test_json_events(replay, project, cli):
     assert {"PlanLine", "Progress", "Epoch", "CheckpointSaved", "SamplesStarted", "ModelSaved"} <= kinds
 
 
-@pytest.mark.parametrize("fixture, explanation", [
-    ("no_data", "sd-scripts found no training images"),
-    ("fail_truncated_image", "an image is truncated or corrupt: OSError: image file is truncated"),
-    ("fail_missing_model", "the base model was not found"),
-])
+@pytest.mark.parametrize(
+    "fixture, explanation",
+    [
+        ("no_data", "sd-scripts found no training images"),
+        ("fail_truncated_image", "an image is truncated or corrupt: OSError: image file is truncated"),
+        ("fail_missing_model", "the base model was not found"),
+    ],
+)
 def test_failures_are_explained(replay, project, cli, fixture, explanation):
     replay(fixture)
     result = cli("run", project, "--plain")
@@ -122,11 +142,15 @@ with exclusive_lock(Path(sys.argv[1]), "busy", "wait"):
 
 def test_a_second_run_is_refused_while_one_runs(replay, project, cli):
     replay("pipe_steps")
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_RUN_LOCK, str(project / "runs" / ".lock")], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_RUN_LOCK, str(project / "runs" / ".lock")], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         refused = cli("run", project, "--plain")
-        assert refused.code == 2 and "a run is already in progress" in refused.err and f"pid {holder.pid}" in refused.err
+        assert (
+            refused.code == 2 and "a run is already in progress" in refused.err and f"pid {holder.pid}" in refused.err
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -141,8 +165,14 @@ def test_no_sd_scripts_is_stopped_before_launch(project, cli):
 
 def test_ctrl_c_stops_the_whole_tree(replay, project, trainer):
     replay("pipe_steps", speed=1.5)
-    process = subprocess.Popen([sys.executable, "-m", "kohya_wrap", "run", str(project), "--plain", "--grace", "5"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ), start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kohya_wrap", "run", str(project), "--plain", "--grace", "5"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+        start_new_session=True,
+    )
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith("step 2/"):
@@ -174,7 +204,12 @@ def test_runs_lists_and_shows_the_history(replay, project, cli):
     listing = cli("runs", project)
     lines = listing.out.splitlines()
     assert listing.code == 0 and len(lines) == 2
-    assert "failed" in lines[0] and "trained" in lines[1] and "steps 6/6" in lines[1] and "rec_lora.safetensors" in lines[1]
+    assert (
+        "failed" in lines[0]
+        and "trained" in lines[1]
+        and "steps 6/6" in lines[1]
+        and "rec_lora.safetensors" in lines[1]
+    )
     run_id = lines[1].split()[0]
     shown = cli("runs", "show", run_id, project)
     assert shown.code == 0 and f"run {run_id}: trained (exit 0)" in shown.out and "rec_lora.safetensors" in shown.out

@@ -17,7 +17,19 @@ def test_real_grid(tmp_path, real_sdscripts, cli):
     root = tmp_path / "demo 项目"
     assert cli("demo", root, "--plain", "--steps", "4").code == 0  # saves step 2, step 4 and the final file
 
-    args = ["grid", root, "--checkpoints", "step 2,final", "--seeds", "1,2", "--prompts", "a red square", "--steps", "4", "--json"]
+    args = [
+        "grid",
+        root,
+        "--checkpoints",
+        "step 2,final",
+        "--seeds",
+        "1,2",
+        "--prompts",
+        "a red square",
+        "--steps",
+        "4",
+        "--json",
+    ]
     first = cli(*args, "--weights", "0,1")
     assert first.code == 0, first.out + first.err
     data = json.loads(first.out)
@@ -32,7 +44,9 @@ def test_real_grid(tmp_path, real_sdscripts, cli):
     cells = {(c["checkpoint_label"], c["seed"]): Image.open(folder / c["image"]).convert("RGB") for c in grid["cells"]}
     assert all(image.size == (64, 64) for image in cells.values())
     assert ImageChops.difference(cells[("final", 1)], cells[("base model", 1)]).getbbox() is not None  # the LoRA acts
-    assert ImageChops.difference(cells[("base model", 1)], cells[("base model", 2)]).getbbox() is not None  # seeds differ
+    assert (
+        ImageChops.difference(cells[("base model", 1)], cells[("base model", 2)]).getbbox() is not None
+    )  # seeds differ
 
     second = cli(*args, "--weights", "0,0.5,1")
     assert second.code == 0, second.out + second.err

@@ -37,12 +37,15 @@ PLAN_LINES = {
 @pytest.fixture(scope="module")
 def tiny_model() -> tuple[Path, Path]:
     if not SD_SCRIPTS or not Path(SD_SCRIPTS, "train_network.py").is_file():
-        pytest.skip("set KOHYA_WRAP_SD_SCRIPTS to an sd-scripts checkout (and KOHYA_WRAP_SD_PYTHON to its venv's python)")
+        pytest.skip(
+            "set KOHYA_WRAP_SD_SCRIPTS to an sd-scripts checkout (and KOHYA_WRAP_SD_PYTHON to its venv's python)"
+        )
     python = SD_PYTHON or str(Path(SD_SCRIPTS).parent / "venv" / "bin" / "python")
     model, tokenizers = CACHE / "tiny-sd15", CACHE / "tokenizers"
     subprocess.run(
         [python, str(REPO / "scripts" / "build_tiny_sd15.py"), str(model), "--tokenizer-cache", str(tokenizers)],
-        check=True, timeout=600,
+        check=True,
+        timeout=600,
     )
     return model, tokenizers
 
@@ -57,7 +60,9 @@ def sd_env(monkeypatch):
 def sd_scripts_plan_block(command: list[str], timeout: float = 300) -> dict[str, int]:
     """Start training, read stdout until sd-scripts prints its plan, then stop it."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", COLUMNS="250")
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
     found: dict[str, int] = {}
     lines: list[str] = []
     deadline = time.monotonic() + timeout
@@ -104,7 +109,18 @@ def assert_same(plan: dict, real: dict[str, int]) -> None:
     assert ours == real
 
 
-PHOTOS = [(640, 480), (480, 640), (512, 512), (800, 600), (600, 900), (1024, 768), (700, 700), (500, 750), (900, 500), (640, 640)]
+PHOTOS = [
+    (640, 480),
+    (480, 640),
+    (512, 512),
+    (800, 600),
+    (600, 900),
+    (1024, 768),
+    (700, 700),
+    (500, 750),
+    (900, 500),
+    (640, 640),
+]
 
 
 def test_preset_project_as_init_writes_it(tmp_path, tiny_model, sd_env, cli):
@@ -112,11 +128,27 @@ def test_preset_project_as_init_writes_it(tmp_path, tiny_model, sd_env, cli):
     photos = tmp_path / "my photos 照片"
     make_images(photos, PHOTOS, ext=".jpg")
     root = tmp_path / "my lora's 项目"
-    result = cli("init", root, "--preset", "sd15-character", "--token", "mytoken", "--class", "woman",
-                 "--images", photos, "--base-model", tiny_model[0])
+    result = cli(
+        "init",
+        root,
+        "--preset",
+        "sd15-character",
+        "--token",
+        "mytoken",
+        "--class",
+        "woman",
+        "--images",
+        photos,
+        "--base-model",
+        tiny_model[0],
+    )
     assert result.code == 0, result.err
     spec = root / "kohya-wrap.toml"
-    spec.write_text(spec.read_text(encoding="utf-8") + f'\n[training]\nmixed_precision = "no"\ntokenizer_cache_dir = "{tiny_model[1].as_posix()}"\nmax_data_loader_n_workers = 0\n', encoding="utf-8")
+    spec.write_text(
+        spec.read_text(encoding="utf-8") + '\n[training]\nmixed_precision = "no"\ntokenizer_cache_dir = '
+        f'"{tiny_model[1].as_posix()}"\nmax_data_loader_n_workers = 0\n',
+        encoding="utf-8",
+    )
     assert cli("check", root).code == 0
     plan = plan_json(cli, root)
     assert len(plan["buckets"]) > 1
@@ -145,7 +177,10 @@ bucket_reso_steps = 64
 bucket_no_upscale = false
 """
     write_project(root, tiny_model, body, "max_train_epochs = 3\ntrain_batch_size = 3\ngradient_accumulation_steps = 2")
-    make_images(root / "image" / "3_mytoken dog", [(300, 200), (200, 300), (256, 256), (400, 100), (150, 450), (333, 222), (90, 300)])
+    make_images(
+        root / "image" / "3_mytoken dog",
+        [(300, 200), (200, 300), (256, 256), (400, 100), (150, 450), (333, 222), (90, 300)],
+    )
     make_images(root / "reg" / "1_dog", [(256, 256), (320, 240), (240, 320), (500, 200)], caption="dog")
     plan = plan_json(cli, root)
     assert plan["reg_images_x_repeats"] == 4 and len(plan["buckets"]) > 2

@@ -21,8 +21,14 @@ pytestmark = pytest.mark.sdscripts
 def run_until(root: Path, *args: str, stop_after_step: int | None = None) -> tuple[int, list[dict]]:
     """`kohya-wrap run --json`, sending Ctrl-C (SIGINT to the wrapper, as a terminal does) once a step
     past `stop_after_step` has started: the state of that step is on disk by then."""
-    process = subprocess.Popen([sys.executable, "-m", "kohya_wrap", "run", str(root), "--json", *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ), start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kohya_wrap", "run", str(root), "--json", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+        start_new_session=True,
+    )
     events = []
     assert process.stdout is not None
     for line in process.stdout:
@@ -48,14 +54,21 @@ def test_ctrl_c_then_two_resumes(tmp_path, real_sdscripts, monkeypatch, cli):
     root = tmp_path / "resume 项目"
     write_demo_project(root, model, tokenizers, steps=16)
     spec = root / "kohya-wrap.toml"
-    spec.write_text(spec.read_text(encoding="utf-8").replace("save_every_n_steps = 8", "save_every_n_steps = 2\nsave_state = true"), encoding="utf-8")
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace("save_every_n_steps = 8", "save_every_n_steps = 2\nsave_state = true"),
+        encoding="utf-8",
+    )
     out = root / "model"
 
     code, events = run_until(root, stop_after_step=6)
     assert code == 130
     assert (out / "kwdemo-step00000006-state" / "train_state.json").is_file()
     first = {p.name: digest(p) for p in out.glob("*.safetensors")}
-    assert sorted(first) == ["kwdemo-step00000002.safetensors", "kwdemo-step00000004.safetensors", "kwdemo-step00000006.safetensors"]
+    assert sorted(first) == [
+        "kwdemo-step00000002.safetensors",
+        "kwdemo-step00000004.safetensors",
+        "kwdemo-step00000006.safetensors",
+    ]
 
     code, events = run_until(root, "--resume", stop_after_step=10)  # from step 6, inside epoch 1
     assert code == 130
@@ -70,7 +83,9 @@ def test_ctrl_c_then_two_resumes(tmp_path, real_sdscripts, monkeypatch, cli):
     steps = [e["step"] for e in events if e["event"] == "Progress" and e["loss"] is not None]
     assert sorted(set(steps)) == list(range(11, 17))  # tqdm shows each step before and after its loss
     names = sorted(p.name for p in out.iterdir())
-    assert [n for n in names if n.endswith(".safetensors")] == [f"kwdemo-step{s:08d}.safetensors" for s in range(2, 17, 2)] + ["kwdemo.safetensors"]
+    assert [n for n in names if n.endswith(".safetensors")] == [
+        f"kwdemo-step{s:08d}.safetensors" for s in range(2, 17, 2)
+    ] + ["kwdemo.safetensors"]
     assert not any(n.startswith(".resume-") for n in names)
     for name, content in first.items():  # the first run's files are still the first run's
         assert digest(out / name) == content, name

@@ -29,7 +29,7 @@ def test_real_samples(tmp_path, real_sdscripts, cli):
     assert cli("demo", root, "--plain", "--steps", "2").code == 0
     spec = root / "kohya-wrap.toml"
     spec.write_text(spec.read_text(encoding="utf-8") + SAMPLE, encoding="utf-8")
-    prompts = (root / "config" / "sample_prompts.txt")
+    prompts = root / "config" / "sample_prompts.txt"
     result = cli("run", root, "--plain")
     assert result.code == 0, result.out + result.err
     assert prompts.read_text(encoding="utf-8").splitlines() == [

@@ -38,8 +38,9 @@ def test_real_install_diff_and_upgrade(tmp_path, monkeypatch, cli):
     project.mkdir()
     (project / "m.safetensors").write_bytes(b"x")
     (project / "kohya-wrap.toml").write_text(
-        f'name = "p"\n[model]\nbase = "{(project / "m.safetensors").as_posix()}"\n[[concepts]]\ntoken = "tok"\nrepeats = 2\n'
-        '[dataset]\nresolution = 512\n[training]\nmax_train_epochs = 2\nnetwork_dim = 8\nlearning_rate = 1e-4\n',
+        f'name = "p"\n[model]\nbase = "{(project / "m.safetensors").as_posix()}"\n[[concepts]]\ntoken = '
+        '"tok"\nrepeats = 2\n'
+        "[dataset]\nresolution = 512\n[training]\nmax_train_epochs = 2\nnetwork_dim = 8\nlearning_rate = 1e-4\n",
         encoding="utf-8",
     )
     make_images(project / "image" / "2_tok", [(512, 512)] * 2)

@@ -15,7 +15,9 @@ from conftest import make_image
 def single_bucket_project(project):
     """10 square images and one far wider: the wide one gets a bucket of its own."""
     root = project()
-    make_image(root / "image" / "10_mytoken woman" / "wide.png", (1024, 384)).with_suffix(".txt").write_text("mytoken, wide", encoding="utf-8")
+    make_image(root / "image" / "10_mytoken woman" / "wide.png", (1024, 384)).with_suffix(".txt").write_text(
+        "mytoken, wide", encoding="utf-8"
+    )
     return root
 
 
@@ -23,7 +25,9 @@ def test_dataset_batch_size_is_the_batch_size_everywhere(project, cli):
     """sd-scripts takes [general] batch_size of dataset.toml over train_batch_size: so must every command."""
     root = single_bucket_project(project)
     spec = root / "kohya-wrap.toml"
-    spec.write_text(spec.read_text(encoding="utf-8") + "\n[dataset]\nbatch_size = 4\n", encoding="utf-8")  # the preset says train_batch_size = 2
+    spec.write_text(
+        spec.read_text(encoding="utf-8") + "\n[dataset]\nbatch_size = 4\n", encoding="utf-8"
+    )  # the preset says train_batch_size = 2
 
     planned = cli("plan", root, "--json")
     assert planned.code == 0, planned.err
@@ -31,7 +35,9 @@ def test_dataset_batch_size_is_the_batch_size_everywhere(project, cli):
     for command in ("check", "lint"):
         result = cli(command, root, "--json")
         data = json.loads(result.out)
-        findings = data["findings"] + [f for c in data.get("concepts", []) if isinstance(c, dict) for f in c.get("findings", [])]
+        findings = data["findings"] + [
+            f for c in data.get("concepts", []) if isinstance(c, dict) for f in c.get("findings", [])
+        ]
         single = [f for f in findings if "hold a single image" in f["what"]]
         assert single and all("batch size of 4" in f["what"] for f in single), (command, single)
 
@@ -92,7 +98,10 @@ def settings_project(tmp_path, base_model, place: str, section: str, line: str):
     """A project whose one setting `line` sits in `section` of the spec, the preset it extends, or a
     concept; returns its folder and the --set overrides (for place == "--set")."""
     root = tmp_path / "settings 项目"
-    parts = {"spec": {"concept": "", "dataset": "", "training": "", "launch": ""}, "preset": {"dataset": "", "training": ""}}
+    parts = {
+        "spec": {"concept": "", "dataset": "", "training": "", "launch": ""},
+        "preset": {"dataset": "", "training": ""},
+    }
     overrides: list[str] = []
     if place == "--set":
         key, _, value = line.partition(" = ")
@@ -105,7 +114,9 @@ def settings_project(tmp_path, base_model, place: str, section: str, line: str):
     key = line.partition(" = ")[0]
     preset = "\n".join(t for t in BASE_PRESET.splitlines() if not (place == "preset" and t.startswith(f"{key} = ")))
     (root / "base-preset.toml").write_text(preset.format(**parts["preset"]) + "\n", encoding="utf-8")
-    (root / "kohya-wrap.toml").write_text(BASE_SPEC.format(base=base_model.as_posix(), **parts["spec"]), encoding="utf-8")
+    (root / "kohya-wrap.toml").write_text(
+        BASE_SPEC.format(base=base_model.as_posix(), **parts["spec"]), encoding="utf-8"
+    )
     folder = root / "image" / "2_mytoken woman"
     for index in range(6):
         make_image(folder / f"sq{index}.png", (256, 256), (index * 30, 80, 90))
@@ -145,38 +156,58 @@ def consumers(root, overrides) -> dict[str, dict[str, object]]:
     lint = report.lint[0]
     return {
         "batch_size": {
-            "settings": settings.batch_size, "plan": plan.batch_size, "dataset.toml": general["batch_size"],
-            "train.toml": train.get("train_batch_size", settings.batch_size), "lint": int(single.group(1)) if single else None,
+            "settings": settings.batch_size,
+            "plan": plan.batch_size,
+            "dataset.toml": general["batch_size"],
+            "train.toml": train.get("train_batch_size", settings.batch_size),
+            "lint": int(single.group(1)) if single else None,
         },
         "gradient_accumulation_steps": {
-            "settings": settings.gradient_accumulation_steps, "plan": plan.gradient_accumulation_steps,
+            "settings": settings.gradient_accumulation_steps,
+            "plan": plan.gradient_accumulation_steps,
             "train.toml": train.get("gradient_accumulation_steps", 1),
         },
         "resolution": {
-            "settings": list(settings.resolution), "train.toml": [int(v) for v in train["resolution"].split(",")],
-            "dataset.toml": general["resolution"] if isinstance(general["resolution"], list) else [general["resolution"]] * 2,
-            "prep": list(prep_settings.size), "grid": list(settings.sample_size), "plan buckets": list(plan.bucket.resolution),
+            "settings": list(settings.resolution),
+            "train.toml": [int(v) for v in train["resolution"].split(",")],
+            "dataset.toml": general["resolution"]
+            if isinstance(general["resolution"], list)
+            else [general["resolution"]] * 2,
+            "prep": list(prep_settings.size),
+            "grid": list(settings.sample_size),
+            "plan buckets": list(plan.bucket.resolution),
         },
         "buckets": {
-            "settings": settings.bucket, "plan": plan.bucket, "prep": prep_settings.buckets,
+            "settings": settings.bucket,
+            "plan": plan.bucket,
+            "prep": prep_settings.buckets,
             "lint": sorted(lint.buckets) == sorted(((b.resolution, b.images) for b in plan.math.buckets)),
         },
         "caption_extension": {
             "settings": report.concepts[0].concept.caption_extension,
             "dataset.toml": subset.get("caption_extension", general.get("caption_extension")),
             "tags": load_concepts(loaded, None)[0].extension,
-            "caption": {p.suffix for c in plan_jobs(loaded, JobOptions(overwrite=True)) for p in (j.caption for j in c.jobs)},
+            "caption": {
+                p.suffix for c in plan_jobs(loaded, JobOptions(overwrite=True)) for p in (j.caption for j in c.jobs)
+            },
         },
         "mixed_precision": {
-            "settings": settings.mixed_precision, "launch": command[command.index("--mixed_precision") + 1],
+            "settings": settings.mixed_precision,
+            "launch": command[command.index("--mixed_precision") + 1],
             "train.toml": train.get("mixed_precision", "no"),
         },
-        "total_steps": {"plan": plan.math.total_steps, "settings": settings.max_train_steps if settings.max_train_epochs is None
-                        else settings.max_train_epochs * plan.math.steps_per_epoch},
+        "total_steps": {
+            "plan": plan.math.total_steps,
+            "settings": settings.max_train_steps
+            if settings.max_train_epochs is None
+            else settings.max_train_epochs * plan.math.steps_per_epoch,
+        },
         "checkpoints": {
-            "plan": plan.checkpoints[-1], "settings": settings.final_checkpoint,
+            "plan": plan.checkpoints[-1],
+            "settings": settings.final_checkpoint,
             "train.toml": f"{train['output_name']}.{train['save_model_as']}",
-            "cadence": (train.get("save_every_n_steps"), train.get("save_every_n_epochs")) == (settings.save_every_n_steps, settings.save_every_n_epochs),
+            "cadence": (train.get("save_every_n_steps"), train.get("save_every_n_epochs"))
+            == (settings.save_every_n_steps, settings.save_every_n_epochs),
         },
     }
 
@@ -218,7 +249,11 @@ def test_launch_precision_and_concept_caption_extension_reach_every_consumer(tmp
     root, _ = settings_project(tmp_path / "b", base_model, "spec", "concept", 'caption_extension = ".caption"')
     seen = consumers(root, [])["caption_extension"]
     assert {k: (sorted(v) if isinstance(v, set) else v) for k, v in seen.items()} == {
-        "settings": ".caption", "dataset.toml": ".caption", "tags": ".caption", "caption": [".caption"]}
+        "settings": ".caption",
+        "dataset.toml": ".caption",
+        "tags": ".caption",
+        "caption": [".caption"],
+    }
 
 
 def test_a_run_records_the_settings_plan_used(tmp_path, base_model, on_standin, monkeypatch, cli):
@@ -235,4 +270,8 @@ def test_a_run_records_the_settings_plan_used(tmp_path, base_model, on_standin, 
     record = read_record(find_run(root / "runs", None))
     assert record.format == 2 and record.verdict == "trained"
     assert record.settings["batch_size"] == planned["batch_size"] == 3
-    assert record.settings["final_checkpoint"] == Path(planned["checkpoints"][-1]).name == Path(record.outputs[-1].path).name
+    assert (
+        record.settings["final_checkpoint"]
+        == Path(planned["checkpoints"][-1]).name
+        == Path(record.outputs[-1].path).name
+    )

@@ -53,32 +53,46 @@ def test_wrong_type_and_negative_learning_rate():
 
 
 def test_all_problems_are_reported_together():
-    found = problems(minimal(name="ä", training={"network_dimm": 1, "optimizer_type": 8}, launch={"gpu_ids": "zero"}, modell={}))
+    found = problems(
+        minimal(name="ä", training={"network_dimm": 1, "optimizer_type": 8}, launch={"gpu_ids": "zero"}, modell={})
+    )
     assert {"name", "training.network_dimm", "training.optimizer_type", "launch.gpu_ids", "modell"} <= set(found)
     assert "did you mean 'model'?" in found["modell"]
 
 
 def test_keys_kohya_wrap_owns_are_redirected():
-    found = problems(minimal(training={"output_dir": "/x", "pretrained_model_name_or_path": "/m", "caption_extension": ".txt"}))
+    found = problems(
+        minimal(training={"output_dir": "/x", "pretrained_model_name_or_path": "/m", "caption_extension": ".txt"})
+    )
     assert "kohya-wrap saves to the project's model/ folder" in found["training.output_dir"]
     assert "set model.base" in found["training.pretrained_model_name_or_path"]
     assert "move it to [dataset]" in found["training.caption_extension"]
 
 
 def test_options_of_another_script_are_unknown_for_this_family():
-    assert "has no such option" in problems(minimal(training={"cache_text_encoder_outputs": True}))["training.cache_text_encoder_outputs"]
+    assert (
+        "has no such option"
+        in problems(minimal(training={"cache_text_encoder_outputs": True}))["training.cache_text_encoder_outputs"]
+    )
     spec = validate_spec(minimal(model={"family": "sdxl"}, training={"cache_text_encoder_outputs": True}), "x", SCHEMA)
     assert spec.model.script == "sdxl_train_network.py"
 
 
 def test_choices_from_the_schema():
-    found = problems(minimal(training={"mixed_precision": "fp8"}, sample={"prompts": ["a"], "every_n_epochs": 1, "sampler": "magic"}))
+    found = problems(
+        minimal(training={"mixed_precision": "fp8"}, sample={"prompts": ["a"], "every_n_epochs": 1, "sampler": "magic"})
+    )
     assert "training.mixed_precision" in found
     assert "euler_a" in found["sample.sampler"]
 
 
 def test_dataset_and_concept_options_are_checked_against_dataset_config():
-    found = problems(minimal(dataset={"flip_augg": True, "keep_tokens": "1"}, concepts=[{"token": "t", "repeats": 1, "num_repeats": 3, "flip_aug": "yes"}]))
+    found = problems(
+        minimal(
+            dataset={"flip_augg": True, "keep_tokens": "1"},
+            concepts=[{"token": "t", "repeats": 1, "num_repeats": 3, "flip_aug": "yes"}],
+        )
+    )
     assert "did you mean 'flip_aug'?" in found["dataset.flip_augg"]
     assert "dataset.keep_tokens" in found
     assert "set repeats" in found["concepts[0].num_repeats"]
@@ -89,15 +103,33 @@ def test_cross_field_rules_name_the_fix():
     found = problems(minimal(model={"family": "flux"}))
     assert "model.clip_l" in found and "FLUX needs" in found["model.clip_l"]
     assert "add prompts" in problems(minimal(sample={"every_n_epochs": 1}))["sample.prompts"]
-    grid_only = validate_spec(minimal(sample={"prompts": ["x"]}), "kohya-wrap.toml", SCHEMA)  # grid's defaults, no sampling
+    grid_only = validate_spec(
+        minimal(sample={"prompts": ["x"]}), "kohya-wrap.toml", SCHEMA
+    )  # grid's defaults, no sampling
     assert grid_only.sample.prompts == ["x"] and not grid_only.sample.enabled
-    assert "num_machines" in problems(minimal(launch={"num_processes": 3, "num_machines": 2, "main_process_ip": "10.0.0.1", "main_process_port": 29500}))["launch.num_processes"]
+    assert (
+        "num_machines"
+        in problems(
+            minimal(
+                launch={
+                    "num_processes": 3,
+                    "num_machines": 2,
+                    "main_process_ip": "10.0.0.1",
+                    "main_process_port": 29500,
+                }
+            )
+        )["launch.num_processes"]
+    )
     assert "max_train_epochs" in problems({**minimal(), "training": {}})["training.max_train_epochs"]
     assert "dataset.resolution" in problems({**minimal(), "dataset": {}})
 
 
 def test_concept_rules():
-    found = problems(minimal(concepts=[{"token": "a/b", "repeats": 0}, {"class": "woman", "repeats": 1, "is_reg": True, "token": "x"}]))
+    found = problems(
+        minimal(
+            concepts=[{"token": "a/b", "repeats": 0}, {"class": "woman", "repeats": 1, "is_reg": True, "token": "x"}]
+        )
+    )
     assert "concepts[0].token" in found and "concepts[0].repeats" in found
     assert "remove token" in found["concepts[1].token"]
 
@@ -127,7 +159,8 @@ def test_extends_chain_with_user_presets(tmp_path, monkeypatch):
     project = tmp_path / "p"
     project.mkdir()
     (project / "kohya-wrap.toml").write_text(
-        'extends = "mine"\nname = "x"\n[model]\nbase = "m.safetensors"\n[[concepts]]\ntoken = "t"\nrepeats = 2\n[training]\nlearning_rate = 3e-4\n',
+        'extends = "mine"\nname = "x"\n[model]\nbase = "m.safetensors"\n[[concepts]]\ntoken = "t"\nrepeats = '
+        "2\n[training]\nlearning_rate = 3e-4\n",
         encoding="utf-8",
     )
     loaded = load_project(project)
@@ -160,5 +193,8 @@ def test_missing_spec_says_how_to_create_one(tmp_path):
 
 
 def test_bucket_steps_must_suit_the_script():
-    assert "multiple of 64, which train_network.py requires" in problems(minimal(dataset={"resolution": 512, "bucket_reso_steps": 32}))["dataset.bucket_reso_steps"]
+    assert (
+        "multiple of 64, which train_network.py requires"
+        in problems(minimal(dataset={"resolution": 512, "bucket_reso_steps": 32}))["dataset.bucket_reso_steps"]
+    )
     validate_spec(minimal(model={"family": "sdxl"}, dataset={"resolution": 1024, "bucket_reso_steps": 32}), "x", SCHEMA)

@@ -6,7 +6,18 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "git", "pydantic", "huggingface_hub", "PIL", "tokenizers", "jinja2", "filelock", "pyvips")
+HEAVY = (
+    "torch",
+    "transformers",
+    "git",
+    "pydantic",
+    "huggingface_hub",
+    "PIL",
+    "tokenizers",
+    "jinja2",
+    "filelock",
+    "pyvips",
+)
 
 
 def test_help_imports_nothing_heavy():
@@ -21,8 +32,23 @@ def test_help_imports_nothing_heavy():
     assert "init" in result.stdout and "plan" in result.stdout
 
 
-ALL_COMMANDS = {"init", "check", "plan", "export", "presets", "prep", "lint", "caption", "tags", "run", "runs", "demo", "grid",
-                "report", "vendor"}
+ALL_COMMANDS = {
+    "init",
+    "check",
+    "plan",
+    "export",
+    "presets",
+    "prep",
+    "lint",
+    "caption",
+    "tags",
+    "run",
+    "runs",
+    "demo",
+    "grid",
+    "report",
+    "vendor",
+}
 
 
 def test_every_command_is_registered_by_importing_the_cli():
@@ -56,6 +82,8 @@ def test_every_command_is_documented_in_the_readme():
     from kohya_wrap.cli import cli
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    names = [name for name in cli.commands if name != "presets"] + [f"presets {name}" for name in cli.commands["presets"].commands]
+    names = [name for name in cli.commands if name != "presets"] + [
+        f"presets {name}" for name in cli.commands["presets"].commands
+    ]
     for name in names:
         assert f"kohya-wrap {name}" in readme, name

@@ -44,27 +44,60 @@ def test_reg_images_are_balanced_to_the_training_count():
     reg = [SubsetImages(((64, 64),) * 4, 1, True)]
     assert balanced_reg_repeats(10, reg) == [[3, 3, 2, 2]]
     assert balanced_reg_repeats(2, reg) == [[1, 1, 0, 0]]  # images never reached are unused
-    assert balanced_reg_repeats(5, [SubsetImages(((64, 64),) * 2, 2, True), SubsetImages(((64, 64),), 1, True)]) == [[2, 2], [1]]
+    assert balanced_reg_repeats(5, [SubsetImages(((64, 64),) * 2, 2, True), SubsetImages(((64, 64),), 1, True)]) == [
+        [2, 2],
+        [1],
+    ]
 
 
 def test_epoch_math_with_accumulation_and_processes():
     subsets = [SubsetImages(((512, 512),) * 10, 10, False)]
     fixed = BucketSettings((512, 512), False, 256, 1024, 64, False)
-    math = epoch_math(subsets, fixed, batch_size=2, gradient_accumulation_steps=2, num_processes=2, max_train_epochs=3, max_train_steps=1600)
-    assert (math.train_images_x_repeats, math.batches_per_epoch, math.steps_per_epoch, math.total_steps, math.epochs) == (100, 25, 13, 39, 3)
+    math = epoch_math(
+        subsets,
+        fixed,
+        batch_size=2,
+        gradient_accumulation_steps=2,
+        num_processes=2,
+        max_train_epochs=3,
+        max_train_steps=1600,
+    )
+    assert (
+        math.train_images_x_repeats,
+        math.batches_per_epoch,
+        math.steps_per_epoch,
+        math.total_steps,
+        math.epochs,
+    ) == (100, 25, 13, 39, 3)
     by_steps = epoch_math(subsets, fixed, 2, 1, 1, None, 120)
     assert (by_steps.steps_per_epoch, by_steps.total_steps, by_steps.epochs) == (50, 120, 3)
 
 
 def test_batches_are_counted_per_bucket():
     subsets = [SubsetImages(((512, 512), (512, 512), (1600, 900)), 1, False)]
-    math = epoch_math(subsets, SD15, batch_size=2, gradient_accumulation_steps=1, num_processes=1, max_train_epochs=1, max_train_steps=0)
+    math = epoch_math(
+        subsets,
+        SD15,
+        batch_size=2,
+        gradient_accumulation_steps=1,
+        num_processes=1,
+        max_train_epochs=1,
+        max_train_steps=0,
+    )
     assert [(b.resolution, b.samples) for b in math.buckets] == [((512, 512), 2), ((640, 384), 1)]
     assert math.batches_per_epoch == 2  # a partial batch per bucket
 
 
 def test_checkpoint_names_follow_sd_scripts():
-    names = checkpoint_names("lora", ".safetensors", total_steps=100, epochs=10, steps_per_epoch=10, save_every_n_epochs=4, save_every_n_steps=None)
+    names = checkpoint_names(
+        "lora",
+        ".safetensors",
+        total_steps=100,
+        epochs=10,
+        steps_per_epoch=10,
+        save_every_n_epochs=4,
+        save_every_n_steps=None,
+    )
     assert names == ["lora-000004.safetensors", "lora-000008.safetensors", "lora.safetensors"]
     steps = checkpoint_names("lora", ".safetensors", 10, 1, 10, None, 5)
     assert steps == ["lora-step00000005.safetensors", "lora-step00000010.safetensors", "lora.safetensors"]

@@ -8,12 +8,12 @@ import sys
 import pytest
 
 from kohya_wrap.fsutil import write_text_atomic
-from kohya_wrap.sdscripts.locate import locate_sd_scripts
-from kohya_wrap.sdscripts.schema import load_option_schema
 from kohya_wrap.launch.command import build_launch_command, command_line
 from kohya_wrap.paths import ProjectLayout, vendor_dir
-from kohya_wrap.spec.settings import derive_settings
+from kohya_wrap.sdscripts.locate import locate_sd_scripts
+from kohya_wrap.sdscripts.schema import load_option_schema
 from kohya_wrap.spec.load import resolve_extends, validate_spec
+from kohya_wrap.spec.settings import derive_settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -40,9 +40,13 @@ def test_the_spec_init_writes_reads_back_identically(tmp_path):
     from kohya_wrap.spec.write import render_spec_toml
 
     user = {
-        "extends": "sd15-character", "name": "tok_v1", "model": {"base": "/m.safetensors"},
-        "concepts": [{"token": "tok", "class": "woman", "repeats": 10, "source": "/photos/我的 \"照片\""},
-                     {"class": "woman", "repeats": 1, "is_reg": True}],
+        "extends": "sd15-character",
+        "name": "tok_v1",
+        "model": {"base": "/m.safetensors"},
+        "concepts": [
+            {"token": "tok", "class": "woman", "repeats": 10, "source": '/photos/我的 "照片"'},
+            {"class": "woman", "repeats": 1, "is_reg": True},
+        ],
         "training": {"network_args": ["conv_dim=4"]},
     }
     text = render_spec_toml(user)
@@ -56,7 +60,9 @@ def test_locate_sd_scripts(tmp_path, monkeypatch):
     monkeypatch.setenv("KOHYA_WRAP_VENDOR", str(tmp_path / "v"))
     assert vendor_dir() == tmp_path / "v"
     default = locate_sd_scripts()
-    assert default.root == tmp_path / "v" / "sd-scripts" and default.python == tmp_path / "v" / "venv" / "bin" / "python"
+    assert (
+        default.root == tmp_path / "v" / "sd-scripts" and default.python == tmp_path / "v" / "venv" / "bin" / "python"
+    )
     assert not default.present
     checkout = tmp_path / "kohya_ss" / "sd-scripts"
     checkout.mkdir(parents=True)
@@ -71,12 +77,21 @@ def test_locate_sd_scripts(tmp_path, monkeypatch):
 def test_launch_command_is_an_argument_list(tmp_path, monkeypatch):
     monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", str(tmp_path / "sd scripts"))
     spec = validate_spec(
-        {"name": "n", "model": {"base": "/m", "family": "sdxl"}, "concepts": [{"token": "t", "repeats": 1}],
-         "dataset": {"resolution": 1024}, "training": {"max_train_steps": 10, "mixed_precision": "bf16"}, "launch": {"num_processes": 2}},
-        "x", load_option_schema(),
+        {
+            "name": "n",
+            "model": {"base": "/m", "family": "sdxl"},
+            "concepts": [{"token": "t", "repeats": 1}],
+            "dataset": {"resolution": 1024},
+            "training": {"max_train_steps": 10, "mixed_precision": "bf16"},
+            "launch": {"num_processes": 2},
+        },
+        "x",
+        load_option_schema(),
     )
     layout = ProjectLayout(tmp_path / "it's 项目")
-    argv = build_launch_command(spec.launch, derive_settings(spec, load_option_schema(), layout), layout, locate_sd_scripts(), cores=16)
+    argv = build_launch_command(
+        spec.launch, derive_settings(spec, load_option_schema(), layout), layout, locate_sd_scripts(), cores=16
+    )
     assert argv[1:3] == ["-m", "accelerate.commands.launch"]
     assert argv[argv.index("--num_cpu_threads_per_process") + 1] == "8"  # 16 cores / 2 processes
     assert argv[argv.index("--mixed_precision") + 1] == "bf16" and "--multi_gpu" in argv
@@ -92,4 +107,7 @@ def test_bucket_settings_round_like_sd_scripts(project):
     loaded = load_project(root, ["dataset.min_bucket_reso=100", "dataset.max_bucket_reso=1000"])
     settings = loaded.settings.bucket
     assert (settings.min_reso, settings.max_reso, settings.reso_steps) == (64, 1024, 64)
-    assert load_project(root, ["dataset.enable_bucket=false", "dataset.min_bucket_reso=100"]).settings.bucket.min_reso == 100
+    assert (
+        load_project(root, ["dataset.enable_bucket=false", "dataset.min_bucket_reso=100"]).settings.bucket.min_reso
+        == 100
+    )

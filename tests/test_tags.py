@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 from kohya_wrap import tags as tagmod
-from kohya_wrap.tags import Caption, dedupe_items, insert_items, item_key, remove_items, replace_items, sort_items, trigger_first
+from kohya_wrap.tags import (
+    Caption,
+    dedupe_items,
+    insert_items,
+    item_key,
+    remove_items,
+    replace_items,
+    sort_items,
+    trigger_first,
+)
 from kohya_wrap.tags import history as snapshots
 
 FOLDER = ("image", "10_mytoken woman")
@@ -52,8 +61,11 @@ def root(tmp_path, base_model) -> Path:
     folder = root.joinpath(*FOLDER)
     folder.mkdir(parents=True)
     (root / "kohya-wrap.toml").write_text(
-        f'name = "t"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = "woman"\nrepeats = 10\n'
-        '[dataset]\nresolution = 512\ncaption_extension = ".txt"\n[training]\nmax_train_epochs = 1\n', encoding="utf-8")
+        f'name = "t"\n[model]\nbase = "{base_model.as_posix()}"\n[[concepts]]\ntoken = "mytoken"\nclass = '
+        '"woman"\nrepeats = 10\n'
+        '[dataset]\nresolution = 512\ncaption_extension = ".txt"\n[training]\nmax_train_epochs = 1\n',
+        encoding="utf-8",
+    )
     for n, (stem, data) in enumerate(CAPTIONS.items()):
         Image.new("RGB", (64, 64), (n * 12, 90, 160)).save(folder / f"{stem}.png")
         if data is not None:
@@ -67,8 +79,15 @@ def caption(root: Path, stem: str) -> bytes:
 
 def fingerprint(root: Path) -> dict[str, tuple[str, int, int]]:
     """Every project file but the history: its SHA-256, modification time and permissions."""
-    return {p.relative_to(root).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns, p.stat().st_mode)
-            for p in sorted(root.rglob("*")) if p.is_file() and ".kohya-wrap" not in p.relative_to(root).parts}
+    return {
+        p.relative_to(root).as_posix(): (
+            hashlib.sha256(p.read_bytes()).hexdigest(),
+            p.stat().st_mtime_ns,
+            p.stat().st_mode,
+        )
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".kohya-wrap" not in p.relative_to(root).parts
+    }
 
 
 def history(root: Path) -> list[str]:
@@ -103,7 +122,7 @@ def test_stats_counts(root, cli):
     assert "mytoken · image/10_mytoken woman: 20 image(s), 19 caption file(s)" in text.out
     assert "1 image(s) without a caption file: img011.png" in text.out
     assert "img010.txt: not UTF-8, left untouched" in text.out
-    assert "11 caption(s) without the trigger token \"mytoken\"" in text.out
+    assert '11 caption(s) without the trigger token "mytoken"' in text.out
     assert re.search(r"^  12   67%  1girl$", text.out, re.M) and re.search(r"^   9   50%  blue eyes$", text.out, re.M)
     assert "outdoors" not in text.out  # --top 3
 
@@ -127,7 +146,9 @@ def test_remove_add_trigger_then_undo_everything(root, cli):
     assert caption(root, "img012") == b"1girl\nmytoken, smile\n"
     assert caption(root, "img013") == b""
     assert caption(root, "img010") == CAPTIONS["img010"]
-    assert fingerprint(root)["image/10_mytoken woman/img014.txt"] == before["image/10_mytoken woman/img014.txt"]  # not rewritten
+    assert (
+        fingerprint(root)["image/10_mytoken woman/img014.txt"] == before["image/10_mytoken woman/img014.txt"]
+    )  # not rewritten
     assert len(history(root)) == 1
 
     added = cli("tags", "add", root, "white background", "--back")
@@ -226,7 +247,11 @@ def test_prune_and_errors(root, cli):
     assert cli("tags", "prune", root, "--min-count", "0").code == 2
     assert "is the project folder: give the OLD NEW after it" in cli("tags", "replace", root, "1girl").err
     unknown = cli("tags", "stats", root, "--concept", "nobody")
-    assert unknown.code == 2 and "--concept nobody: no such concept" in unknown.err and "use one of: mytoken" in unknown.err
+    assert (
+        unknown.code == 2
+        and "--concept nobody: no such concept" in unknown.err
+        and "use one of: mytoken" in unknown.err
+    )
     result = cli("tags", "prune", root, "--min-count", "4")
     assert result.code == 0, result.err
     assert caption(root, "img000") == b"mytoken"  # the sentence appears once; the trigger is never pruned
@@ -253,7 +278,9 @@ def test_sort_orders_and_keep_tokens(root, cli):
     assert caption(root, "img003") == b"1girl, blue eyes, mytoken, short hair"
 
     assert cli("tags", "undo", root).code == 0
-    result = cli("tags", "sort", root, "--by", "alpha", "--set", "dataset.keep_tokens=2", "--set", "dataset.shuffle_caption=true")
+    result = cli(
+        "tags", "sort", root, "--by", "alpha", "--set", "dataset.keep_tokens=2", "--set", "dataset.shuffle_caption=true"
+    )
     assert result.code == 0, result.err
     assert caption(root, "img015") == b"outdoors, smile, 1girl, solo"  # the first two stay
     assert caption(root, "img002") == b"1girl, solo, blue eyes, long hair, smile"
@@ -272,7 +299,9 @@ def test_trigger_warns_about_shuffling_and_create_then_undo(root, cli):
     snapshot = root / ".kohya-wrap" / "caption-history" / history(root)[0] / "snapshot.json"
     meta = json.loads(snapshot.read_text(encoding="utf-8"))
     assert meta["files"]["image/10_mytoken woman/img011.txt"] == "created"
-    assert meta["command"] == shlex.join(["kohya-wrap", "tags", "trigger", str(root), "mytoken", "--create", "--set", "dataset.shuffle_caption=true"])
+    assert meta["command"] == shlex.join(
+        ["kohya-wrap", "tags", "trigger", str(root), "mytoken", "--create", "--set", "dataset.shuffle_caption=true"]
+    )
     assert cli("tags", "undo", root).code == 0
     assert not root.joinpath(*FOLDER, "img011.txt").exists()
     assert fingerprint(root) == before
@@ -324,13 +353,21 @@ BUSY = "another kohya-wrap command is changing this project's images or captions
 def test_edits_and_undo_are_refused_while_another_command_holds_the_dataset_lock(root, cli):
     assert cli("tags", "add", root, "first").code == 0
     before, recorded = fingerprint(root), history(root)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_DATASET_LOCK, str(root)], stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_DATASET_LOCK, str(root)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        for args in [("add", root, "foo"), ("remove", root, "blue eyes"), ("replace", root, "1girl", "1woman"),
-                     ("dedupe", root), ("prune", root, "--min-count", "2"), ("trigger", root, "mytoken", "--create"),
-                     ("sort", root), ("undo", root)]:
+        for args in [
+            ("add", root, "foo"),
+            ("remove", root, "blue eyes"),
+            ("replace", root, "1girl", "1woman"),
+            ("dedupe", root),
+            ("prune", root, "--min-count", "2"),
+            ("trigger", root, "mytoken", "--create"),
+            ("sort", root),
+            ("undo", root),
+        ]:
             refused = cli("tags", *args)
             assert refused.code == 2, args
             assert BUSY in refused.err and f"pid {holder.pid}" in refused.err and "Traceback" not in refused.err, args
@@ -401,9 +438,20 @@ def test_interrupted_snapshot_touches_nothing(root, cli, monkeypatch):
 # ---------------------------------------------------------------------------------------------- the caption model
 
 
-@pytest.mark.parametrize("data", [
-    b"", b"\n", b"a, b", BOM + b"a,b\r\n", b"a\r\nb\rc\n", b" a ,, b , ", "中文，标签, tag".encode(), b"\r\n\r\n", BOM,
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\n",
+        b"a, b",
+        BOM + b"a,b\r\n",
+        b"a\r\nb\rc\n",
+        b" a ,, b , ",
+        "中文，标签, tag".encode(),
+        b"\r\n\r\n",
+        BOM,
+    ],
+)
 def test_captions_round_trip(data):
     assert Caption.decode(data).encode() == data
 

@@ -59,7 +59,9 @@ def installed(standin_repo, tmp_path, monkeypatch, cli) -> Path:
 def make_project(root: Path, extra: str = "") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "m.safetensors").write_bytes(b"x")
-    (root / "kohya-wrap.toml").write_text(PROJECT.format(base=(root / "m.safetensors").as_posix(), extra=extra), encoding="utf-8")
+    (root / "kohya-wrap.toml").write_text(
+        PROJECT.format(base=(root / "m.safetensors").as_posix(), extra=extra), encoding="utf-8"
+    )
     make_images(root / "image" / "2_tok", [(64, 64)] * 3)
     return root
 
@@ -95,7 +97,10 @@ def test_the_installed_options_validate_projects(installed, tmp_path, cli, monke
     project = make_project(tmp_path / "p", "use_8bit_adam = true\nnetwork_dimm = 4\n")
     result = cli("check", project)
     assert result.code == 2
-    assert "training.network_dimm: train_network.py of sd-scripts v1.0.0 (vendor) has no such option — did you mean 'network_dim'?" in result.err
+    assert (
+        "training.network_dimm: train_network.py of sd-scripts v1.0.0 (vendor) has no such option — did you mean "
+        "'network_dim'?" in result.err
+    )
     assert "use_8bit_adam" not in result.err  # v1.0.0 still has it
 
     from kohya_wrap.sdscripts import schema
@@ -108,7 +113,7 @@ def test_the_installed_options_validate_projects(installed, tmp_path, cli, monke
 
 
 def test_diff_and_upgrade(installed, tmp_path, cli):
-    project = make_project(tmp_path / "p", "use_8bit_adam = true\nlr_scheduler = \"constant\"\n")
+    project = make_project(tmp_path / "p", 'use_8bit_adam = true\nlr_scheduler = "constant"\n')
     assert cli("check", project).code == 0
 
     diff = cli("vendor", "diff", "v1.0.0", "v1.1.0", project)
@@ -116,11 +121,13 @@ def test_diff_and_upgrade(installed, tmp_path, cli):
     assert "flux_train_network.py: new script" in diff.out
     assert "+ network_dropout" in diff.out and "- use_8bit_adam" in diff.out
     assert "~ lr_scheduler: default 'constant' → 'cosine'" in diff.out
-    assert 'training.use_8bit_adam: train_network.py of sd-scripts v1.1.0' in diff.out
+    assert "training.use_8bit_adam: train_network.py of sd-scripts v1.1.0" in diff.out
     assert 'set optimizer_type = "AdamW8bit" instead' in diff.out
     data = json.loads(cli("vendor", "diff", "v1.0.0", "v1.1.0", project, "--json").out)
     train = next(s for s in data["scripts"] if s["script"] == "train_network.py")
-    assert [o["name"] for o in train["added"]] == ["network_dropout"] and [o["name"] for o in train["removed"]] == ["use_8bit_adam"]
+    assert [o["name"] for o in train["added"]] == ["network_dropout"] and [o["name"] for o in train["removed"]] == [
+        "use_8bit_adam"
+    ]
     assert train["changed"]["mixed_precision"]["choices"][1] == ["no", "fp16", "bf16", "fp8"]
 
     upgraded = cli("vendor", "upgrade", "--ref", "v1.1.0", project)
@@ -133,7 +140,9 @@ def test_diff_and_upgrade(installed, tmp_path, cli):
     after = cli("check", project)
     assert after.code == 2 and 'set optimizer_type = "AdamW8bit" instead' in after.err
     spec = project / "kohya-wrap.toml"
-    spec.write_text(spec.read_text(encoding="utf-8").replace("use_8bit_adam = true", "network_dropout = 0.1"), encoding="utf-8")
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace("use_8bit_adam = true", "network_dropout = 0.1"), encoding="utf-8"
+    )
     assert cli("check", project).code == 0  # the new option is known with no code change
 
     again = cli("vendor", "upgrade", "--ref", "v1.1.0")
@@ -168,7 +177,10 @@ def test_local_changes_are_not_overwritten(installed, cli):
 
 def test_a_moved_tag_is_not_followed_silently(installed, standin_repo, tmp_path, cli):
     lock = installed / "sd-scripts.lock"
-    lock.write_text(lock.read_text(encoding="utf-8").replace(git_out(standin_repo, "rev-parse", "v1.0.0^{commit}"), "0" * 40), encoding="utf-8")
+    lock.write_text(
+        lock.read_text(encoding="utf-8").replace(git_out(standin_repo, "rev-parse", "v1.0.0^{commit}"), "0" * 40),
+        encoding="utf-8",
+    )
     result = cli("vendor", "install")
     assert result.code == 1 and "but the lock pins 000000000000" in result.err
 
@@ -180,7 +192,9 @@ def test_missing_blob_names_the_file_and_the_exclude(standin_repo, tmp_path, mon
     (repo / "configs").mkdir()
     (repo / "configs" / "big.json").write_text('{"large": true}', encoding="utf-8")
     subprocess.run(["git", "-C", str(repo), "add", "-A"], check=True)
-    subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "big"], check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "big"], check=True
+    )
     subprocess.run(["git", "-C", str(repo), "tag", "v2.0.0"], check=True)
     blob = git_out(repo, "rev-parse", "v2.0.0:configs/big.json")
     (repo / ".git" / "objects" / blob[:2] / blob[2:]).unlink()  # as a mirror without large blobs
@@ -189,9 +203,14 @@ def test_missing_blob_names_the_file_and_the_exclude(standin_repo, tmp_path, mon
     assert failed.code == 1
     assert "check out v2.0.0 failed: configs/big.json is missing from the source" in failed.err
     assert "add --exclude configs/big.json" in failed.err
-    ok = cli("vendor", "install", "--source", repo, "--ref", "v2.0.0", "--torch", "none", "--exclude", "configs/big.json")
+    ok = cli(
+        "vendor", "install", "--source", repo, "--ref", "v2.0.0", "--torch", "none", "--exclude", "configs/big.json"
+    )
     assert ok.code == 0, ok.err
-    assert "configs/big.json" in tomllib.loads((tmp_path / "vendor" / "sd-scripts.lock").read_text(encoding="utf-8"))["exclude"]
+    assert (
+        "configs/big.json"
+        in tomllib.loads((tmp_path / "vendor" / "sd-scripts.lock").read_text(encoding="utf-8"))["exclude"]
+    )
 
 
 def test_use_an_existing_checkout_for_one_project(installed, tmp_path, cli, monkeypatch):
@@ -200,16 +219,22 @@ def test_use_an_existing_checkout_for_one_project(installed, tmp_path, cli, monk
     project = make_project(tmp_path / "p")
     monkeypatch.setenv("KOHYA_WRAP_VENDOR", str(tmp_path / "no vendor here"))
     assert "(snapshot)" in cli("check", project).out  # nothing installed: the shipped schema
-    result = cli("vendor", "use", gui_install / "sd-scripts", "--python", installed / "venv" / "bin" / "python", project)
+    result = cli(
+        "vendor", "use", gui_install / "sd-scripts", "--python", installed / "venv" / "bin" / "python", project
+    )
     assert result.code == 0, result.err
     text = (project / "kohya-wrap.toml").read_text(encoding="utf-8")
     assert text.startswith("# my project: comments survive") and "[sd_scripts]" in text
-    assert (project / "kohya-wrap.toml.bak").read_text(encoding="utf-8") == PROJECT.format(base=(project / "m.safetensors").as_posix(), extra="")
+    assert (project / "kohya-wrap.toml.bak").read_text(encoding="utf-8") == PROJECT.format(
+        base=(project / "m.safetensors").as_posix(), extra=""
+    )
     check = cli("check", project)
     assert check.code == 0 and "sd-scripts v1.0.0 (project)" in check.out
     plan = json.loads(cli("plan", project, "--json").out)
     assert plan["command"][0] == str(installed / "venv" / "bin" / "python")
-    assert plan["command"][plan["command"].index("--config_file") - 1] == str(gui_install / "sd-scripts" / "train_network.py")
+    assert plan["command"][plan["command"].index("--config_file") - 1] == str(
+        gui_install / "sd-scripts" / "train_network.py"
+    )
     bad = cli("vendor", "use", tmp_path, project)
     assert bad.code == 2 and "not an sd-scripts checkout" in bad.err
 
@@ -217,10 +242,19 @@ def test_use_an_existing_checkout_for_one_project(installed, tmp_path, cli, monk
 def test_a_family_whose_script_this_version_lacks(installed, tmp_path, cli):
     project = make_project(tmp_path / "p")
     spec = project / "kohya-wrap.toml"
-    spec.write_text(spec.read_text(encoding="utf-8").replace("[model]\n", '[model]\nfamily = "flux"\nclip_l = "m.safetensors"\nt5xxl = "m.safetensors"\nae = "m.safetensors"\n'), encoding="utf-8")
+    spec.write_text(
+        spec.read_text(encoding="utf-8").replace(
+            "[model]\n",
+            '[model]\nfamily = "flux"\nclip_l = "m.safetensors"\nt5xxl = "m.safetensors"\nae = "m.safetensors"\n',
+        ),
+        encoding="utf-8",
+    )
     result = cli("check", project)
     assert result.code == 2
-    assert "model.family: 'flux' trains with flux_train_network.py, which sd-scripts v1.0.0 (vendor) does not have" in result.err
+    assert (
+        "model.family: 'flux' trains with flux_train_network.py, which sd-scripts v1.0.0 (vendor) does not have"
+        in result.err
+    )
 
 
 def test_status_before_any_install_shows_the_shipped_pin(cli):
@@ -233,8 +267,15 @@ def test_status_before_any_install_shows_the_shipped_pin(cli):
 def source_checkout_copy(target: Path) -> Path:
     """This project as a fresh source checkout: the files git sees in the working tree now (committed or
     not; ignored ones left out) committed into a new repository at `target`."""
-    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            capture_output=True, check=True).stdout.decode("utf-8").split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode("utf-8")
+        .split("\0")
+    )
     for name in filter(None, listed):
         if (REPO / name).is_file():  # a file deleted but still in the index is not part of the tree
             (target / name).parent.mkdir(parents=True, exist_ok=True)
@@ -253,9 +294,24 @@ def test_vendor_install_leaves_a_source_checkout_clean(standin_repo, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KOHYA_WRAP_VENDOR"}  # the source checkout's vendor/
     env["PYTHONPATH"] = str(copy)  # the copy's own kohya_wrap, whose vendor/ is beside it
     result = subprocess.run(
-        [sys.executable, "-m", "kohya_wrap", "vendor", "install", "--source", str(standin_repo), "--ref", "v1.0.0",
-         "--torch", "none"],
-        cwd=copy, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "kohya_wrap",
+            "vendor",
+            "install",
+            "--source",
+            str(standin_repo),
+            "--ref",
+            "v1.0.0",
+            "--torch",
+            "none",
+        ],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert (copy / "vendor" / "sd-scripts" / "train_network.py").is_file() and (copy / "vendor" / "venv").is_dir()

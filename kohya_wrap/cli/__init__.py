@@ -7,9 +7,20 @@ from kohya_wrap.cli import caption, grid, lint, prep, presets, project, report, 
 from kohya_wrap.cli.base import cli, main
 
 COMMANDS = (
-    project.init, project.check, project.plan, project.export, presets.presets,
-    prep.prep, lint.lint, caption.caption, tags.tags,
-    run.run, run.runs, run.demo, grid.grid, report.report,
+    project.init,
+    project.check,
+    project.plan,
+    project.export,
+    presets.presets,
+    prep.prep,
+    lint.lint,
+    caption.caption,
+    tags.tags,
+    run.run,
+    run.runs,
+    run.demo,
+    grid.grid,
+    report.report,
     vendor.vendor,
 )
 for _command in COMMANDS:

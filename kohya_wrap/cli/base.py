@@ -93,6 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # the boundary: anything unexpected is a bug, shown briefly
         if debug:
             raise
-        print_error([f"internal error: {type(exc).__name__}: {exc}", "run again with --debug for the traceback, and please report it"])
+        print_error(
+            [
+                f"internal error: {type(exc).__name__}: {exc}",
+                "run again with --debug for the traceback, and please report it",
+            ]
+        )
         code = ExitCode.FAILED
     sys.exit(int(code or 0))

@@ -18,7 +18,10 @@ def _numbers(option: str, text: str | None, kind):
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise KohyaWrapError(f"{option} {text}: not a comma-separated list of {'integers' if kind is int else 'numbers'}", f"e.g. {option} 1,2,3") from None
+        raise KohyaWrapError(
+            f"{option} {text}: not a comma-separated list of {'integers' if kind is int else 'numbers'}",
+            f"e.g. {option} 1,2,3",
+        ) from None
     if not values:
         raise KohyaWrapError(f"{option}: no values", f"e.g. {option} 1,2")
     return list(dict.fromkeys(values))
@@ -26,24 +29,53 @@ def _numbers(option: str, text: str | None, kind):
 
 @click.command()
 @project_dir_argument
-@click.option("--run", "run_id", help="The run whose checkpoints to use (default: the latest run; without runs, model/).")
-@click.option("--checkpoints", default="all", show_default=True, help="all, last, or a comma list of file names / labels (step 12, epoch 2, final).")
+@click.option(
+    "--run", "run_id", help="The run whose checkpoints to use (default: the latest run; without runs, model/)."
+)
+@click.option(
+    "--checkpoints",
+    default="all",
+    show_default=True,
+    help="all, last, or a comma list of file names / labels (step 12, epoch 2, final).",
+)
 @click.option("--weights", help="LoRA multipliers, e.g. 0,0.5,1 (0 = the base model, as a control). Default: 1.")
-@click.option("--prompts", "prompt_args", multiple=True, help="A prompt, or a file with one per line; repeatable. Default: [sample] prompts.")
+@click.option(
+    "--prompts",
+    "prompt_args",
+    multiple=True,
+    help="A prompt, or a file with one per line; repeatable. Default: [sample] prompts.",
+)
 @click.option("--negative", help="Negative prompt (default: [sample] negative).")
 @click.option("--seeds", help="e.g. 1,2,3 (default: [sample] seed).")
 @click.option("--cfg", help="e.g. 5,7 (default: [sample] cfg).")
 @click.option("--steps", help="e.g. 20,30 (default: [sample] steps).")
 @click.option("--sampler", "samplers", help="e.g. euler_a,ddim (default: [sample] sampler).")
 @click.option("--size", help="WxH of each cell (default: [sample] width/height, else the training resolution).")
-@click.option("--x", "x_axis", help="Axis across: checkpoint, weight, prompt, seed, cfg, steps or sampler (default: weight).")
+@click.option(
+    "--x", "x_axis", help="Axis across: checkpoint, weight, prompt, seed, cfg, steps or sampler (default: weight)."
+)
 @click.option("--y", "y_axis", help="Axis down (default: checkpoint).")
 @click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True, help="gen_img.py batch size.")
 @click.option("--json", "as_json", is_flag=True, help="Print grid.json's summary as one JSON object.")
 @set_option
-def grid(directory: Path, run_id: str | None, checkpoints: str, weights: str | None, prompt_args: tuple[str, ...], negative: str | None,
-         seeds: str | None, cfg: str | None, steps: str | None, samplers: str | None, size: str | None, x_axis: str | None,
-         y_axis: str | None, batch_size: int, as_json: bool, overrides: tuple[str, ...]) -> int:
+def grid(
+    directory: Path,
+    run_id: str | None,
+    checkpoints: str,
+    weights: str | None,
+    prompt_args: tuple[str, ...],
+    negative: str | None,
+    seeds: str | None,
+    cfg: str | None,
+    steps: str | None,
+    samplers: str | None,
+    size: str | None,
+    x_axis: str | None,
+    y_axis: str | None,
+    batch_size: int,
+    as_json: bool,
+    overrides: tuple[str, ...],
+) -> int:
     """Render a labelled X/Y grid of the saved LoRA checkpoints × weights (and prompts, seeds, cfg, steps,
     samplers; axes beyond two make one grid per value) with the project's own model and sd-scripts.
     Cells already rendered with the same settings come from a cache."""
@@ -53,26 +85,51 @@ def grid(directory: Path, run_id: str | None, checkpoints: str, weights: str | N
 
     loaded = load_project(directory, overrides)
     options = GridOptions(
-        run_id=run_id, checkpoints=checkpoints, weights=_numbers("--weights", weights, float),
+        run_id=run_id,
+        checkpoints=checkpoints,
+        weights=_numbers("--weights", weights, float),
         prompts=_prompts(prompt_args, negative) or default_prompts(loaded, negative),
-        seeds=_numbers("--seeds", seeds, int), cfgs=_numbers("--cfg", cfg, float), steps=_numbers("--steps", steps, int),
-        samplers=[s.strip() for s in samplers.split(",") if s.strip()] if samplers else None, size=_size(size),
-        x=x_axis, y=y_axis, batch_size=batch_size)
-    result = make_grid(loaded, options, progress=lambda label, total: ImageProgress.for_output("grid", label, total, as_json))
+        seeds=_numbers("--seeds", seeds, int),
+        cfgs=_numbers("--cfg", cfg, float),
+        steps=_numbers("--steps", steps, int),
+        samplers=[s.strip() for s in samplers.split(",") if s.strip()] if samplers else None,
+        size=_size(size),
+        x=x_axis,
+        y=y_axis,
+        batch_size=batch_size,
+    )
+    result = make_grid(
+        loaded, options, progress=lambda label, total: ImageProgress.for_output("grid", label, total, as_json)
+    )
     folder, data = result.folder, result.data
     if result.interrupted:
-        echo(f"interrupted: {result.rendered} cell(s) rendered and kept in the cache; the grid so far is in {folder}", style="yellow")
+        echo(
+            f"interrupted: {result.rendered} cell(s) rendered and kept in the cache; the grid so far is in {folder}",
+            style="yellow",
+        )
         raise KeyboardInterrupt
     if as_json:
-        echo_json({"folder": str(folder), **{k: data[k] for k in ("axes", "pages", "rendered", "cached", "failed")},
-                   "cells": len(data["cells"])})
+        echo_json(
+            {
+                "folder": str(folder),
+                **{k: data[k] for k in ("axes", "pages", "rendered", "cached", "failed")},
+                "cells": len(data["cells"]),
+            }
+        )
     else:
-        echo(f"grid: {result.cells} cell(s) — {result.rendered} rendered, {result.cached} from the cache, {len(result.failed)} failed")
+        echo(
+            f"grid: {result.cells} cell(s) — {result.rendered} rendered, {result.cached} from the cache, "
+            f"{len(result.failed)} failed"
+        )
         for page in data["pages"]:
             echo(f"  {folder / page['image']}" + (f"  ({page['label']})" if result.pages_axes else ""))
         for entry in data["cells"]:
             if entry["status"] != "ok":
-                echo(f"  failed: {entry['checkpoint_label']}, weight {entry['weight']:g}, seed {entry['seed']}: {entry['error']}", style="red")
+                echo(
+                    f"  failed: {entry['checkpoint_label']}, weight {entry['weight']:g}, seed {entry['seed']}: "
+                    f"{entry['error']}",
+                    style="red",
+                )
         echo(f"cells and grid.json: {folder}")
     return ExitCode.FAILED if result.failed else ExitCode.OK
 
@@ -89,7 +146,11 @@ def _prompts(prompt_args: tuple[str, ...], negative: str | None) -> list:
                 lines = path.read_text(encoding="utf-8").splitlines()
             except UnicodeDecodeError:
                 raise KohyaWrapError(f"--prompts {path}: not UTF-8", "save the prompt file as UTF-8") from None
-            prompts += [Prompt(line.strip(), negative or "") for line in lines if line.strip() and not line.lstrip().startswith("#")]
+            prompts += [
+                Prompt(line.strip(), negative or "")
+                for line in lines
+                if line.strip() and not line.lstrip().startswith("#")
+            ]
         else:
             prompts.append(Prompt(value.strip(), negative or ""))
     return list(dict.fromkeys(prompts))

@@ -32,8 +32,15 @@ def lint(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
     concept_findings = {id(f) for c in report.lint for f in c.findings}
     folders = {relative(c.folder, root) for c in report.lint}
     # check's own findings about a concept folder go with that concept; the rest of the dataset's below
-    general = [f for f in report.findings if id(f) not in concept_findings and f.where not in folders and _dataset_finding(f.where)]
-    by_folder = {folder: [f for f in report.findings if id(f) not in concept_findings and f.where == folder] for folder in folders}
+    general = [
+        f
+        for f in report.findings
+        if id(f) not in concept_findings and f.where not in folders and _dataset_finding(f.where)
+    ]
+    by_folder = {
+        folder: [f for f in report.findings if id(f) not in concept_findings and f.where == folder]
+        for folder in folders
+    }
     shown = general + [f for c in report.lint for f in c.findings] + [f for fs in by_folder.values() for f in fs]
     errors = [f for f in shown if f.severity == "error"]
     warnings = [f for f in shown if f.severity == "warning"]
@@ -43,19 +50,40 @@ def lint(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
             entry = c.as_dict(root)
             entry["findings"] = [f.as_dict() for f in by_folder.get(entry["folder"], [])] + entry["findings"]
             concepts.append(entry)
-        echo_json({"spec": str(report.loaded.layout.spec_file), "ok": not errors, "errors": len(errors), "warnings": len(warnings),
-                   "concepts": concepts, "findings": [f.as_dict() for f in general]})
+        echo_json(
+            {
+                "spec": str(report.loaded.layout.spec_file),
+                "ok": not errors,
+                "errors": len(errors),
+                "warnings": len(warnings),
+                "concepts": concepts,
+                "findings": [f.as_dict() for f in general],
+            }
+        )
         return ExitCode.USAGE if errors else ExitCode.OK
 
     for c in report.lint:
         folder = relative(c.folder, root)
         kind = " (regularization)" if c.is_reg else ""
         formats = ", ".join(f"{n} {ext}" for ext, n in c.formats.items())
-        sides = f" · short side {c.short_sides[0]}–{c.short_sides[2]} px, median {c.short_sides[1]}" if c.short_sides else ""
-        echo(f"{c.label}{kind} · {folder}: {c.images} image(s)" + (f" ({formats})" if formats else "") + sides, style="bold")
+        sides = (
+            f" · short side {c.short_sides[0]}–{c.short_sides[2]} px, median {c.short_sides[1]}"
+            if c.short_sides
+            else ""
+        )
+        echo(
+            f"{c.label}{kind} · {folder}: {c.images} image(s)" + (f" ({formats})" if formats else "") + sides,
+            style="bold",
+        )
         if c.buckets:
-            listing = " · ".join(f"{b[0]}×{b[1]} {n}" + (" (!)" if n == 1 and len(c.buckets) > 1 else "") for b, n in c.buckets)
-            echo(f"  buckets ({len(c.buckets)}): {listing}" if report.settings.bucket.enable_bucket else f"  size: {listing}")
+            listing = " · ".join(
+                f"{b[0]}×{b[1]} {n}" + (" (!)" if n == 1 and len(c.buckets) > 1 else "") for b, n in c.buckets
+            )
+            echo(
+                f"  buckets ({len(c.buckets)}): {listing}"
+                if report.settings.bucket.enable_bucket
+                else f"  size: {listing}"
+            )
         print_findings(by_folder.get(folder, []) + c.findings, indent="    ", short=True)
     if general:
         echo("dataset:", style="bold")

@@ -14,16 +14,34 @@ from kohya_wrap.errors import ExitCode
 @click.command()
 @project_dir_argument
 @click.option("--concept", "concept_name", help="Only this concept (its token, or class for regularization concepts).")
-@click.option("--source", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Read from this folder instead of the concept's source (needs --concept when there are several).")
+@click.option(
+    "--source",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Read from this folder instead of the concept's source (needs --concept when there are several).",
+)
 @click.option("--mode", type=click.Choice(["crop", "fit", "bucket", "none"]), help="Override [prep] mode.")
 @click.option("--format", "out_format", type=click.Choice(["png", "jpg", "webp"]), help="Override [prep] format.")
 @click.option("--focus", type=click.Choice(["center", "entropy"]), help="Override [prep] focus (crop mode).")
-@click.option("--engine", type=click.Choice(["auto", "vips", "pillow"]), help="Override [prep] engine (auto: libvips for JPEGs when installed).")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "vips", "pillow"]),
+    help="Override [prep] engine (auto: libvips for JPEGs when installed).",
+)
 @click.option("--workers", type=click.IntRange(1, 256), help="Processes (default: every core).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @set_option
-def prep(directory: Path, concept_name: str | None, source: Path | None, mode: str | None, out_format: str | None,
-         focus: str | None, engine: str | None, workers: int | None, as_json: bool, overrides: tuple[str, ...]) -> int:
+def prep(
+    directory: Path,
+    concept_name: str | None,
+    source: Path | None,
+    mode: str | None,
+    out_format: str | None,
+    focus: str | None,
+    engine: str | None,
+    workers: int | None,
+    as_json: bool,
+    overrides: tuple[str, ...],
+) -> int:
     """Prepare training images: orientation, colour, alpha, one size (crop/fit/bucket), duplicates and
     unusable files rejected with a reason. Sources are never modified; re-running skips unchanged ones."""
     from kohya_wrap.cli.progress import ImageProgress
@@ -32,22 +50,40 @@ def prep(directory: Path, concept_name: str | None, source: Path | None, mode: s
 
     loaded = load_project(directory, overrides)
     layout = loaded.layout
-    reports = prep_project(loaded, PrepOptions(concept_name, source, mode, out_format, focus, engine, workers),
-                           progress=lambda label, total: ImageProgress.for_output("prep", label, total, as_json))
+    reports = prep_project(
+        loaded,
+        PrepOptions(concept_name, source, mode, out_format, focus, engine, workers),
+        progress=lambda label, total: ImageProgress.for_output("prep", label, total, as_json),
+    )
     if as_json:
-        echo_json({"concepts": [
-            {"label": r.label, "source": str(r.source), "target": str(r.target), "written": r.fresh, "unchanged": r.skipped,
-             "captions": r.captions, "kept": sum(x.status == "ok" for x in r.results),
-             "rejected": [{"source": x.source, "reason": x.reason} for x in r.rejected], "seconds": round(r.seconds, 3)}
-            for r in reports]})
+        echo_json(
+            {
+                "concepts": [
+                    {
+                        "label": r.label,
+                        "source": str(r.source),
+                        "target": str(r.target),
+                        "written": r.fresh,
+                        "unchanged": r.skipped,
+                        "captions": r.captions,
+                        "kept": sum(x.status == "ok" for x in r.results),
+                        "rejected": [{"source": x.source, "reason": x.reason} for x in r.rejected],
+                        "seconds": round(r.seconds, 3),
+                    }
+                    for r in reports
+                ]
+            }
+        )
         return ExitCode.OK
     for r in reports:
         kept = sum(x.status == "ok" for x in r.results)
         rate = f" ({r.fresh / r.seconds:.1f} img/s)" if r.fresh and r.seconds else ""
-        echo(f"{r.label}: {kept} image(s) in {r.target.relative_to(layout.root)} — {r.fresh} written{rate}, {r.skipped} unchanged, "
-             f"{len(r.rejected)} rejected, {r.captions} caption(s) copied")
+        echo(
+            f"{r.label}: {kept} image(s) in {r.target.relative_to(layout.root)} — {r.fresh} written{rate}, "
+            f"{r.skipped} unchanged, "
+            f"{len(r.rejected)} rejected, {r.captions} caption(s) copied"
+        )
         for x in r.rejected:
             echo(f"  rejected {Path(x.source).relative_to(r.source)}: {x.reason}", style="yellow")
     echo(f"manifest: {layout.root / MANIFEST}")
     return ExitCode.OK
-

@@ -29,8 +29,15 @@ class ImageProgress:
 
             from kohya_wrap.console import out
 
-            self.bar = Progress(TextColumn(f"{self.verb} {self.label}"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=out(), transient=True)
+            self.bar = Progress(
+                TextColumn(f"{self.verb} {self.label}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=out(),
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task(self.label, total=self.total, rate="")
         return self
@@ -43,7 +50,9 @@ class ImageProgress:
         self.done += count
         if self.bar is not None:
             self.bar.update(self.task, advance=count, rate=f"{self.rate:.1f} img/s")
-        elif self.mode == "lines" and time.monotonic() - self.last_line >= self.PLAIN_EVERY_S and self.done < self.total:
+        elif (
+            self.mode == "lines" and time.monotonic() - self.last_line >= self.PLAIN_EVERY_S and self.done < self.total
+        ):
             from kohya_wrap.cli.output import echo
 
             self.last_line = time.monotonic()

@@ -21,21 +21,47 @@ if TYPE_CHECKING:
 
 @click.command()
 @click.argument("directory", type=click.Path(path_type=Path))
-@click.option("--preset", default=None, help="Preset to extend (default: sd15-character; see `kohya-wrap presets list`).")
+@click.option(
+    "--preset", default=None, help="Preset to extend (default: sd15-character; see `kohya-wrap presets list`)."
+)
 @click.option("--token", help="Trigger word the LoRA learns, e.g. mytoken.")
 @click.option("--class", "class_", default="", help="Class word, e.g. woman, man, dog, style.")
-@click.option("--repeats", default=10, show_default=True, type=click.IntRange(1, 10_000), help="Times each image is seen per epoch.")
-@click.option("--images", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder of photos to copy (never moved or edited).")
-@click.option("--base-model", help="Base model file, diffusers folder or hf://owner/repo[/file] (default: the preset's).")
+@click.option(
+    "--repeats",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Times each image is seen per epoch.",
+)
+@click.option(
+    "--images",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Folder of photos to copy (never moved or edited).",
+)
+@click.option(
+    "--base-model", help="Base model file, diffusers folder or hf://owner/repo[/file] (default: the preset's)."
+)
 @click.option("--name", help="LoRA output name (default: <token>_v1).")
-@click.option("--from-kohya-ss", "from_kohya_ss", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Start from a kohya_ss GUI JSON config.")
-@click.option("--force", is_flag=True, help="Rewrite an existing kohya-wrap.toml (the old one is kept as kohya-wrap.toml.bak).")
+@click.option(
+    "--from-kohya-ss",
+    "from_kohya_ss",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Start from a kohya_ss GUI JSON config.",
+)
+@click.option(
+    "--force", is_flag=True, help="Rewrite an existing kohya-wrap.toml (the old one is kept as kohya-wrap.toml.bak)."
+)
 @set_option
-def init(directory: Path, preset, token, class_, repeats, images, base_model, name, from_kohya_ss, force, overrides) -> int:
+def init(
+    directory: Path, preset, token, class_, repeats, images, base_model, name, from_kohya_ss, force, overrides
+) -> int:
     """Create a project: kohya-wrap.toml, the kohya folder tree, and (with --images) the photos."""
     from kohya_wrap.init import InitOptions, init_project
 
-    result = init_project(directory, InitOptions(preset, token, class_, repeats, images, base_model, name, from_kohya_ss, force, overrides))
+    result = init_project(
+        directory,
+        InitOptions(preset, token, class_, repeats, images, base_model, name, from_kohya_ss, force, overrides),
+    )
     layout = result.loaded.layout
     for note in result.notes:
         echo(f"  kohya_ss: {note}", style="yellow")
@@ -51,11 +77,18 @@ def init(directory: Path, preset, token, class_, repeats, images, base_model, na
             echo(f"  {folder}: its source {item.missing_source} is gone; nothing imported", style="yellow")
             continue
         imported = item.result
-        echo(f"{folder}: {imported.copied} image(s) and {imported.captions} caption(s) copied, {imported.unchanged} already there")
+        echo(
+            f"{folder}: {imported.copied} image(s) and {imported.captions} caption(s) copied, {imported.unchanged} "
+            "already there"
+        )
         for path in imported.conflicts:
             echo(f"  kept {path.name}: a different file with that name is already in the folder", style="yellow")
         if imported.unsupported:
-            echo(f"  skipped {len(imported.unsupported)} image(s) sd-scripts cannot read (e.g. {imported.unsupported[0].name}); convert them to PNG or JPEG", style="yellow")
+            echo(
+                f"  skipped {len(imported.unsupported)} image(s) sd-scripts cannot read (e.g. "
+                f"{imported.unsupported[0].name}); convert them to PNG or JPEG",
+                style="yellow",
+            )
     echo(f"next: kohya-wrap check {shlex.quote(str(directory))}   then   kohya-wrap plan {shlex.quote(str(directory))}")
     return ExitCode.OK
 
@@ -68,7 +101,12 @@ def _report_dict(report: "CheckReport") -> dict[str, Any]:
         "spec": str(report.loaded.layout.spec_file),
         "ok": not report.errors,
         "concepts": [
-            {"label": c.concept.label, "folder": str(c.folder), "images": len(c.scan.images), "is_reg": c.concept.is_reg}
+            {
+                "label": c.concept.label,
+                "folder": str(c.folder),
+                "images": len(c.scan.images),
+                "is_reg": c.concept.is_reg,
+            }
             for c in report.concepts
         ],
         "findings": [f.as_dict() for f in report.findings],
@@ -113,15 +151,24 @@ def _print_plan(plan: "TrainingPlan", written: list[Path], root: Path) -> None:
     width = max(len(str(c.folder.relative_to(root))) for c in plan.concepts)
     for c in plan.concepts:
         kind = " (reg)" if c.is_reg else ""
-        echo(f"  {str(c.folder.relative_to(root)):<{width}}  {c.images:>5} images × {c.repeats:>4} repeats = {c.images * c.repeats:>6}{kind}")
-    echo(f"  train images × repeats: {math.train_images_x_repeats}" + (f" · reg images × repeats: {math.reg_images_x_repeats}" if math.reg_images_x_repeats else ""))
+        echo(
+            f"  {str(c.folder.relative_to(root)):<{width}}  {c.images:>5} images × {c.repeats:>4} repeats = {c.images * c.repeats:>6}{kind}"
+        )
+    echo(
+        f"  train images × repeats: {math.train_images_x_repeats}"
+        + (f" · reg images × repeats: {math.reg_images_x_repeats}" if math.reg_images_x_repeats else "")
+    )
     if plan.bucket.enable_bucket:
         buckets = ", ".join(f"{b.resolution[0]}×{b.resolution[1]}: {b.samples}" for b in math.buckets)
         echo(f"  buckets ({len(math.buckets)}): {buckets}")
     echo(
         f"  batch {plan.batch_size} → {math.batches_per_epoch} batches/epoch"
         + (f" per process ({plan.num_processes} processes)" if plan.num_processes > 1 else "")
-        + (f", gradient accumulation {plan.gradient_accumulation_steps}" if plan.gradient_accumulation_steps > 1 else "")
+        + (
+            f", gradient accumulation {plan.gradient_accumulation_steps}"
+            if plan.gradient_accumulation_steps > 1
+            else ""
+        )
         + f" → {math.steps_per_epoch} steps/epoch"
     )
     echo(f"  {math.epochs} epoch(s) → {math.total_steps} total optimization steps", style="bold")
@@ -135,7 +182,9 @@ def _print_plan(plan: "TrainingPlan", written: list[Path], root: Path) -> None:
     echo(f"  {command_line(list(plan.command))}")
 
 
-def checked_plan(directory: Path, overrides: tuple[str, ...], as_json: bool, purpose: str) -> tuple["CheckReport", "TrainingPlan", list[Path]]:
+def checked_plan(
+    directory: Path, overrides: tuple[str, ...], as_json: bool, purpose: str
+) -> tuple["CheckReport", "TrainingPlan", list[Path]]:
     """The core's checked plan; when check finds errors, they are shown (as text or JSON) before the error."""
     from kohya_wrap.plan import CheckFailed
     from kohya_wrap.plan import checked_plan as core
@@ -169,7 +218,13 @@ def plan(directory: Path, as_json: bool, overrides: tuple[str, ...]) -> int:
 
 @click.command()
 @project_dir_argument
-@click.option("--kohya-ss", "kohya_ss_out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Write a kohya_ss GUI JSON config here.")
+@click.option(
+    "--kohya-ss",
+    "kohya_ss_out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a kohya_ss GUI JSON config here.",
+)
 @set_option
 def export(directory: Path, kohya_ss_out: Path, overrides: tuple[str, ...]) -> int:
     """Write the project as a kohya_ss GUI config (its "Open config" loads it)."""

@@ -13,7 +13,9 @@ from kohya_wrap.errors import ExitCode
 
 @click.command()
 @project_dir_argument
-@click.option("--run", "run_id", metavar="ID", help="This run (default: the newest one with a record; ids: `kohya-wrap runs`).")
+@click.option(
+    "--run", "run_id", metavar="ID", help="This run (default: the newest one with a record; ids: `kohya-wrap runs`)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def report(directory: Path, run_id: str | None, as_json: bool) -> int:
     """Write an HTML report of a run to runs/<id>/report.html: summary, loss and learning-rate charts,

@@ -13,19 +13,60 @@ from kohya_wrap.errors import ChildFailed, ExitCode, KohyaWrapError
 
 @click.command()
 @project_dir_argument
-@click.option("--plain", is_flag=True, help="One line per event instead of the live dashboard (the default when piped).")
+@click.option(
+    "--plain", is_flag=True, help="One line per event instead of the live dashboard (the default when piped)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event (NDJSON).")
-@click.option("--grace", default=30.0, show_default=True, type=click.FloatRange(0, 3600), help="Seconds Ctrl-C waits for sd-scripts to stop before SIGTERM/SIGKILL.")
-@click.option("--resume", "resume", is_flag=True, help="Continue from the newest saved training state in model/ (needs training.save_state).")
-@click.option("--resume-from", "resume_from", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Continue from this state folder.")
+@click.option(
+    "--grace",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="Seconds Ctrl-C waits for sd-scripts to stop before SIGTERM/SIGKILL.",
+)
+@click.option(
+    "--resume",
+    "resume",
+    is_flag=True,
+    help="Continue from the newest saved training state in model/ (needs training.save_state).",
+)
+@click.option(
+    "--resume-from",
+    "resume_from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Continue from this state folder.",
+)
 @set_option
-def run(directory: Path, plain: bool, as_json: bool, grace: float, resume: bool, resume_from: Path | None, overrides: tuple[str, ...]) -> int:
+def run(
+    directory: Path,
+    plain: bool,
+    as_json: bool,
+    grace: float,
+    resume: bool,
+    resume_from: Path | None,
+    overrides: tuple[str, ...],
+) -> int:
     """Train: check the project, render its configs, run sd-scripts with a live dashboard, keep a record in runs/<id>/."""
-    return train(directory, overrides, plain=plain, as_json=as_json, grace=grace, resume=resume or resume_from is not None, resume_from=resume_from)
+    return train(
+        directory,
+        overrides,
+        plain=plain,
+        as_json=as_json,
+        grace=grace,
+        resume=resume or resume_from is not None,
+        resume_from=resume_from,
+    )
 
 
-def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: bool, grace: float, resume: bool = False,
-          resume_from: Path | None = None) -> int:
+def train(
+    directory: Path,
+    overrides: tuple[str, ...],
+    plain: bool,
+    as_json: bool,
+    grace: float,
+    resume: bool = False,
+    resume_from: Path | None = None,
+) -> int:
     from kohya_wrap.cli.project import checked_plan
     from kohya_wrap.console import is_interactive
     from kohya_wrap.training.dashboard import JsonRenderer, LiveRenderer, PlainRenderer
@@ -34,7 +75,10 @@ def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: boo
     report, plan, _ = checked_plan(directory, overrides, as_json, "training")
     sd = report.sd_scripts
     if not sd.usable:
-        raise KohyaWrapError(f"no sd-scripts to train with (looked in {sd.root})", "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`")
+        raise KohyaWrapError(
+            f"no sd-scripts to train with (looked in {sd.root})",
+            "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
+        )
     resuming, notes = None, []
     if resume:
         import os
@@ -46,8 +90,12 @@ def train(directory: Path, overrides: tuple[str, ...], plain: bool, as_json: boo
         training = report.loaded.spec.training
         spec_training = training.model_dump(exclude_none=True) | dict(training.model_extra or {})
         staging = layout.model_dir / f".resume-{os.getpid()}-{time.time_ns()}"
-        resuming = plan_resume(plan, layout.model_dir, staging, resume_from.absolute() if resume_from else None, spec_training)
-        notes.append(f"resuming from {resuming.state.path.name} at step {resuming.state.step} of {plan.math.total_steps}")
+        resuming = plan_resume(
+            plan, layout.model_dir, staging, resume_from.absolute() if resume_from else None, spec_training
+        )
+        notes.append(
+            f"resuming from {resuming.state.path.name} at step {resuming.state.step} of {plan.math.total_steps}"
+        )
         if not spec_training.get("save_state"):
             notes.append("note: training.save_state is off, so this run saves no state to resume from again")
     if as_json:
@@ -94,7 +142,10 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
             echo_json(record.to_dict())
             return ExitCode.OK
         echo(f"run {record.run_id}: {record.verdict} (exit {record.exit_code})", style="bold")
-        echo(f"  started {record.started}, {record.duration_s:.0f} s; steps {record.steps.reached}/{record.steps.planned}; final loss {record.final_loss}")
+        echo(
+            f"  started {record.started}, {record.duration_s:.0f} s; steps "
+            f"{record.steps.reached}/{record.steps.planned}; final loss {record.final_loss}"
+        )
         echo(f"  sd-scripts: {record.sd_scripts.schema_} at {record.sd_scripts.root}")
         environment = record.environment
         packages = environment.packages
@@ -102,24 +153,39 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
             build = f", CUDA {packages['torch_cuda']} build" if packages.get("torch_cuda") else ""
             echo(f"  torch {packages['torch']}{build}; GPUs: {', '.join(environment.gpus) or 'none'}")
         if environment.sd_scripts_changed_files:
-            echo(f"  sd-scripts checkout has local changes: {', '.join(environment.sd_scripts_changed_files)}", style="yellow")
+            echo(
+                f"  sd-scripts checkout has local changes: {', '.join(environment.sd_scripts_changed_files)}",
+                style="yellow",
+            )
         if record.resume:
             echo(f"  resumed from {Path(record.resume.state).name} (step {record.resume.from_step})")
         for output in record.outputs:
             echo(f"  output: {output.path} ({output.bytes / 1e6:.1f} MB)")
         for line in record.diagnosis:
             echo(f"  {line}", style="yellow")
-        echo(f"  dataset: {len(record.dataset)} image(s); record: " + ", ".join(sorted(p.name for p in run_dir.iterdir())))
+        echo(
+            f"  dataset: {len(record.dataset)} image(s); record: "
+            + ", ".join(sorted(p.name for p in run_dir.iterdir()))
+        )
         if RunFiles(run_dir).report.is_file():
             echo(f"  report: {RunFiles(run_dir).report}")
         return ExitCode.OK
     if len(args) > 1:
-        raise KohyaWrapError(f"unexpected arguments: {' '.join(args[1:])}", "use `kohya-wrap runs [DIR]` or `kohya-wrap runs show ID [DIR]`")
+        raise KohyaWrapError(
+            f"unexpected arguments: {' '.join(args[1:])}",
+            "use `kohya-wrap runs [DIR]` or `kohya-wrap runs show ID [DIR]`",
+        )
     root = find_spec_file(args[0] if args else ".").parent
     history = list_runs(root / "runs")
     if as_json:
-        echo_json([record.to_dict() if not isinstance(record, (RecordError, type(None))) else
-                   {"run_id": run_dir.name, "verdict": "incomplete" if record is None else "unreadable"} for run_dir, record in history])
+        echo_json(
+            [
+                record.to_dict()
+                if not isinstance(record, (RecordError, type(None)))
+                else {"run_id": run_dir.name, "verdict": "incomplete" if record is None else "unreadable"}
+                for run_dir, record in history
+            ]
+        )
         return ExitCode.OK
     if not history:
         echo("no runs yet — `kohya-wrap run` starts one")
@@ -132,7 +198,10 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
             continue
         final = Path(record.outputs[-1].path).name if record.outputs else "-"
         loss = f"{record.final_loss:.4g}" if record.final_loss is not None else "-"
-        echo(f"{record.run_id}  {record.verdict[:30]:<30}  steps {record.steps.reached}/{record.steps.planned:<6}  loss {loss:<8}  {record.duration_s:>6.0f} s  {final}")
+        echo(
+            f"{record.run_id}  {record.verdict[:30]:<30}  steps {record.steps.reached}/{record.steps.planned:<6}  "
+            f"loss {loss:<8}  {record.duration_s:>6.0f} s  {final}"
+        )
     return ExitCode.OK
 
 
@@ -141,8 +210,17 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
 @click.option("--steps", default=8, show_default=True, type=click.IntRange(1, 1000), help="Training steps.")
 @click.option("--plain", is_flag=True, help="One line per event instead of the live dashboard.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event (NDJSON).")
-@click.option("--model", "model", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Use this model folder instead of building the tiny one (with --tokenizers).")
-@click.option("--tokenizers", type=click.Path(exists=True, file_okay=False, path_type=Path), help="Tokenizer cache folder for --model.")
+@click.option(
+    "--model",
+    "model",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Use this model folder instead of building the tiny one (with --tokenizers).",
+)
+@click.option(
+    "--tokenizers",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Tokenizer cache folder for --model.",
+)
 def demo(directory: Path, steps: int, plain: bool, as_json: bool, model: Path | None, tokenizers: Path | None) -> int:
     """The whole path offline as a self-test: a tiny random model (built once, cached), 8 synthetic
     images, a project in DIRECTORY (default: kohya-wrap-demo), then check, plan and a short real run."""
@@ -153,9 +231,14 @@ def demo(directory: Path, steps: int, plain: bool, as_json: bool, model: Path | 
 
     sd = locate_sd_scripts()
     if not sd.usable:
-        raise KohyaWrapError(f"the demo trains with the real sd-scripts, and none is installed at {sd.root}", "run `kohya-wrap vendor install` first")
+        raise KohyaWrapError(
+            f"the demo trains with the real sd-scripts, and none is installed at {sd.root}",
+            "run `kohya-wrap vendor install` first",
+        )
     if (model is None) != (tokenizers is None):
-        raise KohyaWrapError("--model and --tokenizers go together", "pass both, or neither to build the tiny demo model")
+        raise KohyaWrapError(
+            "--model and --tokenizers go together", "pass both, or neither to build the tiny demo model"
+        )
     if model is None:
         model, tokenizers = ensure_demo_model(sd, echo)
     assert tokenizers is not None

@@ -33,8 +33,12 @@ def tags() -> None:
 
 
 def _concept_option(func):
-    return click.option("--concept", "concept_name", metavar="NAME",
-                        help="Only this concept (its token, or class for regularization concepts).")(func)
+    return click.option(
+        "--concept",
+        "concept_name",
+        metavar="NAME",
+        help="Only this concept (its token, or class for regularization concepts).",
+    )(func)
 
 
 def _edit_options(func):
@@ -108,8 +112,9 @@ def _short(text: str, limit: int = 90) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _run_edit(edit: "TagEdit", directory: Path, concept_name: str | None, overrides: tuple[str, ...], dry_run: bool,
-              as_json: bool) -> int:
+def _run_edit(
+    edit: "TagEdit", directory: Path, concept_name: str | None, overrides: tuple[str, ...], dry_run: bool, as_json: bool
+) -> int:
     from kohya_wrap.tags import EditInterrupted, edit_captions
 
     loaded = _load(directory, overrides)
@@ -118,8 +123,12 @@ def _run_edit(edit: "TagEdit", directory: Path, concept_name: str | None, overri
     except EditInterrupted as exc:
         rewritten = f"interrupted after rewriting {exc.written} of {exc.total} caption file(s)"
         undo = f"kohya-wrap tags undo {shlex.quote(str(directory))}"
-        print_error([f"{rewritten}; each file is either old or new",
-                     f"`{undo}` puts back the old ones (snapshot {exc.snapshot})"])
+        print_error(
+            [
+                f"{rewritten}; each file is either old or new",
+                f"`{undo}` puts back the old ones (snapshot {exc.snapshot})",
+            ]
+        )
         return ExitCode.INTERRUPTED
     if as_json:
         echo_json(result.as_dict())
@@ -129,8 +138,10 @@ def _run_edit(edit: "TagEdit", directory: Path, concept_name: str | None, overri
     verb = "would change" if dry_run else "changed"
     for plan in result.plans:
         created = f" ({plan.created} created)" if plan.created else ""
-        echo(f"{plan.label} · {plan.folder}: {len(plan.changes)} file(s) {verb}{created}, "
-             f"{plan.added} item(s) added, {plan.removed} removed")
+        echo(
+            f"{plan.label} · {plan.folder}: {len(plan.changes)} file(s) {verb}{created}, "
+            f"{plan.added} item(s) added, {plan.removed} removed"
+        )
         for path, why in plan.unreadable:
             echo(f"  {path}: {why}", style="yellow")
         if plan.missing:
@@ -157,8 +168,15 @@ def _run_edit(edit: "TagEdit", directory: Path, concept_name: str | None, overri
 @click.option("--front/--back", default=False, help="Insert at the front or after the last item (default: --back).")
 @click.option("--create", is_flag=True, help="Also give images without a caption file one holding these tags.")
 @_edit_options
-def tags_add(args: tuple[str, ...], front: bool, create: bool, concept_name: str | None, dry_run: bool, as_json: bool,
-             overrides: tuple[str, ...]) -> int:
+def tags_add(
+    args: tuple[str, ...],
+    front: bool,
+    create: bool,
+    concept_name: str | None,
+    dry_run: bool,
+    as_json: bool,
+    overrides: tuple[str, ...],
+) -> int:
     """Add tags to every caption line that lacks them (an empty caption gets them as its only items)."""
     from kohya_wrap.tags import add_tags
 
@@ -170,8 +188,14 @@ def tags_add(args: tuple[str, ...], front: bool, create: bool, concept_name: str
 @click.argument("args", nargs=-1, required=True, metavar="[DIR] TAG...")
 @click.option("--regex", is_flag=True, help="Each TAG is a regular expression that must match a whole tag.")
 @_edit_options
-def tags_remove(args: tuple[str, ...], regex: bool, concept_name: str | None, dry_run: bool, as_json: bool,
-                overrides: tuple[str, ...]) -> int:
+def tags_remove(
+    args: tuple[str, ...],
+    regex: bool,
+    concept_name: str | None,
+    dry_run: bool,
+    as_json: bool,
+    overrides: tuple[str, ...],
+) -> int:
     """Remove tags (exact match of the trimmed tag, inner spaces collapsed; or --regex)."""
     from kohya_wrap.tags import remove_tags
 
@@ -181,11 +205,18 @@ def tags_remove(args: tuple[str, ...], regex: bool, concept_name: str | None, dr
 
 @tags.command("replace")
 @click.argument("args", nargs=-1, required=True, metavar="[DIR] OLD NEW")
-@click.option("--regex", is_flag=True,
-              help="OLD is a regular expression matching a whole tag; NEW may use \\1 or \\g<name>.")
+@click.option(
+    "--regex", is_flag=True, help="OLD is a regular expression matching a whole tag; NEW may use \\1 or \\g<name>."
+)
 @_edit_options
-def tags_replace(args: tuple[str, ...], regex: bool, concept_name: str | None, dry_run: bool, as_json: bool,
-                 overrides: tuple[str, ...]) -> int:
+def tags_replace(
+    args: tuple[str, ...],
+    regex: bool,
+    concept_name: str | None,
+    dry_run: bool,
+    as_json: bool,
+    overrides: tuple[str, ...],
+) -> int:
     """Replace a tag with another (an empty NEW removes it)."""
     from kohya_wrap.tags import replace_tag
 
@@ -196,8 +227,9 @@ def tags_replace(args: tuple[str, ...], regex: bool, concept_name: str | None, d
 @tags.command("dedupe")
 @project_dir_argument
 @_edit_options
-def tags_dedupe(directory: Path, concept_name: str | None, dry_run: bool, as_json: bool,
-                overrides: tuple[str, ...]) -> int:
+def tags_dedupe(
+    directory: Path, concept_name: str | None, dry_run: bool, as_json: bool, overrides: tuple[str, ...]
+) -> int:
     """Drop later repeats of a tag within each caption line."""
     from kohya_wrap.tags import dedupe_tags
 
@@ -206,11 +238,17 @@ def tags_dedupe(directory: Path, concept_name: str | None, dry_run: bool, as_jso
 
 @tags.command("prune")
 @project_dir_argument
-@click.option("--min-count", type=int, required=True, metavar="N",
-              help="Drop tags found in fewer than N captions of the selection.")
+@click.option(
+    "--min-count",
+    type=int,
+    required=True,
+    metavar="N",
+    help="Drop tags found in fewer than N captions of the selection.",
+)
 @_edit_options
-def tags_prune(directory: Path, min_count: int, concept_name: str | None, dry_run: bool, as_json: bool,
-               overrides: tuple[str, ...]) -> int:
+def tags_prune(
+    directory: Path, min_count: int, concept_name: str | None, dry_run: bool, as_json: bool, overrides: tuple[str, ...]
+) -> int:
     """Drop rare tags (never a trigger token). Counts are over the chosen concepts' captions."""
     from kohya_wrap.tags import prune_tags
 
@@ -221,8 +259,14 @@ def tags_prune(directory: Path, min_count: int, concept_name: str | None, dry_ru
 @click.argument("args", nargs=-1, required=True, metavar="[DIR] WORD")
 @click.option("--create", is_flag=True, help="Also give images without a caption file one holding WORD.")
 @_edit_options
-def tags_trigger(args: tuple[str, ...], create: bool, concept_name: str | None, dry_run: bool, as_json: bool,
-                 overrides: tuple[str, ...]) -> int:
+def tags_trigger(
+    args: tuple[str, ...],
+    create: bool,
+    concept_name: str | None,
+    dry_run: bool,
+    as_json: bool,
+    overrides: tuple[str, ...],
+) -> int:
     """Make WORD the first item of every caption line (other occurrences removed). Regularization
     concepts are left out: their captions must not carry your trigger word."""
     from kohya_wrap.tags import trigger_tag
@@ -233,11 +277,17 @@ def tags_trigger(args: tuple[str, ...], create: bool, concept_name: str | None, 
 
 @tags.command("sort")
 @project_dir_argument
-@click.option("--by", type=click.Choice(["frequency", "alpha"]), default="frequency", show_default=True,
-              help="frequency: most common over the selection first (ties alphabetical); alpha: alphabetical.")
+@click.option(
+    "--by",
+    type=click.Choice(["frequency", "alpha"]),
+    default="frequency",
+    show_default=True,
+    help="frequency: most common over the selection first (ties alphabetical); alpha: alphabetical.",
+)
 @_edit_options
-def tags_sort(directory: Path, by: str, concept_name: str | None, dry_run: bool, as_json: bool,
-              overrides: tuple[str, ...]) -> int:
+def tags_sort(
+    directory: Path, by: str, concept_name: str | None, dry_run: bool, as_json: bool, overrides: tuple[str, ...]
+) -> int:
     """Sort each caption line's items; the first keep_tokens items (and a leading trigger token) stay in place."""
     from kohya_wrap.tags import sort_tags
 
@@ -250,8 +300,14 @@ def tags_sort(directory: Path, by: str, concept_name: str | None, dry_run: bool,
 @tags.command("stats")
 @project_dir_argument
 @_concept_option
-@click.option("--top", type=click.IntRange(0), default=30, show_default=True, metavar="N",
-              help="Show the N most common tags (0: all).")
+@click.option(
+    "--top",
+    type=click.IntRange(0),
+    default=30,
+    show_default=True,
+    metavar="N",
+    help="Show the N most common tags (0: all).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the statistics as one JSON object.")
 @set_option
 def tags_stats(directory: Path, concept_name: str | None, top: int, as_json: bool, overrides: tuple[str, ...]) -> int:
@@ -276,14 +332,20 @@ def tags_stats(directory: Path, concept_name: str | None, top: int, as_json: boo
         if c.empty:
             echo(f"  {len(c.empty)} empty caption(s): {names(c.empty)}")
         if c.missing_trigger:
-            echo(f"  {len(c.missing_trigger)} caption(s) without the trigger token \"{c.token}\": "
-                 f"{names(c.missing_trigger)}")
+            echo(
+                f'  {len(c.missing_trigger)} caption(s) without the trigger token "{c.token}": '
+                f"{names(c.missing_trigger)}"
+            )
         if c.trigger_not_first:
-            echo(f"  {len(c.trigger_not_first)} caption(s) with \"{c.token}\" not as the first item: "
-                 f"{names(c.trigger_not_first)}")
+            echo(
+                f'  {len(c.trigger_not_first)} caption(s) with "{c.token}" not as the first item: '
+                f"{names(c.trigger_not_first)}"
+            )
     shown = stats.tags
-    echo(f"{stats.distinct_tags} distinct tag(s) in {stats.captions} caption(s)"
-         + (f"; the {len(shown)} most common:" if shown else ""))
+    echo(
+        f"{stats.distinct_tags} distinct tag(s) in {stats.captions} caption(s)"
+        + (f"; the {len(shown)} most common:" if shown else "")
+    )
     width = len(str(shown[0][1])) if shown else 1
     for tag, count in shown:
         share = f"{100 * count / stats.captions:.0f}%" if stats.captions else "-"
@@ -307,7 +369,10 @@ def tags_undo(directory: Path, as_json: bool) -> int:
     deleted = f", {len(result.deleted)} created file(s) deleted" if result.deleted else ""
     echo(f"undid {result.id} ({result.command}): {len(result.restored)} file(s) restored{deleted}")
     if result.changed_since:
-        echo(f"  {len(result.changed_since)} of them had been edited since; those edits are gone too: "
-             + ", ".join(Path(p).name for p in result.changed_since[:5]), style="yellow")
+        echo(
+            f"  {len(result.changed_since)} of them had been edited since; those edits are gone too: "
+            + ", ".join(Path(p).name for p in result.changed_since[:5]),
+            style="yellow",
+        )
     echo(f"{result.remaining} earlier edit(s) can still be undone" if result.remaining else "no earlier edits to undo")
     return ExitCode.OK

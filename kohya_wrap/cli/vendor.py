@@ -46,7 +46,12 @@ class PhaseReporter:
 
 
 @click.group()
-@click.option("--vendor-dir", type=click.Path(file_okay=False, path_type=Path), help="Home of the checkout, its venv and the lock (default: KOHYA_WRAP_VENDOR, or the vendor/ of a source checkout, or ~/.local/share/kohya-wrap/vendor).")
+@click.option(
+    "--vendor-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Home of the checkout, its venv and the lock (default: KOHYA_WRAP_VENDOR, or the vendor/ of a source "
+    "checkout, or ~/.local/share/kohya-wrap/vendor).",
+)
 def vendor(vendor_dir: Path | None) -> None:
     """Install, pin, upgrade and inspect sd-scripts (a git checkout plus its own venv)."""
     if vendor_dir is not None:
@@ -70,11 +75,34 @@ def _run_phases(work) -> Any:
 @vendor.command("install")
 @click.option("--ref", help="Tag, branch or commit to pin (default: the lock's).")
 @click.option("--source", help="Git URL, local path or bare mirror to clone from (default: the lock's).")
-@click.option("--exclude", multiple=True, metavar="PATTERN", help="Leave a path out of the checkout (repeatable); bitsandbytes_windows/ is left out except on Windows.")
-@click.option("--torch", "torch", default=None, metavar="SPEC", help='Torch packages for the venv (default: "torch==2.14.1 torchvision==0.29.1"; "none" skips).')
-@click.option("--torch-index-url", metavar="URL", help="Package index for torch, e.g. https://download.pytorch.org/whl/cu128 for a CUDA 12.8 build.")
-@click.option("--python", "base_python", default=sys.executable, show_default="this Python", help="Python that creates the venv.")
-@click.option("--pip-constraint", "constraints", multiple=True, metavar="SPEC", help='An extra pin for the venv\'s requirements, e.g. "numpy<2" (repeatable).')
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="PATTERN",
+    help="Leave a path out of the checkout (repeatable); bitsandbytes_windows/ is left out except on Windows.",
+)
+@click.option(
+    "--torch",
+    "torch",
+    default=None,
+    metavar="SPEC",
+    help='Torch packages for the venv (default: "torch==2.14.1 torchvision==0.29.1"; "none" skips).',
+)
+@click.option(
+    "--torch-index-url",
+    metavar="URL",
+    help="Package index for torch, e.g. https://download.pytorch.org/whl/cu128 for a CUDA 12.8 build.",
+)
+@click.option(
+    "--python", "base_python", default=sys.executable, show_default="this Python", help="Python that creates the venv."
+)
+@click.option(
+    "--pip-constraint",
+    "constraints",
+    multiple=True,
+    metavar="SPEC",
+    help='An extra pin for the venv\'s requirements, e.g. "numpy<2" (repeatable).',
+)
 @click.option("--force", is_flag=True, help="Overwrite local changes in the checkout.")
 def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, constraints, force) -> int:
     """Clone (or fetch) sd-scripts, check out the pinned commit, build its venv, read its options."""
@@ -83,11 +111,20 @@ def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, co
     vendor = _vendor()
     state = vendor.state()
     options = InstallOptions(
-        ref, source, tuple(exclude), torch or state.get("torch") or DEFAULT_TORCH, torch_index_url, base_python, force,
+        ref,
+        source,
+        tuple(exclude),
+        torch or state.get("torch") or DEFAULT_TORCH,
+        torch_index_url,
+        base_python,
+        force,
         tuple(constraints) or tuple(state.get("constraints", ())),
     )
     lock = _run_phases(lambda report: install(vendor, options, report))
-    echo(f"sd-scripts {lock.ref} ({lock.commit[:12]}) is installed in {vendor.root}; pinned in {vendor.lock_path}", style="bold green")
+    echo(
+        f"sd-scripts {lock.ref} ({lock.commit[:12]}) is installed in {vendor.root}; pinned in {vendor.lock_path}",
+        style="bold green",
+    )
     return ExitCode.OK
 
 
@@ -114,38 +151,59 @@ def vendor_status(as_json: bool, no_torch: bool) -> int:
         echo(f"checkout:   not installed ({info['checkout']}) — run `kohya-wrap vendor install`", style="yellow")
     else:
         echo(f"checkout:   {info['describe']} {info['commit'][:12]} from {info['source']}")
-        echo(f"matches lock: {'yes' if info['matches_lock'] else 'NO'}", style=None if info["matches_lock"] else "bold red")
+        echo(
+            f"matches lock: {'yes' if info['matches_lock'] else 'NO'}",
+            style=None if info["matches_lock"] else "bold red",
+        )
         echo(f"local changes: {', '.join(info['dirty']) if info['dirty'] else 'none'}")
     echo(f"python:     {info['python']}" + ("" if info["python_present"] else " (missing)"))
     torch = info.get("torch")
     if torch:
-        echo(f"torch:      {torch['torch']} on {torch['device']}" if "torch" in torch else f"torch:      not importable ({torch['error']})")
+        echo(
+            f"torch:      {torch['torch']} on {torch['device']}"
+            if "torch" in torch
+            else f"torch:      not importable ({torch['error']})"
+        )
     return ExitCode.OK
 
 
 @vendor.command("upgrade")
 @click.option("--ref", required=True, help="The tag, branch or commit to move to.")
 @click.option("--source", help="Fetch from here instead of the lock's source.")
-@click.option("--exclude", multiple=True, metavar="PATTERN", help="Leave another path out of the checkout (repeatable).")
-@click.option("--pip-constraint", "constraints", multiple=True, metavar="SPEC", help='Replace the venv\'s extra pins, e.g. "numpy<2" (repeatable; reinstalls the requirements).')
+@click.option(
+    "--exclude", multiple=True, metavar="PATTERN", help="Leave another path out of the checkout (repeatable)."
+)
+@click.option(
+    "--pip-constraint",
+    "constraints",
+    multiple=True,
+    metavar="SPEC",
+    help='Replace the venv\'s extra pins, e.g. "numpy<2" (repeatable; reinstalls the requirements).',
+)
 @click.option("--force", is_flag=True, help="Overwrite local changes in the checkout.")
 @click.argument("directory", required=False, default=".", type=click.Path(path_type=Path))
 def vendor_upgrade(ref, source, exclude, constraints, force, directory: Path) -> int:
     """Move to another sd-scripts version: fetch, check out, reinstall requirements if they changed,
     update the lock, show the option diff, re-check the project in DIRECTORY (default: here)."""
+    from kohya_wrap.paths import SPEC_FILENAME
     from kohya_wrap.sdscripts.schema import live_schema
     from kohya_wrap.sdscripts.schemadiff import diff_schemas
     from kohya_wrap.sdscripts.vendor import upgrade
-    from kohya_wrap.paths import SPEC_FILENAME
 
     vendor = _vendor()
     try:  # the current version's options, for the diff; a broken venv has none to offer
         before = live_schema(vendor.sd_scripts()) if vendor.sd_scripts().usable else None
     except KohyaWrapError:
         before = None
-    result = _run_phases(lambda report: upgrade(vendor, ref, source, tuple(exclude), force, tuple(constraints) or None, report))
+    result = _run_phases(
+        lambda report: upgrade(vendor, ref, source, tuple(exclude), force, tuple(constraints) or None, report)
+    )
     after = live_schema(vendor.sd_scripts())
-    echo(f"sd-scripts {result.old.ref} ({result.old.commit[:12]}) → {result.new.ref} ({result.new.commit[:12]}); lock updated", style="bold green")
+    echo(
+        f"sd-scripts {result.old.ref} ({result.old.commit[:12]}) → {result.new.ref} ({result.new.commit[:12]}); lock "
+        "updated",
+        style="bold green",
+    )
     if before is not None:
         _print_diff(diff_schemas(before, after))
     if (directory / SPEC_FILENAME).is_file() or directory.is_file():
@@ -160,7 +218,10 @@ def _recheck(directory: Path) -> None:
     try:
         loaded = load_project(directory)
     except SpecError as exc:
-        echo(f"your project does not validate against the new version ({len(exc.problems)} problem(s)):", style="bold yellow")
+        echo(
+            f"your project does not validate against the new version ({len(exc.problems)} problem(s)):",
+            style="bold yellow",
+        )
         for problem in exc.problems:
             echo(f"  {problem.line()}")
         echo("fix the spec (or upgrade back); `kohya-wrap check` shows this again", style="yellow")
@@ -189,8 +250,22 @@ def vendor_options(script: str, grep: str | None, as_json: bool) -> int:
     options = schema.options(script if script.endswith(".py") else f"{script}.py")
     selected = [o for name, o in sorted(options.items()) if not grep or grep.lower() in name.lower()]
     if as_json:
-        echo_json({"schema": schema.source, "script": script, "options": [
-            {"name": o.name, "type": o.type, "nargs": o.nargs, "default": o.default, "choices": list(o.choices) if o.choices else None} for o in selected]})
+        echo_json(
+            {
+                "schema": schema.source,
+                "script": script,
+                "options": [
+                    {
+                        "name": o.name,
+                        "type": o.type,
+                        "nargs": o.nargs,
+                        "default": o.default,
+                        "choices": list(o.choices) if o.choices else None,
+                    }
+                    for o in selected
+                ],
+            }
+        )
         return ExitCode.OK
     echo(f"# {script} of {schema.source}: {len(selected)} of {len(options)} options")
     for option in selected:
@@ -205,11 +280,16 @@ def _print_diff(diff: "SchemaDiff") -> None:
     for script in diff.scripts:
         if script.status != "changed":
             count = len(script.added or script.removed)
-            echo(f"  {script.script}: {'new script' if script.status == 'added' else 'script removed'} ({count} options)")
+            echo(
+                f"  {script.script}: {'new script' if script.status == 'added' else 'script removed'} ({count} options)"
+            )
             continue
         if script.empty:
             continue
-        echo(f"  {script.script}: {len(script.added)} added, {len(script.removed)} removed, {len(script.changed)} changed")
+        echo(
+            f"  {script.script}: {len(script.added)} added, {len(script.removed)} removed, {len(script.changed)} "
+            "changed"
+        )
         for option in script.added:
             echo(f"    + {_option_line(option)}", style="green")
         for option in script.removed:
@@ -218,7 +298,11 @@ def _print_diff(diff: "SchemaDiff") -> None:
             details = "; ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in fields.items())
             echo(f"    ~ {name}: {details}", style="yellow")
     for level in diff.dataset_added:
-        added, removed, changed = diff.dataset_added[level], diff.dataset_removed.get(level, ()), diff.dataset_changed.get(level, ())
+        added, removed, changed = (
+            diff.dataset_added[level],
+            diff.dataset_removed.get(level, ()),
+            diff.dataset_changed.get(level, ()),
+        )
         if added or removed or changed:
             parts = [f"+{k}" for k in added] + [f"-{k}" for k in removed] + [f"~{k} ({a} → {b})" for k, a, b in changed]
             echo(f"  dataset_config [{level}]: " + ", ".join(parts))
@@ -232,8 +316,8 @@ def _print_diff(diff: "SchemaDiff") -> None:
 def vendor_diff(ref_a: str, ref_b: str, directory: Path, as_json: bool) -> int:
     """Options added, removed and changed between two sd-scripts refs, and what would break in the
     project in DIRECTORY (default: here), with a suggested rewrite."""
-    from kohya_wrap.sdscripts.vendor import schema_at_ref
     from kohya_wrap.sdscripts.schemadiff import diff_schemas
+    from kohya_wrap.sdscripts.vendor import schema_at_ref
 
     vendor = _vendor()
     if not (vendor.checkout / ".git").exists():
@@ -272,7 +356,12 @@ def _project_breaks(directory: Path, schema: "OptionSchema") -> dict[str, Any] |
 
 @vendor.command("use")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--python", "python", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="The Python of its venv (default: venv/bin/python beside or inside PATH).")
+@click.option(
+    "--python",
+    "python",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The Python of its venv (default: venv/bin/python beside or inside PATH).",
+)
 @click.argument("directory", required=False, default=".", type=click.Path(path_type=Path))
 def vendor_use(path: Path, python: Path | None, directory: Path) -> int:
     """Train the project in DIRECTORY (default: here) with an existing sd-scripts checkout at PATH, e.g.
@@ -285,12 +374,19 @@ def vendor_use(path: Path, python: Path | None, directory: Path) -> int:
     spec_file = find_spec_file(directory)
     root = path.expanduser().absolute()
     if not (root / "train_network.py").is_file():
-        raise KohyaWrapError(f"{root}: not an sd-scripts checkout (no train_network.py)", "give the folder that holds train_network.py")
-    interpreter = (python.expanduser().absolute() if python else guess_python(root))
+        raise KohyaWrapError(
+            f"{root}: not an sd-scripts checkout (no train_network.py)", "give the folder that holds train_network.py"
+        )
+    interpreter = python.expanduser().absolute() if python else guess_python(root)
     if not interpreter.is_file():
-        raise KohyaWrapError(f"no Python found for {root} (looked for {interpreter})", "pass --python /path/to/its/venv/bin/python")
+        raise KohyaWrapError(
+            f"no Python found for {root} (looked for {interpreter})", "pass --python /path/to/its/venv/bin/python"
+        )
     schema = live_schema(SdScripts(root, interpreter, "project"))
     set_table(spec_file, "sd_scripts", {"path": str(root), "python": str(interpreter)})
     count = sum(len(o) for o in schema.scripts.values())
-    echo(f"{spec_file}: [sd_scripts] now uses {root} ({schema.source}, {count} options); previous spec kept as {spec_file.name}.bak")
+    echo(
+        f"{spec_file}: [sd_scripts] now uses {root} ({schema.source}, {count} options); previous spec kept as "
+        f"{spec_file.name}.bak"
+    )
     return ExitCode.OK

@@ -54,7 +54,11 @@ class HashCache:
         if stale:
             with ThreadPoolExecutor(worker_count(len(stale))) as pool:
                 for (path, stat), value in zip(stale, pool.map(image_dhash, [p for p, _ in stale])):
-                    self.entries[str(path)] = [stat.st_size, stat.st_mtime_ns, f"{value:016x}" if value is not None else ""]
+                    self.entries[str(path)] = [
+                        stat.st_size,
+                        stat.st_mtime_ns,
+                        f"{value:016x}" if value is not None else "",
+                    ]
             self.changed = True
         found = {}
         for path in paths:
@@ -68,7 +72,9 @@ class HashCache:
         if not self.changed and self.seen == set(self.entries):
             return
         try:
-            write_text_atomic(self.file, json.dumps({key: self.entries[key] for key in sorted(self.seen) if key in self.entries}))
+            write_text_atomic(
+                self.file, json.dumps({key: self.entries[key] for key in sorted(self.seen) if key in self.entries})
+            )
         except OSError:
             pass  # a read-only project still lints; it just hashes again next time
 

@@ -29,7 +29,6 @@ from kohya_wrap.dataset.dhash import dhash
 from kohya_wrap.fsutil import write_bytes_atomic
 from kohya_wrap.sdscripts.stepmath import BucketSelector, BucketSettings
 
-
 SOURCE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".heic", ".heif", ".avif"}
 CAPTION_SUFFIXES = (".txt", ".caption", ".tags")
 OUTPUT_SUFFIX = {"png": ".png", "jpg": ".jpg", "webp": ".webp"}
@@ -85,7 +84,15 @@ def output_size(settings: PrepSettings, width: int, height: int) -> tuple[int, i
     return (width, height)
 
 
-_TRANSPOSE = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}
+_TRANSPOSE = {
+    2: "FLIP_LEFT_RIGHT",
+    3: "ROTATE_180",
+    4: "FLIP_TOP_BOTTOM",
+    5: "TRANSPOSE",
+    6: "ROTATE_270",
+    7: "TRANSVERSE",
+    8: "ROTATE_90",
+}
 
 
 @lru_cache(maxsize=1)
@@ -101,9 +108,14 @@ def vips():
 
 
 def _vips_engine(settings: PrepSettings, image) -> bool:
-    return (settings.engine != "pillow" and image.format == "JPEG" and image.mode in ("RGB", "L")
-            and settings.mode in ("crop", "bucket", "fit") and not (settings.focus == "entropy" and settings.mode == "crop")
-            and vips() is not None)
+    return (
+        settings.engine != "pillow"
+        and image.format == "JPEG"
+        and image.mode in ("RGB", "L")
+        and settings.mode in ("crop", "bucket", "fit")
+        and not (settings.focus == "entropy" and settings.mode == "crop")
+        and vips() is not None
+    )
 
 
 def _shrink(raw: tuple[int, int], scale: float) -> int:
@@ -113,7 +125,9 @@ def _shrink(raw: tuple[int, int], scale: float) -> int:
     return next(s for s in (8, 4, 2, 1) if s <= max(1, fits))
 
 
-def _vips_resize(data: bytes, image, orientation: int, settings: PrepSettings, out: tuple[int, int], scale: float, ops: list[str]):
+def _vips_resize(
+    data: bytes, image, orientation: int, settings: PrepSettings, out: tuple[int, int], scale: float, ops: list[str]
+):
     """libvips: decode at reduced scale, crop (crop/bucket) and Lanczos-3 resize in the file's own
     orientation, then hand the small result to Pillow upright, its ICC profile attached for _to_rgb."""
     from PIL import Image
@@ -126,7 +140,9 @@ def _vips_resize(data: bytes, image, orientation: int, settings: PrepSettings, o
         # a JPEG without its end-of-image marker near the end is cut short: have libvips fail on it
         # (checking every scanline for that costs ~5 % on whole files, so only then)
         whole = data.rfind(b"\xff\xd9", max(0, len(data) - 65536)) != -1
-        decoded = pyvips.Image.jpegload_buffer(data, shrink=shrink, access="sequential", **({} if whole else {"fail_on": "truncated"}))
+        decoded = pyvips.Image.jpegload_buffer(
+            data, shrink=shrink, access="sequential", **({} if whole else {"fail_on": "truncated"})
+        )
         dw, dh = decoded.width, decoded.height
         if settings.mode in ("crop", "bucket"):
             cover = max(tw / dw, th / dh)
@@ -197,8 +213,12 @@ def _to_rgb(image, settings: PrepSettings, ops: list[str]):
             description = ImageCms.getProfileDescription(source_profile).strip()
             if "srgb" not in description.lower():
                 target_mode = "RGBA" if image.mode in ("RGBA", "LA") else "RGB"
-                image = ImageCms.profileToProfile(image.convert("RGBA" if image.mode == "LA" else image.mode), source_profile,
-                                                  ImageCms.createProfile("sRGB"), outputMode=target_mode)
+                image = ImageCms.profileToProfile(
+                    image.convert("RGBA" if image.mode == "LA" else image.mode),
+                    source_profile,
+                    ImageCms.createProfile("sRGB"),
+                    outputMode=target_mode,
+                )
                 ops.append(f"colour profile {description or 'embedded'} → sRGB")
         except (OSError, ImageCms.PyCMSError, ValueError):
             ops.append("unreadable colour profile ignored")
@@ -254,7 +274,9 @@ def _encode(image, settings: PrepSettings) -> bytes:
     if settings.out_format == "png":
         image.save(buffer, "PNG", compress_level=settings.png_level)
     elif settings.out_format == "jpg":
-        image.save(buffer, "JPEG", quality=settings.quality, subsampling=0 if settings.quality >= 90 else 2, optimize=False)
+        image.save(
+            buffer, "JPEG", quality=settings.quality, subsampling=0 if settings.quality >= 90 else 2, optimize=False
+        )
     else:
         image.save(buffer, "WEBP", quality=settings.quality, method=4)
     return buffer.getvalue()
@@ -289,11 +311,22 @@ def prepare_one(source: str, target: str, settings: PrepSettings) -> PrepResult:
         if min(width, height) < settings.min_size:
             return reject(result, f"too small: {width}×{height}, the shorter side is under {settings.min_size} px")
         if max(width, height) / min(width, height) > settings.max_aspect:
-            return reject(result, f"extreme aspect ratio {width}×{height} (over {settings.max_aspect:g}:1, beyond the bucket limits)")
+            return reject(
+                result,
+                f"extreme aspect ratio {width}×{height} (over {settings.max_aspect:g}:1, beyond the bucket limits)",
+            )
         out_w, out_h = output_size(settings, width, height)
-        scale = max(out_w / width, out_h / height) if settings.mode in ("crop", "bucket") else min(out_w / width, out_h / height)
+        scale = (
+            max(out_w / width, out_h / height)
+            if settings.mode in ("crop", "bucket")
+            else min(out_w / width, out_h / height)
+        )
         if _vips_engine(settings, image):
-            image = _to_rgb(_vips_resize(data, image, orientation, settings, (out_w, out_h), scale, result.ops), settings, result.ops)
+            image = _to_rgb(
+                _vips_resize(data, image, orientation, settings, (out_w, out_h), scale, result.ops),
+                settings,
+                result.ops,
+            )
             if settings.mode == "fit":
                 image = _pad(image, (out_w, out_h), settings.pad_color)
                 result.ops.append(f"fit {out_w}×{out_h}, padded")
@@ -322,7 +355,10 @@ def prepare_one(source: str, target: str, settings: PrepSettings) -> PrepResult:
             else:
                 left, top = (width_d - crop_w) / 2, (height_d - crop_h) / 2
             image = image.resize((out_w, out_h), Image.Resampling.LANCZOS, box=(left, top, left + crop_w, top + crop_h))
-            result.ops.append(f"{'crop' if settings.mode == 'crop' else 'bucket'} {out_w}×{out_h}" + (" (entropy focus)" if settings.focus == "entropy" and settings.mode == "crop" else ""))
+            result.ops.append(
+                f"{'crop' if settings.mode == 'crop' else 'bucket'} {out_w}×{out_h}"
+                + (" (entropy focus)" if settings.focus == "entropy" and settings.mode == "crop" else "")
+            )
         elif settings.mode == "fit":
             fit = min(out_w / width_d, out_h / height_d)
             inner = (max(1, round(width_d * fit)), max(1, round(height_d * fit)))

@@ -14,15 +14,23 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kohya_wrap.dataset.dhash import hamming
-from kohya_wrap.dataset.images import CAPTION_SUFFIXES, OUTPUT_SUFFIX, SOURCE_SUFFIXES, PrepResult, PrepSettings, prepare_job, reject, vips
+from kohya_wrap.dataset.images import (
+    CAPTION_SUFFIXES,
+    OUTPUT_SUFFIX,
+    SOURCE_SUFFIXES,
+    PrepResult,
+    PrepSettings,
+    prepare_job,
+    reject,
+    vips,
+)
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import copy_file_atomic, dataset_lock, write_text_atomic
 from kohya_wrap.spec.load import LoadedSpec
 from kohya_wrap.workers import Progress, no_progress, worker_count
-
 
 # ---------------------------------------------------------------------------------------------- a concept
 
@@ -47,7 +55,7 @@ class ConceptPrep:
 
 
 def color(value: str | None, default: tuple[int, int, int]) -> tuple[int, int, int]:
-    return default if value is None else tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
+    return default if value is None else tuple(int(value[i : i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
 def list_sources(source: Path) -> list[Path]:
@@ -55,7 +63,9 @@ def list_sources(source: Path) -> list[Path]:
     found = []
     for folder, dirs, files in os.walk(source):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(folder) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in SOURCE_SUFFIXES]
+        found += [
+            Path(folder) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in SOURCE_SUFFIXES
+        ]
     return sorted(found, key=lambda p: p.relative_to(source).as_posix())
 
 
@@ -66,11 +76,23 @@ def output_names(source: Path, sources: list[Path], suffix: str) -> dict[Path, s
     counts: dict[str, int] = {}
     for stem in stems.values():
         counts[stem] = counts.get(stem, 0) + 1
-    return {p: (stem if counts[stem] == 1 else f"{stem}_{p.suffix.lstrip('.').lower()}") + suffix for p, stem in stems.items()}
+    return {
+        p: (stem if counts[stem] == 1 else f"{stem}_{p.suffix.lstrip('.').lower()}") + suffix
+        for p, stem in stems.items()
+    }
 
 
-def prep_concept(label: str, source: Path, target: Path, settings: PrepSettings, previous: dict[str, Any],
-                 near_distance: int, workers: int, on_done=None, sources: list[Path] | None = None) -> ConceptPrep:
+def prep_concept(
+    label: str,
+    source: Path,
+    target: Path,
+    settings: PrepSettings,
+    previous: dict[str, Any],
+    near_distance: int,
+    workers: int,
+    on_done=None,
+    sources: list[Path] | None = None,
+) -> ConceptPrep:
     """Prepare every new or changed source of one concept (`sources`: list_sources(source), if the
     caller has it already); `previous` is the concept's last manifest entry."""
     report = ConceptPrep(label, source, target)
@@ -83,8 +105,12 @@ def prep_concept(label: str, source: Path, target: Path, settings: PrepSettings,
         stat = path.stat()
         entry = known.get(str(path))
         output = target / names[path]
-        if entry and entry.get("bytes") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns \
-                and (entry["status"] == "rejected" or output.is_file()):
+        if (
+            entry
+            and entry.get("bytes") == stat.st_size
+            and entry.get("mtime_ns") == stat.st_mtime_ns
+            and (entry["status"] == "rejected" or output.is_file())
+        ):
             results.append(_from_entry(entry))
             report.skipped += 1
         else:
@@ -153,10 +179,14 @@ def _dedupe(results: list[PrepResult], near_distance: int) -> None:
     for i, a in enumerate(alive):
         if a.status != "ok":
             continue
-        for b in alive[i + 1:]:
+        for b in alive[i + 1 :]:
             if b.status == "ok" and hamming(a.dhash, b.dhash) <= near_distance:  # type: ignore[arg-type]
                 loser, winner = (b, a) if a.pixels >= b.pixels else (a, b)
-                reject(loser, f"near-duplicate of {Path(winner.source).name} (difference hash within {hamming(a.dhash, b.dhash)} bits; the larger is kept)")  # type: ignore[arg-type]
+                reject(
+                    loser,
+                    f"near-duplicate of {Path(winner.source).name} (difference hash within "
+                    f"{hamming(a.dhash, b.dhash)} bits; the larger is kept)",
+                )  # type: ignore[arg-type]
                 if loser is a:
                     break
 
@@ -172,16 +202,23 @@ def project_settings(loaded: LoadedSpec, overrides: dict[str, Any]) -> tuple[Pre
     buckets = loaded.settings.bucket
     aspect = buckets.max_reso / buckets.min_reso if buckets.enable_bucket and buckets.min_reso else 4.0
     settings = PrepSettings(
-        mode=prep.get("mode") or "crop", size=size, out_format=prep.get("format") or "png",
-        quality=prep.get("quality") or 95, focus=prep.get("focus") or "center",
-        background=color(prep.get("background"), (255, 255, 255)), pad_color=color(prep.get("pad_color"), (0, 0, 0)),
+        mode=prep.get("mode") or "crop",
+        size=size,
+        out_format=prep.get("format") or "png",
+        quality=prep.get("quality") or 95,
+        focus=prep.get("focus") or "center",
+        background=color(prep.get("background"), (255, 255, 255)),
+        pad_color=color(prep.get("pad_color"), (0, 0, 0)),
         min_size=prep["min_size"] if prep.get("min_size") is not None else min(size) // 2,
-        max_aspect=max(aspect, 1.0), buckets=buckets if prep.get("mode") == "bucket" else None,
+        max_aspect=max(aspect, 1.0),
+        buckets=buckets if prep.get("mode") == "bucket" else None,
         engine=prep.get("engine") or "auto",
     )
     if settings.engine == "vips" and vips() is None:
-        raise KohyaWrapError("[prep] engine = \"vips\": pyvips (libvips) is not installed or cannot load",
-                             "pip install pyvips pyvips-binary, or set engine = \"auto\"")
+        raise KohyaWrapError(
+            '[prep] engine = "vips": pyvips (libvips) is not installed or cannot load',
+            'pip install pyvips pyvips-binary, or set engine = "auto"',
+        )
     return settings, loaded.settings.near_duplicate_distance
 
 
@@ -196,7 +233,9 @@ def write_manifest(root: Path, manifest: dict[str, Any], concept: ConceptPrep, s
     """Record one prepared concept in `manifest` (as read by read_manifest) and write it atomically,
     so an interruption later keeps what was already prepared."""
     manifest.setdefault("concepts", {})[concept.label] = {
-        "source": str(concept.source), "target": str(concept.target), "settings": settings_key(settings),
+        "source": str(concept.source),
+        "target": str(concept.target),
+        "settings": settings_key(settings),
         "images": [r.as_dict() for r in concept.results],
     }
     write_text_atomic(root / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False) + "\n")
@@ -222,28 +261,53 @@ def prep_project(loaded: LoadedSpec, options: PrepOptions, progress: Progress = 
     concepts = loaded.settings.select_concepts(options.concept, layout.spec_file)
     if options.source is not None and len(concepts) > 1:
         raise KohyaWrapError("--source: the project has several concepts", "say which one with --concept")
-    settings, distance = project_settings(loaded, {"mode": options.mode, "format": options.format, "focus": options.focus, "engine": options.engine})
+    settings, distance = project_settings(
+        loaded, {"mode": options.mode, "format": options.format, "focus": options.focus, "engine": options.engine}
+    )
     reports = []
     with dataset_lock(layout.root, "prep"):
         manifest = read_manifest(layout.root)
         for item in concepts:
             concept = item.concept
-            folder = options.source if options.source is not None else Path(concept.source).expanduser() if concept.source else None
+            folder = (
+                options.source
+                if options.source is not None
+                else Path(concept.source).expanduser()
+                if concept.source
+                else None
+            )
             if folder is None:
-                raise KohyaWrapError(f"{layout.spec_file.name}: concept {concept.label!r} has no source folder",
-                                     f"set source = \"…\" on it, or pass --concept {concept.label} --source FOLDER")
+                raise KohyaWrapError(
+                    f"{layout.spec_file.name}: concept {concept.label!r} has no source folder",
+                    f'set source = "…" on it, or pass --concept {concept.label} --source FOLDER',
+                )
             folder = folder if folder.is_absolute() else layout.root / folder
             if not folder.is_dir():
-                raise KohyaWrapError(f"{layout.spec_file.name}: concept {concept.label!r}: source {folder} is not a folder", "fix source, or pass --source")
+                raise KohyaWrapError(
+                    f"{layout.spec_file.name}: concept {concept.label!r}: source {folder} is not a folder",
+                    "fix source, or pass --source",
+                )
             if folder.resolve() == item.folder.resolve():
-                raise KohyaWrapError(f"concept {concept.label!r}: the source is the training folder itself", "keep originals in a folder of their own and point source at it")
+                raise KohyaWrapError(
+                    f"concept {concept.label!r}: the source is the training folder itself",
+                    "keep originals in a folder of their own and point source at it",
+                )
             previous = manifest.get("concepts", {}).get(concept.label, {})
             started = time.monotonic()
             folder = folder.absolute()
             sources = list_sources(folder)
             with progress(concept.label, len(sources)) as bar:
-                report = prep_concept(concept.label, folder, item.folder, settings, previous, distance,
-                                      options.workers or worker_count(len(sources)), on_done=bar.advance, sources=sources)
+                report = prep_concept(
+                    concept.label,
+                    folder,
+                    item.folder,
+                    settings,
+                    previous,
+                    distance,
+                    options.workers or worker_count(len(sources)),
+                    on_done=bar.advance,
+                    sources=sources,
+                )
             report.seconds = time.monotonic() - started
             reports.append(report)
             write_manifest(layout.root, manifest, report, settings)

@@ -18,10 +18,32 @@ if TYPE_CHECKING:
 
 # sd-scripts v0.10.1 library/train_util.py IMAGE_EXTENSIONS (avif/jxl only with optional plugins there).
 SD_SCRIPTS_IMAGE_EXTENSIONS: tuple[str, ...] = (
-    ".png", ".jpg", ".jpeg", ".webp", ".bmp", ".PNG", ".JPG", ".JPEG", ".WEBP", ".BMP",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".bmp",
+    ".PNG",
+    ".JPG",
+    ".JPEG",
+    ".WEBP",
+    ".BMP",
 )
 # Files that look like images but that sd-scripts will not read (wrong case, or a format it skips).
-IMAGE_LIKE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".avif", ".heic", ".heif", ".jxl"}
+IMAGE_LIKE_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".avif",
+    ".heic",
+    ".heif",
+    ".jxl",
+}
 # Sidecar extensions captioners and taggers write; used to spot a caption_extension mismatch.
 CAPTION_LIKE_SUFFIXES = (".txt", ".caption", ".tags", ".tag", ".cap")
 

@@ -82,16 +82,26 @@ def clip_tokenizer(merges: list[tuple[str, str]]) -> Tokenizer:
     tokens = dict.fromkeys(chain(symbols, [s + "</w>" for s in symbols], map("".join, merges), _SPECIAL))
     tokens.update(dict.fromkeys(set(chain.from_iterable(merges)).difference(tokens)))  # parts never built (odd files)
     vocab = dict(zip(tokens, range(len(tokens))))
-    tokenizer = Tokenizer(BPE(vocab=vocab, merges=merges, continuing_subword_prefix="", end_of_word_suffix="</w>",
-                              fuse_unk=False, unk_token="<|endoftext|>"))
+    tokenizer = Tokenizer(
+        BPE(
+            vocab=vocab,
+            merges=merges,
+            continuing_subword_prefix="",
+            end_of_word_suffix="</w>",
+            fuse_unk=False,
+            unk_token="<|endoftext|>",
+        )
+    )
     # CLIPConverter's normalizer (NFC, whitespace, lowercase) is `clean`, in Python: the slow tokenizer's
     # own calls (Python's `lower()` keeps the final sigma; Oniguruma's \\s is not the `regex` module's),
     # and ByteLevel's own GPT-2 regex is off: it would split nothing CLIP's split left whole. The recipe
     # verbatim counted at 0.63× the old counter's speed; this way at 1.03× (scripts/bench_tokens.py).
-    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(_CLIP_SPLIT), behavior="removed", invert=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     # "<|endoftext|>" in a caption is one token (the slow one differs only on "X,<|ENDOFTEXT|>": 1 against 3+)
     tokenizer.add_special_tokens(list(_SPECIAL))
     return tokenizer

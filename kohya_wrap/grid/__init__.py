@@ -17,7 +17,16 @@ from typing import Any
 
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.grid.cells import (
-    AXES, Cell, Checkpoint, GridRequest, Prompt, base_identity, axes_layout, cells_by_key, list_checkpoints, select_checkpoints,
+    AXES,
+    Cell,
+    Checkpoint,
+    GridRequest,
+    Prompt,
+    axes_layout,
+    base_identity,
+    cells_by_key,
+    list_checkpoints,
+    select_checkpoints,
 )
 from kohya_wrap.grid.pages import write_grid
 from kohya_wrap.grid.render import Generator, RenderOutcome, clear_work, render_cells
@@ -27,7 +36,16 @@ from kohya_wrap.training.record import RunFiles, find_run, read_record
 from kohya_wrap.workers import Progress, no_progress
 
 __all__ = [
-    "AXES", "Cell", "Checkpoint", "Generator", "GridOptions", "GridRequest", "GridResult", "Prompt", "RenderOutcome", "make_grid",
+    "AXES",
+    "Cell",
+    "Checkpoint",
+    "Generator",
+    "GridOptions",
+    "GridRequest",
+    "GridResult",
+    "Prompt",
+    "RenderOutcome",
+    "make_grid",
     "render_cells",
 ]
 FAMILIES = ("sd15", "sd2", "sdxl")  # the families gen_img.py renders
@@ -70,7 +88,11 @@ def default_prompts(loaded: LoadedSpec, negative: str | None) -> list[Prompt]:
     for item in sample.prompts:
         text = item if isinstance(item, str) else item.text
         own = None if isinstance(item, str) else item.negative
-        prompts.append(Prompt(text.strip(), (negative if negative is not None else own if own is not None else sample.negative) or ""))
+        prompts.append(
+            Prompt(
+                text.strip(), (negative if negative is not None else own if own is not None else sample.negative) or ""
+            )
+        )
     return prompts
 
 
@@ -108,25 +130,42 @@ def make_grid(loaded: LoadedSpec, options: GridOptions, progress: Progress = no_
     runs/<id>/grids/<time>/ (or grids/<time>/ without a run)."""
     spec, layout, sd, settings = loaded.spec, loaded.layout, loaded.sd_scripts, loaded.settings
     if settings.family not in FAMILIES:
-        raise KohyaWrapError(f"grid: family {settings.family} is not supported yet", "grids render SD 1.x, SD 2.x and SDXL LoRAs")
+        raise KohyaWrapError(
+            f"grid: family {settings.family} is not supported yet", "grids render SD 1.x, SD 2.x and SDXL LoRAs"
+        )
     if not (sd.usable and (sd.root / "gen_img.py").is_file()):
-        raise KohyaWrapError(f"grid needs sd-scripts' gen_img.py and its Python (looked in {sd.root})",
-                             "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`")
+        raise KohyaWrapError(
+            f"grid needs sd-scripts' gen_img.py and its Python (looked in {sd.root})",
+            "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
+        )
 
     run_dir, outputs = _run_outputs(layout.runs_dir, options.run_id)
-    chosen = select_checkpoints(list_checkpoints(layout.model_dir, settings.name, outputs), settings.name, options.checkpoints)
+    chosen = select_checkpoints(
+        list_checkpoints(layout.model_dir, settings.name, outputs), settings.name, options.checkpoints
+    )
     if not chosen:
-        raise KohyaWrapError(f"{layout.model_dir}: no saved {settings.name}*.safetensors checkpoints",
-                             "train first (`kohya-wrap run`), with save_every_n_epochs or save_every_n_steps for more than the final one")
+        raise KohyaWrapError(
+            f"{layout.model_dir}: no saved {settings.name}*.safetensors checkpoints",
+            "train first (`kohya-wrap run`), with save_every_n_epochs or save_every_n_steps for more than the final one",
+        )
     sample = spec.sample
     prompts = options.prompts or default_prompts(loaded, None)
     if not prompts:
-        raise KohyaWrapError("grid: no prompts", "pass --prompts \"…\" (or a file), or add prompts to the spec's [sample] section")
+        raise KohyaWrapError(
+            "grid: no prompts", 'pass --prompts "…" (or a file), or add prompts to the spec\'s [sample] section'
+        )
     width, height = options.size or settings.sample_size
     request = GridRequest(
-        checkpoints=chosen, weights=options.weights or [1.0], prompts=prompts,
-        seeds=options.seeds or [sample.seed if sample.seed is not None else 1], cfgs=options.cfgs or [sample.cfg],
-        steps=options.steps or [sample.steps], samplers=options.samplers or [sample.sampler], width=width, height=height)
+        checkpoints=chosen,
+        weights=options.weights or [1.0],
+        prompts=prompts,
+        seeds=options.seeds or [sample.seed if sample.seed is not None else 1],
+        cfgs=options.cfgs or [sample.cfg],
+        steps=options.steps or [sample.steps],
+        samplers=options.samplers or [sample.sampler],
+        width=width,
+        height=height,
+    )
     x, y, pages = axes_layout(request, options.x, options.y)
 
     generator, base = _generator(loaded)
@@ -148,12 +187,29 @@ def make_grid(loaded: LoadedSpec, options: GridOptions, progress: Progress = no_
     outcome = RenderOutcome()
     if todo:
         with progress(settings.name, len(todo)) as bar:
-            outcome = render_cells(generator, todo, networks, cache, folder / ".work", options.batch_size, folder / "gen.log",
-                                   on_progress=lambda n: bar.advance(count=n))
+            outcome = render_cells(
+                generator,
+                todo,
+                networks,
+                cache,
+                folder / ".work",
+                options.batch_size,
+                folder / "gen.log",
+                on_progress=lambda n: bar.advance(count=n),
+            )
     clear_work(folder / ".work")
     title = f"{settings.name} · run {run_dir.name if run_dir else '—'} · {width}×{height}"
-    meta = {"project": settings.name, "run": run_dir.name if run_dir else None, "created": stamp, "base": base,
-            "sd_scripts_commit": loaded.schema.commit, "rendered": outcome.rendered, "cached": unique - len(todo),
-            "failed": len(outcome.failed)}
+    meta = {
+        "project": settings.name,
+        "run": run_dir.name if run_dir else None,
+        "created": stamp,
+        "base": base,
+        "sd_scripts_commit": loaded.schema.commit,
+        "rendered": outcome.rendered,
+        "cached": unique - len(todo),
+        "failed": len(outcome.failed),
+    }
     data = write_grid(folder, request, keys, cache, x, y, pages, title, outcome.failed, meta)
-    return GridResult(folder, data, unique, outcome.rendered, unique - len(todo), outcome.failed, outcome.interrupted, pages)
+    return GridResult(
+        folder, data, unique, outcome.rendered, unique - len(todo), outcome.failed, outcome.interrupted, pages
+    )

@@ -32,7 +32,11 @@ class Checkpoint:
 def list_checkpoints(model_dir: Path, name: str, ordered_outputs: list[str] | None = None) -> list[Path]:
     """The LoRA files of this project's name in model/, in training order: the order a run recorded
     them in, else steps/epochs by number with the final file last."""
-    found = [p for p in model_dir.glob(f"{glob_escape(name)}*.safetensors") if p.stem == name or p.stem.startswith(f"{name}-")]
+    found = [
+        p
+        for p in model_dir.glob(f"{glob_escape(name)}*.safetensors")
+        if p.stem == name or p.stem.startswith(f"{name}-")
+    ]
     found = [p for p in found if p.is_file() and checkpoint_label(p.stem, name) != p.stem]
     if ordered_outputs:
         position = {Path(p).name: i for i, p in enumerate(ordered_outputs)}
@@ -58,8 +62,12 @@ def select_checkpoints(paths: list[Path], name: str, selection: str) -> list[Che
     else:
         chosen = []
         for wanted in (w.strip() for w in selection.split(",") if w.strip()):
-            match = [p for p in paths if wanted in (p.name, p.stem, checkpoint_label(p.stem, name))
-                     or checkpoint_label(p.stem, name).split()[-1] == wanted]
+            match = [
+                p
+                for p in paths
+                if wanted in (p.name, p.stem, checkpoint_label(p.stem, name))
+                or checkpoint_label(p.stem, name).split()[-1] == wanted
+            ]
             if not match:
                 labels = ", ".join(checkpoint_label(p.stem, name) for p in paths)
                 raise KohyaWrapError(f"--checkpoints: no checkpoint '{wanted}'", f"choose from: all, last, {labels}")
@@ -75,7 +83,10 @@ class Prompt:
     def __post_init__(self) -> None:
         for value in (self.text, self.negative):
             if breaks_the_line(value):
-                raise KohyaWrapError(f"prompt '{value[:40]}' contains a newline or ' --'", "sd-scripts' prompt file reads those as options: remove them")
+                raise KohyaWrapError(
+                    f"prompt '{value[:40]}' contains a newline or ' --'",
+                    "sd-scripts' prompt file reads those as options: remove them",
+                )
 
 
 @dataclass(frozen=True)
@@ -91,9 +102,18 @@ class Cell:
     height: int
 
     def key(self, base_id: str) -> str:
-        data = {"base": base_id, "lora": self.checkpoint.sha256 if self.checkpoint else None, "weight": self.weight,
-                "prompt": self.prompt.text, "negative": self.prompt.negative, "seed": self.seed, "cfg": self.cfg,
-                "steps": self.steps, "sampler": self.sampler, "size": [self.width, self.height]}
+        data = {
+            "base": base_id,
+            "lora": self.checkpoint.sha256 if self.checkpoint else None,
+            "weight": self.weight,
+            "prompt": self.prompt.text,
+            "negative": self.prompt.negative,
+            "seed": self.seed,
+            "cfg": self.cfg,
+            "steps": self.steps,
+            "sampler": self.sampler,
+            "size": [self.width, self.height],
+        }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -110,16 +130,36 @@ class GridRequest:
     height: int
 
     def axis_values(self) -> dict[str, list]:
-        return {"checkpoint": [c.label for c in self.checkpoints], "weight": self.weights, "prompt": [p.text for p in self.prompts],
-                "seed": self.seeds, "cfg": self.cfgs, "steps": self.steps, "sampler": self.samplers}
+        return {
+            "checkpoint": [c.label for c in self.checkpoints],
+            "weight": self.weights,
+            "prompt": [p.text for p in self.prompts],
+            "seed": self.seeds,
+            "cfg": self.cfgs,
+            "steps": self.steps,
+            "sampler": self.samplers,
+        }
 
     def cells(self) -> list[Cell]:
         """One cell per combination (checkpoint × weight × …); weight 0 cells of every checkpoint are the
         same base-model image, so they share one Cell."""
         cells = []
         for checkpoint, weight, prompt, seed, cfg, steps, sampler in itertools.product(
-                self.checkpoints, self.weights, self.prompts, self.seeds, self.cfgs, self.steps, self.samplers):
-            cells.append(Cell(checkpoint if weight != 0 else None, weight, prompt, seed, cfg, steps, sampler, self.width, self.height))
+            self.checkpoints, self.weights, self.prompts, self.seeds, self.cfgs, self.steps, self.samplers
+        ):
+            cells.append(
+                Cell(
+                    checkpoint if weight != 0 else None,
+                    weight,
+                    prompt,
+                    seed,
+                    cfg,
+                    steps,
+                    sampler,
+                    self.width,
+                    self.height,
+                )
+            )
         return cells
 
 

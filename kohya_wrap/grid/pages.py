@@ -69,8 +69,15 @@ def _fit(draw, text: str, font, width: int) -> str:
     return text + "…"
 
 
-def compose_page(title: str, x_axis: str, x_values: list, y_axis: str, y_values: list,
-                 image_for: Callable[[Any, Any], Path | None], cell_size: tuple[int, int]):
+def compose_page(
+    title: str,
+    x_axis: str,
+    x_values: list,
+    y_axis: str,
+    y_values: list,
+    image_for: Callable[[Any, Any], Path | None],
+    cell_size: tuple[int, int],
+):
     """A labelled grid: a title, column labels on top, row labels on the left, missing cells grey with
     a note. Cells are scaled down so the whole image stays within MAX_SIDE pixels."""
     from PIL import Image, ImageDraw
@@ -92,7 +99,12 @@ def compose_page(title: str, x_axis: str, x_values: list, y_axis: str, y_values:
         draw.text((8, 6 + index * (font_size + 8)), line, fill=(0, 0, 0), font=title_font)
     for c, xv in enumerate(x_values):
         text = _fit(draw, axis_label(x_axis, xv), font, cw - 8)
-        draw.text((label_w + c * cw + (cw - draw.textlength(text, font=font)) / 2, title_h + 4), text, fill=(0, 0, 0), font=font)
+        draw.text(
+            (label_w + c * cw + (cw - draw.textlength(text, font=font)) / 2, title_h + 4),
+            text,
+            fill=(0, 0, 0),
+            font=font,
+        )
     for r, yv in enumerate(y_values):
         top = title_h + header_h + r * ch
         text = _fit(draw, axis_label(y_axis, yv), font, label_w - 12)
@@ -110,17 +122,52 @@ def compose_page(title: str, x_axis: str, x_values: list, y_axis: str, y_values:
     return canvas
 
 
-def write_grid(folder: Path, request: GridRequest, keys: dict[Cell, str], cache: Path, x: str, y: str, pages: list[str],
-               title: str, failed: dict[str, str], meta: dict[str, Any]) -> dict[str, Any]:
+def write_grid(
+    folder: Path,
+    request: GridRequest,
+    keys: dict[Cell, str],
+    cache: Path,
+    x: str,
+    y: str,
+    pages: list[str],
+    title: str,
+    failed: dict[str, str],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
     """Grid page images, the cell images, and grid.json describing every cell."""
     values = request.axis_values()
     cells_dir = folder / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
     by_values: dict[tuple, Cell] = {}
     for checkpoint, weight, prompt, seed, cfg, steps, sampler in itertools.product(
-            request.checkpoints, request.weights, request.prompts, request.seeds, request.cfgs, request.steps, request.samplers):
-        cell = Cell(checkpoint if weight != 0 else None, weight, prompt, seed, cfg, steps, sampler, request.width, request.height)
-        coords = {"checkpoint": checkpoint.label, "weight": weight, "prompt": prompt.text, "seed": seed, "cfg": cfg, "steps": steps, "sampler": sampler}
+        request.checkpoints,
+        request.weights,
+        request.prompts,
+        request.seeds,
+        request.cfgs,
+        request.steps,
+        request.samplers,
+    ):
+        cell = Cell(
+            checkpoint if weight != 0 else None,
+            weight,
+            prompt,
+            seed,
+            cfg,
+            steps,
+            sampler,
+            request.width,
+            request.height,
+        )
+        coords = {
+            "checkpoint": checkpoint.label,
+            "weight": weight,
+            "prompt": prompt.text,
+            "seed": seed,
+            "cfg": cfg,
+            "steps": steps,
+            "sampler": sampler,
+        }
         by_values[tuple(coords[a] for a in AXES)] = cell
     fixed = {a: values[a][0] for a in AXES if len(values[a]) == 1 and a not in (x, y)}
     page_entries, cell_entries, seen = [], [], set()
@@ -146,18 +193,35 @@ def write_grid(folder: Path, request: GridRequest, keys: dict[Cell, str], cache:
             continue
         seen.add(key)
         source = cache / f"{key}.png"
-        entry = {"key": key, "checkpoint": cell.checkpoint.name if cell.checkpoint else None,
-                 "checkpoint_label": cell.checkpoint.label if cell.checkpoint else "base model",
-                 "checkpoint_sha256": cell.checkpoint.sha256 if cell.checkpoint else None, "weight": cell.weight,
-                 "prompt": cell.prompt.text, "negative": cell.prompt.negative, "seed": cell.seed, "cfg": cell.cfg,
-                 "steps": cell.steps, "sampler": cell.sampler, "width": cell.width, "height": cell.height}
+        entry = {
+            "key": key,
+            "checkpoint": cell.checkpoint.name if cell.checkpoint else None,
+            "checkpoint_label": cell.checkpoint.label if cell.checkpoint else "base model",
+            "checkpoint_sha256": cell.checkpoint.sha256 if cell.checkpoint else None,
+            "weight": cell.weight,
+            "prompt": cell.prompt.text,
+            "negative": cell.prompt.negative,
+            "seed": cell.seed,
+            "cfg": cell.cfg,
+            "steps": cell.steps,
+            "sampler": cell.sampler,
+            "width": cell.width,
+            "height": cell.height,
+        }
         if source.is_file():
             copy_file_atomic(source, cells_dir / f"{key}.png")
             entry.update(status="ok", image=f"cells/{key}.png")
         else:
             entry.update(status="failed", error=failed.get(key, "not rendered"))
         cell_entries.append(entry)
-    data = {"title": title, **meta, "axes": {"x": x, "y": y, "pages": pages}, "values": values, "fixed": fixed,
-            "pages": page_entries, "cells": cell_entries}
+    data = {
+        "title": title,
+        **meta,
+        "axes": {"x": x, "y": y, "pages": pages},
+        "values": values,
+        "fixed": fixed,
+        "pages": page_entries,
+        "cells": cell_entries,
+    }
     write_text_atomic(folder / "grid.json", json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     return data

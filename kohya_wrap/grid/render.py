@@ -20,6 +20,7 @@ from kohya_wrap.sdscripts.prompts import PromptLine
 
 STOP_GRACE_S = 10.0  # Ctrl-C: gen_img.py's own SIGINT handling gets this long before SIGTERM and SIGKILL
 
+
 @dataclass
 class Generator:
     """How to run sd-scripts' gen_img.py for this project."""
@@ -30,17 +31,39 @@ class Generator:
     family: str
     extra: list[str] = field(default_factory=list)  # --vae, --tokenizer_cache_dir, --clip_skip, …
 
-    def command(self, networks: list[Path], sampler: str, prompt_file: Path, outdir: Path, batch_size: int) -> list[str]:
-        command = [str(self.python), str(self.sd_root / "gen_img.py"), "--ckpt", self.base, "--outdir", str(outdir),
-                   "--from_file", str(prompt_file), "--sampler", sampler, "--batch_size", str(batch_size),
-                   "--images_per_prompt", "1", "--sdpa"]
+    def command(
+        self, networks: list[Path], sampler: str, prompt_file: Path, outdir: Path, batch_size: int
+    ) -> list[str]:
+        command = [
+            str(self.python),
+            str(self.sd_root / "gen_img.py"),
+            "--ckpt",
+            self.base,
+            "--outdir",
+            str(outdir),
+            "--from_file",
+            str(prompt_file),
+            "--sampler",
+            sampler,
+            "--batch_size",
+            str(batch_size),
+            "--images_per_prompt",
+            "1",
+            "--sdpa",
+        ]
         if self.family == "sdxl":
             command.append("--sdxl")
         elif self.family == "sd2":
             command.append("--v2")
         if networks:
-            command += ["--network_module", *["networks.lora"] * len(networks),
-                        "--network_weights", *[str(p) for p in networks], "--network_mul", *["1"] * len(networks)]
+            command += [
+                "--network_module",
+                *["networks.lora"] * len(networks),
+                "--network_weights",
+                *[str(p) for p in networks],
+                "--network_mul",
+                *["1"] * len(networks),
+            ]
         return command + self.extra
 
 
@@ -48,10 +71,23 @@ def prompt_line(cell: Cell, networks: list[Checkpoint], filename: str) -> str:
     """The cell as a gen_img.py prompt line: the cell's checkpoint at its weight, the others at 0."""
     muls = None
     if networks:
-        muls = tuple(cell.weight if cell.checkpoint is not None and n.sha256 == cell.checkpoint.sha256 and n.path == cell.checkpoint.path
-                     else 0.0 for n in networks)
-    return PromptLine(text=cell.prompt.text, negative=cell.prompt.negative or None, width=cell.width, height=cell.height,
-                      seed=cell.seed, cfg=cell.cfg, steps=cell.steps, network_mul=muls, filename=filename).format()
+        muls = tuple(
+            cell.weight
+            if cell.checkpoint is not None and n.sha256 == cell.checkpoint.sha256 and n.path == cell.checkpoint.path
+            else 0.0
+            for n in networks
+        )
+    return PromptLine(
+        text=cell.prompt.text,
+        negative=cell.prompt.negative or None,
+        width=cell.width,
+        height=cell.height,
+        seed=cell.seed,
+        cfg=cell.cfg,
+        steps=cell.steps,
+        network_mul=muls,
+        filename=filename,
+    ).format()
 
 
 @dataclass
@@ -61,9 +97,17 @@ class RenderOutcome:
     interrupted: bool = False
 
 
-def render_cells(generator: Generator, todo: dict[str, Cell], networks: list[Checkpoint], cache: Path, work: Path,
-                 batch_size: int, log_path: Path, on_progress: Callable[[int], None] | None = None,
-                 env: dict[str, str] | None = None) -> RenderOutcome:
+def render_cells(
+    generator: Generator,
+    todo: dict[str, Cell],
+    networks: list[Checkpoint],
+    cache: Path,
+    work: Path,
+    batch_size: int,
+    log_path: Path,
+    on_progress: Callable[[int], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> RenderOutcome:
     """Render the missing cells, one gen_img.py process per sampler; every finished image moves into
     the cache as it appears, so Ctrl-C or a crash keeps what was done. When the process dies, the first
     cell it did not finish is marked failed and the cells after it get a new process."""
@@ -77,14 +121,25 @@ def render_cells(generator: Generator, todo: dict[str, Cell], networks: list[Che
             attempt, stalls = 0, 0
             while items:
                 attempt += 1
-                code = _run_batch(generator, items, networks, sampler, cache, work / f"{safe_name(sampler, '-') or 'sampler'}-{attempt}", batch_size,
-                                  log, outcome, on_progress, env)
+                code = _run_batch(
+                    generator,
+                    items,
+                    networks,
+                    sampler,
+                    cache,
+                    work / f"{safe_name(sampler, '-') or 'sampler'}-{attempt}",
+                    batch_size,
+                    log,
+                    outcome,
+                    on_progress,
+                    env,
+                )
                 if outcome.interrupted:
                     return outcome
                 missing = [(key, cell) for key, cell in items if not (cache / f"{key}.png").is_file()]
                 if not missing:
                     break
-                why = (f"gen_img.py exited with {code}" if code else "gen_img.py wrote no image for it")
+                why = f"gen_img.py exited with {code}" if code else "gen_img.py wrote no image for it"
                 tail = _log_tail(log_path)
                 why += f": {tail}" if tail else ""
                 outcome.failed[missing[0][0]] = why
@@ -97,17 +152,34 @@ def render_cells(generator: Generator, todo: dict[str, Cell], networks: list[Che
     return outcome
 
 
-def _run_batch(generator: Generator, items: list[tuple[str, Cell]], networks: list[Checkpoint], sampler: str, cache: Path,
-               work: Path, batch_size: int, log, outcome: RenderOutcome, on_progress, env) -> int:
+def _run_batch(
+    generator: Generator,
+    items: list[tuple[str, Cell]],
+    networks: list[Checkpoint],
+    sampler: str,
+    cache: Path,
+    work: Path,
+    batch_size: int,
+    log,
+    outcome: RenderOutcome,
+    on_progress,
+    env,
+) -> int:
     outdir = work / "out"
     outdir.mkdir(parents=True, exist_ok=True)
     prompt_file = work / "prompts.txt"
-    prompt_file.write_text("\n".join(prompt_line(cell, networks, f"{key}.png") for key, cell in items) + "\n", encoding="utf-8")
+    prompt_file.write_text(
+        "\n".join(prompt_line(cell, networks, f"{key}.png") for key, cell in items) + "\n", encoding="utf-8"
+    )
     wanted = {f"{key}.png" for key, _ in items}
     log.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} sampler {sampler}: {len(items)} cell(s)\n".encode())
     log.flush()
-    child = Child(generator.command([n.path for n in networks], sampler, prompt_file, outdir, batch_size),
-                  env if env is not None else child_env({}), generator.sd_root, log)
+    child = Child(
+        generator.command([n.path for n in networks], sampler, prompt_file, outdir, batch_size),
+        env if env is not None else child_env({}),
+        generator.sd_root,
+        log,
+    )
 
     def collect() -> None:
         for path in list(outdir.glob("*.png")):

@@ -93,7 +93,19 @@ class Line:
     text: str
 
 
-Event = Union[PlanLine, Progress, Epoch, CheckpointSaved, SamplesStarted, SampleSaved, ModelSaved, LogMessage, TracebackLine, OtherProgress, Line]
+Event = Union[
+    PlanLine,
+    Progress,
+    Epoch,
+    CheckpointSaved,
+    SamplesStarted,
+    SampleSaved,
+    ModelSaved,
+    LogMessage,
+    TracebackLine,
+    OtherProgress,
+    Line,
+]
 
 ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 PROGRESS = re.compile(
@@ -116,7 +128,9 @@ PLAN = {
     "total optimization steps": "total_steps",
 }
 PLAN_LINE = re.compile(r"^\s{2}(" + "|".join(re.escape(k) for k in PLAN) + r") / [^:=]*[:=] ?(\d+)\s*$")
-EXCEPTION_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning)|KeyboardInterrupt)(?::\s?(.*))?$")
+EXCEPTION_LINE = re.compile(
+    r"^([A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit|Warning)|KeyboardInterrupt)(?::\s?(.*))?$"
+)
 
 
 def _seconds(clock: str) -> float | None:
@@ -177,7 +191,7 @@ def parse_line(line: str, in_traceback: bool = False) -> Event | None:
             return Epoch(int(match.group(1)), int(match.group(2)))
     elif first == "s":
         if line.startswith("saving checkpoint: "):
-            return CheckpointSaved(line[len("saving checkpoint: "):].strip())
+            return CheckpointSaved(line[len("saving checkpoint: ") :].strip())
     elif first in "DIWEC":
         match = SIMPLE_LOG.match(line)
         if match:
@@ -220,7 +234,7 @@ class EventParser:
             self._pending = text
             return []
         # the unfinished line stays raw: a control sequence may be split across chunks
-        self._pending = text[cut + 1:]
+        self._pending = text[cut + 1 :]
         complete = text[:cut]
         if "\x1b" in complete:
             complete = ANSI.sub("", complete)
@@ -240,10 +254,10 @@ class EventParser:
             # split after the bar's closing bracket
             while "%|" in raw:
                 end = BAR_END.search(raw)
-                if end is None or not raw[end.end():].strip():
+                if end is None or not raw[end.end() :].strip():
                     break
-                self._add(raw[:end.end()], events)
-                raw = raw[end.end():]
+                self._add(raw[: end.end()], events)
+                raw = raw[end.end() :]
             self._add(raw, events)
         return events
 

@@ -43,7 +43,9 @@ class Child:
     """A running command; iterate `events()` (or call `poll()`) for its output until it exits. `env`
     defaults to `child_env({})`; `log` (binary) gets every byte the child writes, in order."""
 
-    def __init__(self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, log: IO[bytes] | None = None) -> None:
+    def __init__(
+        self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, log: IO[bytes] | None = None
+    ) -> None:
         env = child_env({}) if env is None else env
         self.argv = [str(a) for a in argv]
         self.started = time.monotonic()
@@ -51,7 +53,12 @@ class Child:
         self._log_lock = threading.Lock()
         self._queue: "queue.Queue[Output | None]" = queue.Queue()
         self.process = subprocess.Popen(
-            self.argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            self.argv,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             start_new_session=True,  # its own group: our Ctrl-C is ours to forward, and the whole tree can be stopped
         )
         self.pgid = os.getpgid(self.process.pid)
@@ -159,8 +166,15 @@ class Completed:
         return self
 
 
-def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float | None = None,
-        log: IO[bytes] | None = None, check: bool = False) -> Completed:
+def run(
+    argv: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    log: IO[bytes] | None = None,
+    check: bool = False,
+) -> Completed:
     """Run a command to its end and return its output (also teed to `log`). A timeout raises
     subprocess.TimeoutExpired and Ctrl-C re-raises KeyboardInterrupt, each after stopping the whole group."""
     child = Child(argv, env, cwd, log)
@@ -175,7 +189,9 @@ def run(argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None 
                 break
             if deadline is not None and time.monotonic() > deadline:
                 child.stop(0.0, escalate_s=2.0)
-                raise subprocess.TimeoutExpired(child.argv, timeout or 0, "".join(streams["stdout"]), "".join(streams["stderr"]))
+                raise subprocess.TimeoutExpired(
+                    child.argv, timeout or 0, "".join(streams["stdout"]), "".join(streams["stderr"])
+                )
     except KeyboardInterrupt:
         child.stop(2.0, escalate_s=2.0)
         raise
@@ -188,4 +204,3 @@ def child_env(overrides: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(overrides)
     return env
-

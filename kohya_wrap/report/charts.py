@@ -65,7 +65,7 @@ def decimate(points: Sequence[tuple[float, float]], limit: int = MAX_DRAWN_POINT
     kept: list[tuple[float, float]] = [points[0]]
     size = len(inner) / buckets
     for b in range(buckets):
-        chunk = inner[int(b * size):int((b + 1) * size)]
+        chunk = inner[int(b * size) : int((b + 1) * size)]
         if not chunk:
             continue
         low = min(range(len(chunk)), key=lambda i: chunk[i][1])
@@ -124,9 +124,18 @@ def _domain(values: Sequence[float], robust: bool) -> tuple[float, float, bool]:
     return low - pad, high + pad, clipped
 
 
-def line_chart_svg(series: Sequence[Series], *, title: str, y_label: str, x_label: str = "step",
-                   markers: Sequence[tuple[float, str]] = (), robust: bool = False, chart_id: str = "",
-                   width: int = 1080, height: int = 320) -> Markup:
+def line_chart_svg(
+    series: Sequence[Series],
+    *,
+    title: str,
+    y_label: str,
+    x_label: str = "step",
+    markers: Sequence[tuple[float, str]] = (),
+    robust: bool = False,
+    chart_id: str = "",
+    width: int = 1080,
+    height: int = 320,
+) -> Markup:
     """An inline SVG line chart: axes with round ticks, one polyline per series (decimated to at most
     MAX_DRAWN_POINTS; a lone point also gets a dot), dashed vertical `markers` (x, label) such as
     epoch starts. Points must already be finite."""
@@ -150,14 +159,18 @@ def line_chart_svg(series: Sequence[Series], *, title: str, y_label: str, x_labe
         y = min(max(y, y_low), y_high)
         return top + (1 - (y - y_low) / (y_high - y_low)) * plot_h
 
-    y_ticks = [(f"{py(t):.1f}", f"{py(t) + 4:.1f}", tick_label(t))
-               for t in nice_ticks(y_low, y_high) if y_low <= t <= y_high]
+    y_ticks = [
+        (f"{py(t):.1f}", f"{py(t) + 4:.1f}", tick_label(t)) for t in nice_ticks(y_low, y_high) if y_low <= t <= y_high
+    ]
     x_values = [t for t in nice_ticks(x_low, x_high, 8) if x_low <= t <= x_high]
     if all(float(x).is_integer() for x in xs):
         x_values = [t for t in x_values if float(t).is_integer()]
     x_ticks = [(f"{px(t):.1f}", step_label(t)) for t in x_values]
-    shown_markers = [(f"{px(x):.1f}", f"{px(x) + 3:.1f}", label)
-                     for x, label in (markers if len(markers) <= 60 else ()) if x_low <= x <= x_high]
+    shown_markers = [
+        (f"{px(x):.1f}", f"{px(x) + 3:.1f}", label)
+        for x, label in (markers if len(markers) <= 60 else ())
+        if x_low <= x <= x_high
+    ]
     lines = []
     for s, points in reversed(drawn):
         dot = (f"{px(points[0][0]):.1f}", f"{py(points[0][1]):.1f}") if len(points) == 1 else None
@@ -167,9 +180,24 @@ def line_chart_svg(series: Sequence[Series], *, title: str, y_label: str, x_labe
     for s, _ in reversed(drawn):
         legend_x -= 7 * len(s.name) + 30
         legend.append({"series": s, "x": legend_x, "opacity": max(s.opacity, 0.5)})
-    return render("chart.svg.j2", **frame, empty=False, plot_w=plot_w, plot_h=plot_h, plot_bottom=top + plot_h,
-                  y_ticks=y_ticks, x_ticks=x_ticks, markers=shown_markers, x_label=x_label, y_label=y_label,
-                  x_label_x=left + plot_w / 2, y_label_y=top + plot_h / 2, lines=lines, legend=legend, clipped=clipped)
+    return render(
+        "chart.svg.j2",
+        **frame,
+        empty=False,
+        plot_w=plot_w,
+        plot_h=plot_h,
+        plot_bottom=top + plot_h,
+        y_ticks=y_ticks,
+        x_ticks=x_ticks,
+        markers=shown_markers,
+        x_label=x_label,
+        y_label=y_label,
+        x_label_x=left + plot_w / 2,
+        y_label_y=top + plot_h / 2,
+        lines=lines,
+        legend=legend,
+        clipped=clipped,
+    )
 
 
 @dataclass(frozen=True)
@@ -198,9 +226,15 @@ def parse_metrics(text: str) -> list[MetricRow]:
         if step is None or not math.isfinite(step):
             continue
         epoch = _number(record.get("epoch"))
-        rows.append(MetricRow(step, int(epoch) if epoch is not None and math.isfinite(epoch) else None,
-                              _number(record.get("loss")), _number(record.get("lr")),
-                              _number(record.get("seconds_per_step"))))
+        rows.append(
+            MetricRow(
+                step,
+                int(epoch) if epoch is not None and math.isfinite(epoch) else None,
+                _number(record.get("loss")),
+                _number(record.get("lr")),
+                _number(record.get("seconds_per_step")),
+            )
+        )
     return rows
 
 
@@ -221,9 +255,17 @@ def loss_chart(rows: Sequence[MetricRow]) -> tuple[Markup, str]:
     skipped = sum(1 for r in rows if r.loss is not None and not math.isfinite(r.loss))
     span = smoothing_span(len(points))
     smooth = list(zip((x for x, _ in points), ema([y for _, y in points], span)))
-    svg = line_chart_svg([Series("raw", points, RAW_COLOUR, "loss-raw", opacity=0.35, width=1.2),
-                          Series(f"smoothed (EMA, span {span})", smooth, EMA_COLOUR, "loss-ema", width=2.2)],
-                         title="loss", y_label="loss", markers=epoch_markers(rows), robust=True, chart_id="loss-chart")
+    svg = line_chart_svg(
+        [
+            Series("raw", points, RAW_COLOUR, "loss-raw", opacity=0.35, width=1.2),
+            Series(f"smoothed (EMA, span {span})", smooth, EMA_COLOUR, "loss-ema", width=2.2),
+        ],
+        title="loss",
+        y_label="loss",
+        markers=epoch_markers(rows),
+        robust=True,
+        chart_id="loss-chart",
+    )
     notes = [f"{len(points)} point(s)"]
     if len(points) > MAX_DRAWN_POINTS:
         notes.append(f"drawn as at most {MAX_DRAWN_POINTS} (lowest and highest of each stretch kept)")
@@ -236,7 +278,12 @@ def lr_chart(rows: Sequence[MetricRow]) -> tuple[Markup, str] | None:
     points = finite_points((r.step, r.lr) for r in rows)
     if not points:
         return None
-    svg = line_chart_svg([Series("learning rate (scheduled)", points, LR_COLOUR, "lr-line", width=2)],
-                         title="learning rate", y_label="lr", markers=epoch_markers(rows), chart_id="lr-chart",
-                         height=220)
+    svg = line_chart_svg(
+        [Series("learning rate (scheduled)", points, LR_COLOUR, "lr-line", width=2)],
+        title="learning rate",
+        y_label="lr",
+        markers=epoch_markers(rows),
+        chart_id="lr-chart",
+        height=220,
+    )
     return svg, f"{len(points)} point(s)"

@@ -124,13 +124,17 @@ def read_run(run_dir: Path) -> RunData:
     prompts_path = run_dir / "sample_prompts.txt"
     metrics_text = read_text(files.metrics)
     return RunData(
-        run_dir=run_dir, root=run_dir.parent.parent, record=record,
+        run_dir=run_dir,
+        root=run_dir.parent.parent,
+        record=record,
         record_text=_pretty_json(read_text(files.record) or ""),
-        command=command, spec=spec if isinstance(spec, dict) else None,
+        command=command,
+        spec=spec if isinstance(spec, dict) else None,
         train=config_file(run_dir, "train.toml", argv, "--config_file"),
         dataset=config_file(run_dir, "dataset.toml", argv, "--dataset_config"),
         prompts_text=read_text(prompts_path) if prompts_path.is_file() else None,
-        metrics_found=metrics_text is not None, rows=parse_metrics(metrics_text) if metrics_text else [],
+        metrics_found=metrics_text is not None,
+        rows=parse_metrics(metrics_text) if metrics_text else [],
     )
 
 

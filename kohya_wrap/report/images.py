@@ -27,8 +27,12 @@ def image_data_uri(path: Path, max_side: int) -> tuple[str, int, int] | None:
             kind = image.format
             raw = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}.get(kind or "")
             orientation = image.getexif().get(0x0112, 1) if kind in ("JPEG", "WEBP", "PNG") else 1
-            if (raw and max(width, height) <= max_side and path.stat().st_size <= RAW_EMBED_BYTES
-                    and orientation in (1, None)):
+            if (
+                raw
+                and max(width, height) <= max_side
+                and path.stat().st_size <= RAW_EMBED_BYTES
+                and orientation in (1, None)
+            ):
                 return f"data:{raw};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}", width, height
             if kind == "JPEG":
                 image.draft("RGB", (max_side, max_side))  # decode big JPEGs at a fraction of their size

@@ -29,8 +29,17 @@ from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import sha256_file, write_text_atomic
 from kohya_wrap.paths import relative
 from kohya_wrap.report.charts import MetricRow, loss_chart, lr_chart, step_label
-from kohya_wrap.report.data import (ConfigFile, LogSummary, RunData, grid_files, log_summary, read_log_tail, read_run,
-                                    read_text, sample_prompts)
+from kohya_wrap.report.data import (
+    ConfigFile,
+    LogSummary,
+    RunData,
+    grid_files,
+    log_summary,
+    read_log_tail,
+    read_run,
+    read_text,
+    sample_prompts,
+)
 from kohya_wrap.report.images import GRID_SIDE, SAMPLE_SIDE, THUMB_SIDE, Picture, picture
 from kohya_wrap.report.templating import render
 from kohya_wrap.sdscripts.naming import SAMPLE_FILE, checkpoint_label
@@ -108,8 +117,9 @@ def _header(run: RunData) -> dict[str, Any]:
         ("final learning rate", _or_dash(record.final_lr)),
         ("seed", _or_dash(record.seed)),
     ]
-    per_step = [r.seconds_per_step for r in run.rows
-                if r.seconds_per_step is not None and math.isfinite(r.seconds_per_step)]
+    per_step = [
+        r.seconds_per_step for r in run.rows if r.seconds_per_step is not None and math.isfinite(r.seconds_per_step)
+    ]
     if per_step:
         facts.append(("median s/step", f"{statistics.median(per_step):.3g}"))
     if record.resume:
@@ -120,8 +130,14 @@ def _header(run: RunData) -> dict[str, Any]:
         if run.command.env:
             facts.append(("environment overrides", " ".join(f"{k}={v}" for k, v in run.command.env.items())))
     badge = "ok" if record.exit_code == 0 else "interrupted" if record.exit_code == 130 else "failed"
-    return {"name": run.name, "run_id": record.run_id, "verdict": record.verdict, "badge": badge,
-            "diagnosis": record.diagnosis, "facts": _rows(facts)}
+    return {
+        "name": run.name,
+        "run_id": record.run_id,
+        "verdict": record.verdict,
+        "badge": badge,
+        "diagnosis": record.diagnosis,
+        "facts": _rows(facts),
+    }
 
 
 def _environment(record: RunRecord) -> Rows:
@@ -152,8 +168,11 @@ def _environment(record: RunRecord) -> Rows:
 
 
 def _charts_view(rows: Sequence[MetricRow], metrics_found: bool) -> dict[str, Any]:
-    view: dict[str, Any] = {"found": metrics_found, "any_loss": False,
-                            "any_value": any(r.loss is not None for r in rows)}
+    view: dict[str, Any] = {
+        "found": metrics_found,
+        "any_loss": False,
+        "any_value": any(r.loss is not None for r in rows),
+    }
     if metrics_found and any(r.loss is not None and math.isfinite(r.loss) for r in rows):
         view["any_loss"] = True
         view["loss"] = loss_chart(rows)
@@ -166,8 +185,9 @@ def _charts(rows: Sequence[MetricRow], metrics_found: bool) -> Markup:
     return render("sections/charts.html.j2", charts=_charts_view(rows, metrics_found))
 
 
-def _sample_groups(paths: Sequence[str],
-                   rows: Sequence[MetricRow]) -> list[tuple[str, list[tuple[Path, re.Match | None]]]]:
+def _sample_groups(
+    paths: Sequence[str], rows: Sequence[MetricRow]
+) -> list[tuple[str, list[tuple[Path, re.Match | None]]]]:
     """Sample images grouped by the epoch or step in their name (sdscripts/naming.py: SAMPLE_FILE), in
     training order; names it does not know come last."""
     last_step_of_epoch: dict[int, float] = {}
@@ -219,8 +239,14 @@ def _samples(run: RunData) -> list[tuple[str, list[Sample]]]:
             index = int(match["index"]) if match else None
             prompt = prompts[index] if index is not None and index < len(prompts) else ""
             text, _, options = prompt.partition(" --")
-            shown.append(Sample(picture(path, side, text or path.name, "sample", run.run_dir), text, options,
-                                match["seed"] if match else None))
+            shown.append(
+                Sample(
+                    picture(path, side, text or path.name, "sample", run.run_dir),
+                    text,
+                    options,
+                    match["seed"] if match else None,
+                )
+            )
         groups.append((label, shown))
     return groups
 
@@ -238,8 +264,15 @@ def _grids(run_dir: Path) -> list[dict[str, Any]]:
                 continue
             label = str(page.get("label") or page["image"])
             shown.append((picture(grid_file.parent / page["image"], GRID_SIDE, label, "grid-page", run_dir), label))
-        grids.append({"name": grid_file.parent.name, "readable": True,
-                      "title": str(grid.get("title") or grid_file.parent.name), "pages": shown, "empty": not pages})
+        grids.append(
+            {
+                "name": grid_file.parent.name,
+                "readable": True,
+                "title": str(grid.get("title") or grid_file.parent.name),
+                "pages": shown,
+                "empty": not pages,
+            }
+        )
     return grids
 
 
@@ -271,13 +304,29 @@ def concepts_of(images: Sequence[DatasetFile], dataset_config: dict | None, root
             if folder not in by_folder and f"{image_dir.parent.name}/{image_dir.name}" in by_folder:
                 folder = f"{image_dir.parent.name}/{image_dir.name}"  # the project was moved since the run
             extension = subset.get("caption_extension") or dataset.get("caption_extension") or default_extension
-            concepts.append(Concept(folder, subset.get("num_repeats"), str(subset.get("class_tokens") or ""),
-                                    bool(subset.get("is_reg")), extension, by_folder.pop(folder, [])))
+            concepts.append(
+                Concept(
+                    folder,
+                    subset.get("num_repeats"),
+                    str(subset.get("class_tokens") or ""),
+                    bool(subset.get("is_reg")),
+                    extension,
+                    by_folder.pop(folder, []),
+                )
+            )
     for folder, found in by_folder.items():
         name = Path(folder).name
         repeats, _, words = name.partition("_")
-        concepts.append(Concept(folder, int(repeats) if repeats.isdigit() else None, words if repeats.isdigit() else "",
-                                folder.startswith("reg/"), default_extension, found))
+        concepts.append(
+            Concept(
+                folder,
+                int(repeats) if repeats.isdigit() else None,
+                words if repeats.isdigit() else "",
+                folder.startswith("reg/"),
+                default_extension,
+                found,
+            )
+        )
     return concepts
 
 
@@ -307,12 +356,18 @@ def _dataset(run: RunData) -> list[dict[str, Any]]:
             short = caption if len(caption) <= 90 else caption[:87] + "…"
             image = picture(path, THUMB_SIDE, caption or path.name, "thumb", run.run_dir)
             thumbs.append(Thumb(image, path.name, short, changed))
-        concepts.append({
-            "folder": c.folder, "class_tokens": c.class_tokens, "kind": "regularization" if c.is_reg else "training",
-            "count": len(c.images), "repeats": c.repeats if c.repeats is not None else "?",
-            "weighted": len(c.images) * c.repeats if c.repeats else "?",
-            "size": size_text(sum(i.bytes for i in c.images)), "thumbs": thumbs,
-        })
+        concepts.append(
+            {
+                "folder": c.folder,
+                "class_tokens": c.class_tokens,
+                "kind": "regularization" if c.is_reg else "training",
+                "count": len(c.images),
+                "repeats": c.repeats if c.repeats is not None else "?",
+                "weighted": len(c.images) * c.repeats if c.repeats else "?",
+                "size": size_text(sum(i.bytes for i in c.images)),
+                "thumbs": thumbs,
+            }
+        )
     return concepts
 
 
@@ -326,12 +381,21 @@ def _checkpoints(run: RunData) -> list[dict[str, Any]]:
         exists = path.is_file()
         size_now = path.stat().st_size if exists else None
         sha = output.sha256 or (sha256_file(path) if exists else None)
-        state = ("missing" if not exists else "exists" if size_now == output.bytes
-                 else "exists, size changed since the run")
+        state = (
+            "missing" if not exists else "exists" if size_now == output.bytes else "exists, size changed since the run"
+        )
         final = spec_name is not None and checkpoint_label(path.stem, str(spec_name)) == "final"
-        rows.append({"name": path.name, "final": final,
-                     "where": relative(path, run.root), "size": size_text(output.bytes), "state": state,
-                     "sha": sha or "—", "sha_note": "recorded" if output.sha256 else "computed now" if sha else ""})
+        rows.append(
+            {
+                "name": path.name,
+                "final": final,
+                "where": relative(path, run.root),
+                "size": size_text(output.bytes),
+                "state": state,
+                "sha": sha or "—",
+                "sha_note": "recorded" if output.sha256 else "computed now" if sha else "",
+            }
+        )
     return rows
 
 
@@ -358,8 +422,13 @@ def _settings(run: RunData) -> dict[str, Any]:
 def _log(run: RunData) -> dict[str, Any]:
     summary: LogSummary = log_summary(run.run_dir)
     tail = read_log_tail(run.run_dir)
-    return {"summary": summary, "errors": summary.errors[:20], "tail_lines": len(tail), "tail": "\n".join(tail),
-            "failed": run.record.exit_code not in (0, 130)}
+    return {
+        "summary": summary,
+        "errors": summary.errors[:20],
+        "tail_lines": len(tail),
+        "tail": "\n".join(tail),
+        "failed": run.record.exit_code not in (0, 130),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- the page

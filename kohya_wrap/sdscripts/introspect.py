@@ -109,7 +109,9 @@ def describe_parser(parser: argparse.ArgumentParser) -> dict[str, dict[str, Any]
             "choices": None if action.choices is None else [_json_value(c) for c in action.choices],
         }
         if action.dest in options:
-            raise SystemExit(f"error: two options share dest {action.dest!r}: {options[action.dest]['flags']} and {entry['flags']}")
+            raise SystemExit(
+                f"error: two options share dest {action.dest!r}: {options[action.dest]['flags']} and {entry['flags']}"
+            )
         options[action.dest] = entry
     return options
 
@@ -252,9 +254,16 @@ def build_schema(sd_dir: Path, script_names: tuple[str, ...] = SCRIPTS) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sd-scripts", type=Path, default=Path.cwd(), help="sd-scripts checkout (default: current directory)")
+    p.add_argument(
+        "--sd-scripts", type=Path, default=Path.cwd(), help="sd-scripts checkout (default: current directory)"
+    )
     p.add_argument("--out", type=Path, default=None, help="write the JSON here instead of stdout")
-    p.add_argument("--script", action="append", default=None, help=f"a training script to read (repeatable; default: {', '.join(SCRIPTS)})")
+    p.add_argument(
+        "--script",
+        action="append",
+        default=None,
+        help=f"a training script to read (repeatable; default: {', '.join(SCRIPTS)})",
+    )
     args = p.parse_args(argv)
 
     sd_dir = args.sd_scripts.resolve()

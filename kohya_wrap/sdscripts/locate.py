@@ -53,11 +53,15 @@ def locate_sd_scripts(project_root: Path | None = None, project_setting: dict | 
         base = project_root or Path.cwd()
         root = (base / Path(str(project_setting["path"])).expanduser()).absolute()
         python = project_setting.get("python")
-        return SdScripts(root, (base / Path(str(python)).expanduser()).absolute() if python else guess_python(root), "project")
+        return SdScripts(
+            root, (base / Path(str(python)).expanduser()).absolute() if python else guess_python(root), "project"
+        )
     explicit = os.environ.get("KOHYA_WRAP_SD_SCRIPTS")
     if explicit:
         root = Path(explicit).expanduser().absolute()
         python_env = os.environ.get("KOHYA_WRAP_SD_PYTHON")
-        return SdScripts(root, Path(python_env).expanduser().absolute() if python_env else guess_python(root), "environment")
+        return SdScripts(
+            root, Path(python_env).expanduser().absolute() if python_env else guess_python(root), "environment"
+        )
     vendored = vendor_dir()
     return SdScripts(vendored / "sd-scripts", venv_python(vendored / "venv"), "vendor")

@@ -12,8 +12,9 @@ import math
 from typing import Callable
 
 
-def lr_factor(name: str, step: int, warmup: int, total: int, num_cycles: float | None, power: float | None,
-              base_lr: float) -> float | None:
+def lr_factor(
+    name: str, step: int, warmup: int, total: int, num_cycles: float | None, power: float | None, base_lr: float
+) -> float | None:
     """The multiplier of `base_lr` after `step` scheduler steps; None for schedulers not covered."""
     if name == "constant":
         return 1.0
@@ -39,7 +40,9 @@ def lr_factor(name: str, step: int, warmup: int, total: int, num_cycles: float |
     return None
 
 
-def schedule(args: dict, total_steps: int, num_processes: int, default: Callable[[str], object]) -> Callable[[int], float | None] | None:
+def schedule(
+    args: dict, total_steps: int, num_processes: int, default: Callable[[str], object]
+) -> Callable[[int], float | None] | None:
     """step → learning rate of the U-Net (or the only) parameter group, from rendered sd-scripts args;
     None when the rate is not known."""
     get = lambda key: args[key] if args.get(key) is not None else default(key)  # noqa: E731
@@ -50,7 +53,14 @@ def schedule(args: dict, total_steps: int, num_processes: int, default: Callable
         return None  # adaptive rates: the scheduled number is not the step size
     base = get("unet_lr") or get("learning_rate")
     name = str(get("lr_scheduler") or "constant")
-    if not base or name not in ("constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"):
+    if not base or name not in (
+        "constant",
+        "constant_with_warmup",
+        "linear",
+        "cosine",
+        "cosine_with_restarts",
+        "polynomial",
+    ):
         return None
     base = float(base)
     total = total_steps * num_processes
@@ -61,7 +71,9 @@ def schedule(args: dict, total_steps: int, num_processes: int, default: Callable
     cycles, power = get("lr_scheduler_num_cycles"), get("lr_scheduler_power")
 
     def at(step: int) -> float | None:  # as sd-scripts logs lr/unet at a step: after that step's scheduler
-        factor = lr_factor(name, step * num_processes, warmup, total, cycles, power, base)  # accelerate steps it once per process
+        factor = lr_factor(
+            name, step * num_processes, warmup, total, cycles, power, base
+        )  # accelerate steps it once per process
         return None if factor is None else base * factor
 
     return at

@@ -51,21 +51,59 @@ def resolve_ref(field: str, raw: str, project_root: Path) -> ResolvedRef:
     if not ref.is_hub:
         path = ref.local_path(project_root)
         if not path.exists():
-            return ResolvedRef(field, raw, None, Problem(where, f"{path} does not exist", "fix the path, or use hf://owner/repo for a hub model"))
-        if field == "base" and path.is_dir() and not ((path / "model_index.json").is_file() or (path / "unet").is_dir()):
-            return ResolvedRef(field, raw, None, Problem(where, f"{path} is a folder but not a diffusers model (no model_index.json or unet/)", "point at the .safetensors file or the diffusers folder"))
+            return ResolvedRef(
+                field,
+                raw,
+                None,
+                Problem(where, f"{path} does not exist", "fix the path, or use hf://owner/repo for a hub model"),
+            )
+        if (
+            field == "base"
+            and path.is_dir()
+            and not ((path / "model_index.json").is_file() or (path / "unet").is_dir())
+        ):
+            return ResolvedRef(
+                field,
+                raw,
+                None,
+                Problem(
+                    where,
+                    f"{path} is a folder but not a diffusers model (no model_index.json or unet/)",
+                    "point at the .safetensors file or the diffusers folder",
+                ),
+            )
         return ResolvedRef(field, raw, str(path.absolute()))
     assert ref.hub_repo is not None
     download = f"hf download {ref.hub_repo}" + (f" {ref.hub_file}" if ref.hub_file else "")
     if ref.hub_file:
         cached = _cached(ref.hub_repo, ref.hub_file)
         if cached is None:
-            return ResolvedRef(field, raw, None, Problem(where, f"{raw} is not in the Hugging Face cache (sd-scripts only opens local files)", f"run `{download}`, or set {where} to a local file"))
+            return ResolvedRef(
+                field,
+                raw,
+                None,
+                Problem(
+                    where,
+                    f"{raw} is not in the Hugging Face cache (sd-scripts only opens local files)",
+                    f"run `{download}`, or set {where} to a local file",
+                ),
+            )
         return ResolvedRef(field, raw, cached, note=f"{raw} → {cached}")
     if _cached(ref.hub_repo, "model_index.json") is None:
         if _offline():
-            return ResolvedRef(field, raw, None, Problem(where, f"{raw} is not cached and HF_HUB_OFFLINE is set", f"run `{download}` while online, or set {where} to a local model"))
-        return ResolvedRef(field, raw, ref.hub_repo, note=f"{raw} is not cached yet: sd-scripts downloads it on the first run")
+            return ResolvedRef(
+                field,
+                raw,
+                None,
+                Problem(
+                    where,
+                    f"{raw} is not cached and HF_HUB_OFFLINE is set",
+                    f"run `{download}` while online, or set {where} to a local model",
+                ),
+            )
+        return ResolvedRef(
+            field, raw, ref.hub_repo, note=f"{raw} is not cached yet: sd-scripts downloads it on the first run"
+        )
     return ResolvedRef(field, raw, ref.hub_repo, note=f"{raw} (cached)")
 
 

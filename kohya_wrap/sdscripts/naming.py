@@ -22,7 +22,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 STEP_NAME = re.compile(r"^(?P<head>.*-step)(?P<step>\d{8})(?P<tail>(?:-state)?(?:\.[^.]+)?)$")
 SAMPLE_NAME = re.compile(r"^(?P<head>.*_)(?P<step>\d{6})(?P<tail>_\d{2}_.*)$")
 # a sample image's parts: step (or e + epoch), prompt index, time stamp, seed
-SAMPLE_FILE = re.compile(r"^(?P<head>.*?)_(?P<tag>e\d{6}|\d{6})_(?P<index>\d{2})_(?P<stamp>\d{14})(?:_(?P<seed>\d+))?\.[A-Za-z]+$")
+SAMPLE_FILE = re.compile(
+    r"^(?P<head>.*?)_(?P<tag>e\d{6}|\d{6})_(?P<index>\d{2})_(?P<stamp>\d{14})(?:_(?P<seed>\d+))?\.[A-Za-z]+$"
+)
 _STEP_STEM = re.compile(r"-step(\d+)$")
 _EPOCH_STEM = re.compile(r"-(\d{6})$")
 

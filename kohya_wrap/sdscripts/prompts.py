@@ -14,11 +14,27 @@ from dataclasses import dataclass
 
 # field → the flag sd-scripts reads, in the order kohya-wrap writes them
 FLAGS: dict[str, str] = {
-    "negative": "n", "width": "w", "height": "h", "seed": "d", "cfg": "l", "steps": "s", "sampler": "ss",
-    "network_mul": "am", "filename": "f",
+    "negative": "n",
+    "width": "w",
+    "height": "h",
+    "seed": "d",
+    "cfg": "l",
+    "steps": "s",
+    "sampler": "ss",
+    "network_mul": "am",
+    "filename": "f",
 }
-_VALUE = {"negative": r"(.+)", "width": r"(\d+)", "height": r"(\d+)", "seed": r"(\d+)", "cfg": r"([\d.]+)",
-          "steps": r"(\d+)", "sampler": r"(\S+)", "network_mul": r"([\d.,\s-]+)", "filename": r"(.+)"}
+_VALUE = {
+    "negative": r"(.+)",
+    "width": r"(\d+)",
+    "height": r"(\d+)",
+    "seed": r"(\d+)",
+    "cfg": r"([\d.]+)",
+    "steps": r"(\d+)",
+    "sampler": r"(\S+)",
+    "network_mul": r"([\d.,\s-]+)",
+    "filename": r"(.+)",
+}
 _PATTERNS = {name: re.compile(f"{flag} {_VALUE[name]}", re.IGNORECASE | re.DOTALL) for name, flag in FLAGS.items()}
 
 

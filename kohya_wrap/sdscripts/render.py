@@ -65,10 +65,14 @@ def sample_prompt_line(prompt: str | SamplePrompt, spec: ProjectSpec, settings: 
     item = prompt if isinstance(prompt, SamplePrompt) else SamplePrompt(text=prompt)
     negative = item.negative if item.negative is not None else sample.negative
     return PromptLine(
-        text=item.text, negative=negative.strip() if negative else None,
-        width=item.width or settings.sample_size[0], height=item.height or settings.sample_size[1],
-        seed=item.seed if item.seed is not None else sample.seed, cfg=item.cfg if item.cfg is not None else sample.cfg,
-        steps=item.steps or sample.steps, sampler=item.sampler,
+        text=item.text,
+        negative=negative.strip() if negative else None,
+        width=item.width or settings.sample_size[0],
+        height=item.height or settings.sample_size[1],
+        seed=item.seed if item.seed is not None else sample.seed,
+        cfg=item.cfg if item.cfg is not None else sample.cfg,
+        steps=item.steps or sample.steps,
+        sampler=item.sampler,
     )
 
 
@@ -78,7 +82,9 @@ def render_sample_prompts(spec: ProjectSpec, settings: Settings) -> str | None:
     return "\n".join(sample_prompt_line(p, spec, settings).format() for p in spec.sample.prompts) + "\n"
 
 
-def render_configs(spec: ProjectSpec, settings: Settings, layout: ProjectLayout, schema: OptionSchema, models: dict[str, str]) -> RenderedConfigs:
+def render_configs(
+    spec: ProjectSpec, settings: Settings, layout: ProjectLayout, schema: OptionSchema, models: dict[str, str]
+) -> RenderedConfigs:
     """`models` maps model.base/vae/clip_l/t5xxl/ae to resolved values (sdscripts/modelref.py). The
     derived settings sd-scripts must agree with are written out: the batch size and precision every
     command assumed, even where the spec set them elsewhere (dataset.batch_size, launch.mixed_precision)."""
@@ -90,7 +96,10 @@ def render_configs(spec: ProjectSpec, settings: Settings, layout: ProjectLayout,
     if spec.training.mixed_precision or spec.launch.mixed_precision:
         training["mixed_precision"] = settings.mixed_precision
     training.pop("save_model_as", None)
-    training = {key: coerce_option_value(options[key], value) if key in options else value for key, value in sorted(training.items())}
+    training = {
+        key: coerce_option_value(options[key], value) if key in options else value
+        for key, value in sorted(training.items())
+    }
 
     output = {
         "output_dir": str(layout.model_dir),

@@ -46,7 +46,7 @@ OWNED_OPTIONS: dict[str, str] = {
     "sample_at_first": "set sample.at_first",
     "resolution": "set dataset.resolution",
     "vae": "set model.vae",
-    "v2": "set model.family = \"sd2\"",
+    "v2": 'set model.family = "sd2"',
     "v_parameterization": "set model.v_parameterization",
     "clip_l": "set model.clip_l",
     "t5xxl": "set model.t5xxl",
@@ -55,8 +55,8 @@ OWNED_OPTIONS: dict[str, str] = {
 
 # Options sd-scripts removed in favour of another one (a did-you-mean cannot guess these).
 KNOWN_REWRITES: dict[str, str] = {
-    "use_8bit_adam": "set optimizer_type = \"AdamW8bit\" instead",
-    "use_lion_optimizer": "set optimizer_type = \"Lion\" instead",
+    "use_8bit_adam": 'set optimizer_type = "AdamW8bit" instead',
+    "use_lion_optimizer": 'set optimizer_type = "Lion" instead',
 }
 
 # dataset_config subset keys kohya-wrap writes for each concept.
@@ -119,11 +119,21 @@ class OptionSchema:
         for key, value in training.items():
             where = f"training.{key}"
             if key in OWNED_OPTIONS:
-                problems.append(Problem(where, "is set by kohya-wrap", OWNED_OPTIONS[key] + " instead and remove this key"))
+                problems.append(
+                    Problem(where, "is set by kohya-wrap", OWNED_OPTIONS[key] + " instead and remove this key")
+                )
             elif key in general and key != "batch_size":
-                problems.append(Problem(where, "is a dataset option", f"move it to [dataset] ({key} = {_toml_repr(value)})"))
+                problems.append(
+                    Problem(where, "is a dataset option", f"move it to [dataset] ({key} = {_toml_repr(value)})")
+                )
             elif key not in options:
-                problems.append(Problem(where, f"{script} of {self.source} has no such option", KNOWN_REWRITES.get(key) or _did_you_mean(key, options)))
+                problems.append(
+                    Problem(
+                        where,
+                        f"{script} of {self.source} has no such option",
+                        KNOWN_REWRITES.get(key) or _did_you_mean(key, options),
+                    )
+                )
             else:
                 problem = _check_option_value(options[key], value)
                 if problem:
@@ -137,7 +147,13 @@ class OptionSchema:
             if key in OWNED_SUBSET_KEYS:
                 problems.append(Problem(f"dataset.{key}", "is set by kohya-wrap per concept", OWNED_SUBSET_KEYS[key]))
             elif key not in general:
-                problems.append(Problem(f"dataset.{key}", f"sd-scripts' dataset_config ({self.source}) has no such key", _did_you_mean(key, general)))
+                problems.append(
+                    Problem(
+                        f"dataset.{key}",
+                        f"sd-scripts' dataset_config ({self.source}) has no such key",
+                        _did_you_mean(key, general),
+                    )
+                )
             else:
                 problem = _check_dataset_value(general[key], value)
                 if problem:
@@ -155,7 +171,13 @@ class OptionSchema:
             if key in OWNED_SUBSET_KEYS:
                 problems.append(Problem(where, "is set by kohya-wrap", OWNED_SUBSET_KEYS[key]))
             elif key not in subset:
-                problems.append(Problem(where, "is neither a concept field nor an sd-scripts subset option", _did_you_mean(key, [*own, *subset])))
+                problems.append(
+                    Problem(
+                        where,
+                        "is neither a concept field nor an sd-scripts subset option",
+                        _did_you_mean(key, [*own, *subset]),
+                    )
+                )
             else:
                 problem = _check_dataset_value(subset[key], value)
                 if problem:
@@ -165,7 +187,13 @@ class OptionSchema:
     def check_choice(self, script: str, option: str, value: Any, where: str) -> list[Problem]:
         info = self.options(script).get(option)
         if info and info.choices and value not in info.choices:
-            return [Problem(where, f"'{value}' is not one of sd-scripts' choices", "use one of: " + ", ".join(map(str, info.choices)))]
+            return [
+                Problem(
+                    where,
+                    f"'{value}' is not one of sd-scripts' choices",
+                    "use one of: " + ", ".join(map(str, info.choices)),
+                )
+            ]
         return []
 
 
@@ -192,8 +220,12 @@ _SCALAR_TYPES: dict[str, tuple[type, ...]] = {
     "custom:Path": (str,),
 }
 _TYPE_WORDS = {
-    "int": "an integer", "float": "a number", "str": "a string (in quotes)", "bool": "true or false",
-    "custom:int_or_float": "a number", "custom:Path": "a path (a string in quotes)",
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string (in quotes)",
+    "bool": "true or false",
+    "custom:int_or_float": "a number",
+    "custom:Path": "a path (a string in quotes)",
 }
 
 
@@ -216,7 +248,10 @@ def _check_option_value(option: OptionInfo, value: Any) -> tuple[str, str] | Non
         if not _scalar_ok(option.type, item):
             return (f"{_toml_repr(item)} has the wrong type", f"write {_TYPE_WORDS.get(option.type, option.type)}")
         if option.choices and item not in option.choices:
-            return (f"{_toml_repr(item)} is not one of sd-scripts' choices", "use one of: " + ", ".join(map(str, option.choices)))
+            return (
+                f"{_toml_repr(item)} is not one of sd-scripts' choices",
+                "use one of: " + ", ".join(map(str, option.choices)),
+            )
     return None
 
 
@@ -300,7 +335,9 @@ def parse_schema(data: dict[str, Any], source: str) -> OptionSchema:
         source=source,
         commit=(data.get("sd_scripts") or {}).get("commit"),
         scripts=scripts,
-        dataset_keys={level: dict(keys) for level, keys in data.get("dataset_config", {}).items() if level in DATASET_LEVELS},
+        dataset_keys={
+            level: dict(keys) for level, keys in data.get("dataset_config", {}).items() if level in DATASET_LEVELS
+        },
     )
 
 
@@ -346,12 +383,18 @@ def run_introspection(python: Path, tree: Path, out: Path) -> None:
     try:
         result = run([str(python), str(INTROSPECT), "--sd-scripts", str(tree), "--out", str(out)], timeout=600)
     except OSError as exc:
-        raise KohyaWrapError(f"cannot run {python} ({exc.strerror})", "check the sd-scripts venv (`kohya-wrap vendor status`)") from None
+        raise KohyaWrapError(
+            f"cannot run {python} ({exc.strerror})", "check the sd-scripts venv (`kohya-wrap vendor status`)"
+        ) from None
     except subprocess.TimeoutExpired:
-        raise KohyaWrapError(f"reading sd-scripts' options from {tree} with {python} took over 10 minutes and was stopped",
-                             "check that its venv is complete (`kohya-wrap vendor status`, `kohya-wrap vendor install`)") from None
+        raise KohyaWrapError(
+            f"reading sd-scripts' options from {tree} with {python} took over 10 minutes and was stopped",
+            "check that its venv is complete (`kohya-wrap vendor status`, `kohya-wrap vendor install`)",
+        ) from None
     if result.returncode != 0:
-        tail = [line for line in result.stderr.strip().splitlines() if line.strip()][-1:] or [f"exit code {result.returncode}"]
+        tail = [line for line in result.stderr.strip().splitlines() if line.strip()][-1:] or [
+            f"exit code {result.returncode}"
+        ]
         raise KohyaWrapError(
             f"reading sd-scripts' options from {tree} with {python} failed: {tail[0]}",
             "check that its venv is complete (`kohya-wrap vendor status`, `kohya-wrap vendor install`)",

@@ -40,20 +40,32 @@ class SchemaDiff:
 
     def as_dict(self) -> dict[str, Any]:
         def option(o: OptionInfo) -> dict[str, Any]:
-            return {"name": o.name, "type": o.type, "nargs": o.nargs, "default": o.default, "choices": list(o.choices) if o.choices else None}
+            return {
+                "name": o.name,
+                "type": o.type,
+                "nargs": o.nargs,
+                "default": o.default,
+                "choices": list(o.choices) if o.choices else None,
+            }
 
         return {
             "a": self.a,
             "b": self.b,
             "scripts": [
                 {
-                    "script": s.script, "status": s.status,
-                    "added": [option(o) for o in s.added], "removed": [option(o) for o in s.removed],
+                    "script": s.script,
+                    "status": s.status,
+                    "added": [option(o) for o in s.added],
+                    "removed": [option(o) for o in s.removed],
                     "changed": {name: {k: list(v) for k, v in fields.items()} for name, fields in s.changed},
                 }
                 for s in self.scripts
             ],
-            "dataset_config": {"added": self.dataset_added, "removed": self.dataset_removed, "changed": self.dataset_changed},
+            "dataset_config": {
+                "added": self.dataset_added,
+                "removed": self.dataset_removed,
+                "changed": self.dataset_changed,
+            },
         }
 
 
@@ -77,16 +89,20 @@ def diff_schemas(a: OptionSchema, b: OptionSchema) -> SchemaDiff:
             delta = {k: (before[k], after[k]) for k in COMPARED if before[k] != after[k]}
             if delta:
                 changed.append((name, delta))
-        scripts.append(ScriptDiff(
-            script,
-            added=tuple(new[k] for k in sorted(set(new) - set(old))),
-            removed=tuple(old[k] for k in sorted(set(old) - set(new))),
-            changed=tuple(changed),
-        ))
+        scripts.append(
+            ScriptDiff(
+                script,
+                added=tuple(new[k] for k in sorted(set(new) - set(old))),
+                removed=tuple(old[k] for k in sorted(set(old) - set(new))),
+                changed=tuple(changed),
+            )
+        )
     added, removed, changed_keys = {}, {}, {}
     for level in sorted(set(a.dataset_keys) | set(b.dataset_keys)):
         old_keys, new_keys = a.dataset_keys.get(level, {}), b.dataset_keys.get(level, {})
         added[level] = tuple(sorted(set(new_keys) - set(old_keys)))
         removed[level] = tuple(sorted(set(old_keys) - set(new_keys)))
-        changed_keys[level] = tuple((k, old_keys[k], new_keys[k]) for k in sorted(set(old_keys) & set(new_keys)) if old_keys[k] != new_keys[k])
+        changed_keys[level] = tuple(
+            (k, old_keys[k], new_keys[k]) for k in sorted(set(old_keys) & set(new_keys)) if old_keys[k] != new_keys[k]
+        )
     return SchemaDiff(a.source, b.source, tuple(scripts), added, removed, changed_keys)

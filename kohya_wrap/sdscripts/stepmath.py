@@ -23,7 +23,9 @@ class BucketSettings:
     no_upscale: bool
 
 
-def make_bucket_resolutions(max_reso: tuple[int, int], min_size: int, max_size: int, divisible: int) -> list[tuple[int, int]]:
+def make_bucket_resolutions(
+    max_reso: tuple[int, int], min_size: int, max_size: int, divisible: int
+) -> list[tuple[int, int]]:
     max_width, max_height = max_reso
     max_area = max_width * max_height
     resos = set()
@@ -55,7 +57,9 @@ class BucketSelector:
         if not settings.enable_bucket:
             self.predefined = [settings.resolution]
         elif not settings.no_upscale:
-            self.predefined = make_bucket_resolutions(settings.resolution, settings.min_reso, settings.max_reso, settings.reso_steps)
+            self.predefined = make_bucket_resolutions(
+                settings.resolution, settings.min_reso, settings.max_reso, settings.reso_steps
+            )
         else:
             self.predefined = []
         self.predefined_set = set(self.predefined)
@@ -209,7 +213,10 @@ def checkpoint_names(
     then the final `<name><ext>`."""
     saves: list[tuple[int, str]] = []
     if save_every_n_steps:
-        saves += [(step, f"{output_name}-step{step:08d}{extension}") for step in range(save_every_n_steps, total_steps + 1, save_every_n_steps)]
+        saves += [
+            (step, f"{output_name}-step{step:08d}{extension}")
+            for step in range(save_every_n_steps, total_steps + 1, save_every_n_steps)
+        ]
     if save_every_n_epochs:
         for epoch in range(1, epochs):
             if epoch % save_every_n_epochs == 0:

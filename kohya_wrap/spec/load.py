@@ -82,12 +82,26 @@ def resolve_extends(data: dict[str, Any], origin: str, base_dir: Path) -> tuple[
     parent_ref, parent_dir = data.get("extends"), base_dir
     while parent_ref is not None:
         if not isinstance(parent_ref, str):
-            raise SpecError(origin, [Problem("extends", f"{parent_ref!r} is not a preset name or path", "write extends = \"sd15-character\"")])
+            raise SpecError(
+                origin,
+                [
+                    Problem(
+                        "extends", f"{parent_ref!r} is not a preset name or path", 'write extends = "sd15-character"'
+                    )
+                ],
+            )
         preset = find_preset(parent_ref, relative_to=parent_dir)
         key = str(preset.path)
         if key in seen:
             cycle = " → ".join([*chain, key])
-            raise SpecError(origin, [Problem("extends", f"presets extend each other in a cycle: {cycle}", "remove one of the extends lines")])
+            raise SpecError(
+                origin,
+                [
+                    Problem(
+                        "extends", f"presets extend each other in a cycle: {cycle}", "remove one of the extends lines"
+                    )
+                ],
+            )
         seen.add(key)
         chain.append(key)
         parent_data = read_toml(preset.path)
@@ -180,16 +194,31 @@ def _walk(loc: tuple[Any, ...], root: "type[BaseModel]") -> tuple[tuple[Any, ...
 
 
 _EXPECTED = {
-    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
-    "float_type": "a number", "float_parsing": "a number",
-    "bool_type": "true or false", "bool_parsing": "true or false",
-    "string_type": "a string (in quotes)", "list_type": "a list", "tuple_type": "a list",
-    "dict_type": "a table", "model_type": "a table", "model_attributes_type": "a table",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "string_type": "a string (in quotes)",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
 }
 
 
 def _describe(value: Any) -> str:
-    kind = {bool: "true/false", int: "an integer", float: "a number", str: "a string", list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    kind = {
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
     shown = repr(value) if not isinstance(value, (dict, list)) else kind
     return f"{shown} ({kind})" if shown != kind else kind
 
@@ -228,15 +257,23 @@ def _problem_for(path: tuple[Any, ...], errors: list[dict[str, Any]]) -> Problem
         what, _, fix = message.partition(" — ")
         return Problem(where, what, fix)
     if first["type"] in _BOUNDS:
-        return Problem(where, f"{_describe(first['input'])} is {_BOUNDS[first['type']]}", "it " + first["msg"].removeprefix("Input ").lower())
+        return Problem(
+            where,
+            f"{_describe(first['input'])} is {_BOUNDS[first['type']]}",
+            "it " + first["msg"].removeprefix("Input ").lower(),
+        )
     expected = [(_EXPECTED.get(e["type"]) or e["msg"].removeprefix("Input should be ")) for e in errors]
     expected = list(dict.fromkeys(expected))
     return Problem(where, f"{_describe(first['input'])} has the wrong type", f"write {' or '.join(expected)}")
 
 
 _BOUNDS = {
-    "greater_than": "too small", "greater_than_equal": "too small", "less_than": "too large", "less_than_equal": "too large",
-    "too_short": "too short", "too_long": "too long",
+    "greater_than": "too small",
+    "greater_than_equal": "too small",
+    "less_than": "too large",
+    "less_than_equal": "too large",
+    "too_short": "too short",
+    "too_long": "too long",
 }
 _SECTION_ORDER = ("extends", "name", "model", "concepts", "dataset", "training", "sample", "launch", "sd_scripts")
 
@@ -278,8 +315,13 @@ def schema_problems(data: dict[str, Any], schema: OptionSchema) -> list[Problem]
         return []  # the model's own validation reports the family
     script = family.script
     if script not in schema.scripts:
-        return [Problem("model.family", f"'{family.name}' trains with {script}, which {schema.source} does not have",
-                        "upgrade sd-scripts (`kohya-wrap vendor upgrade --ref TAG`) or pick another family")]
+        return [
+            Problem(
+                "model.family",
+                f"'{family.name}' trains with {script}, which {schema.source} does not have",
+                "upgrade sd-scripts (`kohya-wrap vendor upgrade --ref TAG`) or pick another family",
+            )
+        ]
     problems: list[Problem] = []
     training = data.get("training")
     if isinstance(training, dict):
@@ -299,7 +341,9 @@ def schema_problems(data: dict[str, Any], schema: OptionSchema) -> list[Problem]
     return problems
 
 
-def resolve_spec(user: dict[str, Any], spec_file: Path, overrides: Iterable[str] = ()) -> tuple[dict[str, Any], tuple[str, ...]]:
+def resolve_spec(
+    user: dict[str, Any], spec_file: Path, overrides: Iterable[str] = ()
+) -> tuple[dict[str, Any], tuple[str, ...]]:
     """The user's spec with `--set` overrides and its preset chain merged in. `--set extends=NAME` is
     applied before the chain is resolved (it chooses the chain); every other override after (so it
     overrides a preset's value too)."""
@@ -309,7 +353,9 @@ def resolve_spec(user: dict[str, Any], spec_file: Path, overrides: Iterable[str]
     return apply_overrides(merged, [text for text, path, _ in parsed if path != ["extends"]]), chain
 
 
-def load_spec_data(user: dict[str, Any], spec_file: Path, overrides: Iterable[str] = (), schema: OptionSchema | None = None) -> LoadedSpec:
+def load_spec_data(
+    user: dict[str, Any], spec_file: Path, overrides: Iterable[str] = (), schema: OptionSchema | None = None
+) -> LoadedSpec:
     """The one loading path (`load_project` reads the file; `init` validates what it is about to write)."""
     layout = ProjectLayout.at(spec_file.parent)
     merged, chain = resolve_spec(user, spec_file, overrides)
@@ -317,10 +363,19 @@ def load_spec_data(user: dict[str, Any], spec_file: Path, overrides: Iterable[st
     sd = locate_sd_scripts(layout.root, setting if isinstance(setting, dict) else None)
     schema = schema or load_option_schema(sd)
     spec = validate_spec(merged, str(spec_file), schema)
-    return LoadedSpec(spec=spec, layout=layout, chain=chain, schema=schema, sd_scripts=sd, settings=derive_settings(spec, schema, layout))
+    return LoadedSpec(
+        spec=spec,
+        layout=layout,
+        chain=chain,
+        schema=schema,
+        sd_scripts=sd,
+        settings=derive_settings(spec, schema, layout),
+    )
 
 
-def load_project(directory: str | Path, overrides: Iterable[str] = (), schema: OptionSchema | None = None) -> LoadedSpec:
+def load_project(
+    directory: str | Path, overrides: Iterable[str] = (), schema: OptionSchema | None = None
+) -> LoadedSpec:
     """`schema` replaces the one of the project's sd-scripts (e.g. another version's, for a diff)."""
     spec_file = find_spec_file(directory)
     return load_spec_data(read_toml(spec_file), spec_file, overrides, schema)

@@ -59,14 +59,18 @@ class ModelRef(BaseModel):
 def parse_model_ref(value: str) -> ModelRef:
     if not value.startswith(HF_PREFIX):
         return ModelRef(raw=value)
-    parts = value[len(HF_PREFIX):].strip("/").split("/")
+    parts = value[len(HF_PREFIX) :].strip("/").split("/")
     if len(parts) < 2 or not all(parts):
-        raise ValueError(f"'{value}' is not a hub reference — write hf://owner/repo or hf://owner/repo/file.safetensors")
+        raise ValueError(
+            f"'{value}' is not a hub reference — write hf://owner/repo or hf://owner/repo/file.safetensors"
+        )
     return ModelRef(raw=value, hub_repo="/".join(parts[:2]), hub_file="/".join(parts[2:]) or None)
 
 
 class ModelSpec(_Section):
-    base: str = Field(description="Base checkpoint: a .safetensors/.ckpt file, a diffusers folder, or hf://owner/repo[/file].")
+    base: str = Field(
+        description="Base checkpoint: a .safetensors/.ckpt file, a diffusers folder, or hf://owner/repo[/file]."
+    )
     family: Family = Field("sd15", description="Model family; picks the sd-scripts training script.")
     vae: str | None = Field(None, description="Optional VAE file or folder to use instead of the checkpoint's.")
     v_parameterization: bool = Field(False, description="SD2 768-v models only.")
@@ -86,7 +90,10 @@ class ModelSpec(_Section):
     @model_validator(mode="after")
     def check_v_parameterization_is_sd2(self) -> "ModelSpec":
         if self.v_parameterization and self.family != "sd2":
-            raise ValueError(f"v_parameterization: is for SD2 768-v models, but family is '{self.family}' — set family = \"sd2\" or remove v_parameterization")
+            raise ValueError(
+                f"v_parameterization: is for SD2 768-v models, but family is '{self.family}' — set family = \"sd2\" "
+                "or remove v_parameterization"
+            )
         return self
 
     @model_validator(mode="after")
@@ -95,11 +102,15 @@ class ModelSpec(_Section):
         if self.family == "flux":
             missing = [k for k, v in flux_parts.items() if v is None]
             if missing:
-                raise ValueError(f"{missing[0]}: FLUX needs {', '.join(missing)} — set model.{missing[0]} to the file's path")
+                raise ValueError(
+                    f"{missing[0]}: FLUX needs {', '.join(missing)} — set model.{missing[0]} to the file's path"
+                )
         else:
             extra = [k for k, v in flux_parts.items() if v is not None]
             if extra:
-                raise ValueError(f"{extra[0]}: {', '.join(extra)} only apply to family = \"flux\" — remove them or set family = \"flux\"")
+                raise ValueError(
+                    f'{extra[0]}: {", ".join(extra)} only apply to family = "flux" — remove them or set family = "flux"'
+                )
         return self
 
     @property
@@ -131,18 +142,22 @@ class ConceptSpec(_OpenSection):
         if value != value.strip():
             raise ValueError("has leading or trailing spaces — remove them")
         if _FOLDER_UNSAFE.search(value):
-            raise ValueError(f"'{value}' contains a character that cannot be part of a folder name (/ \\ : * ? \" < > |) — remove it")
+            raise ValueError(
+                f"'{value}' contains a character that cannot be part of a folder name (/ \\ : * ? \" < > |) — remove it"
+            )
         return value
 
     @model_validator(mode="after")
     def check_words(self) -> "ConceptSpec":
         if self.is_reg:
             if not self.class_:
-                raise ValueError("class: a regularization concept needs a class word (e.g. class = \"woman\")")
+                raise ValueError('class: a regularization concept needs a class word (e.g. class = "woman")')
             if self.token:
-                raise ValueError("token: regularization images show the class without your token — remove token from this concept")
+                raise ValueError(
+                    "token: regularization images show the class without your token — remove token from this concept"
+                )
         elif not self.token:
-            raise ValueError("token: is required — set the trigger word, e.g. token = \"mytoken\"")
+            raise ValueError('token: is required — set the trigger word, e.g. token = "mytoken"')
         return self
 
     @property
@@ -166,13 +181,17 @@ class ConceptSpec(_OpenSection):
 class DatasetSpec(_OpenSection):
     """sd-scripts dataset_config keys, rendered into its [general] section."""
 
-    resolution: Union[int, Annotated[list[int], Field(min_length=2, max_length=2)], None] = Field(None, description="Training resolution: 512, or [width, height].")
+    resolution: Union[int, Annotated[list[int], Field(min_length=2, max_length=2)], None] = Field(
+        None, description="Training resolution: 512, or [width, height]."
+    )
     enable_bucket: bool | None = Field(None, description="Aspect-ratio bucketing.")
     min_bucket_reso: int | None = Field(None, ge=64, le=8192)
     max_bucket_reso: int | None = Field(None, ge=64, le=8192)
     bucket_reso_steps: int | None = Field(None, ge=8, le=1024)
     bucket_no_upscale: bool | None = None
-    caption_extension: str = Field(".txt", description="Caption sidecar extension (sd-scripts' own default is .caption).")
+    caption_extension: str = Field(
+        ".txt", description="Caption sidecar extension (sd-scripts' own default is .caption)."
+    )
     shuffle_caption: bool | None = None
     keep_tokens: int | None = Field(None, ge=0)
     flip_aug: bool | None = None
@@ -197,7 +216,10 @@ class DatasetSpec(_OpenSection):
     @model_validator(mode="after")
     def check_bucket_range(self) -> "DatasetSpec":
         if self.min_bucket_reso and self.max_bucket_reso and self.min_bucket_reso > self.max_bucket_reso:
-            raise ValueError(f"min_bucket_reso: ({self.min_bucket_reso}) is above max_bucket_reso ({self.max_bucket_reso}) — swap them")
+            raise ValueError(
+                f"min_bucket_reso: ({self.min_bucket_reso}) is above max_bucket_reso ({self.max_bucket_reso}) — swap "
+                "them"
+            )
         return self
 
     @property
@@ -239,7 +261,9 @@ class TrainingSpec(_OpenSection):
     cache_latents_to_disk: bool | None = None
     cache_text_encoder_outputs: bool | None = None
     clip_skip: int | None = Field(None, ge=1, le=12)
-    max_token_length: Literal[150, 225] | None = Field(None, description="Omit for 75 tokens; 150 or 225 for longer captions.")
+    max_token_length: Literal[150, 225] | None = Field(
+        None, description="Omit for 75 tokens; 150 or 225 for longer captions."
+    )
     xformers: bool | None = None
     sdpa: bool | None = None
     noise_offset: float | None = Field(None, ge=0, le=1)
@@ -263,7 +287,9 @@ class TrainingSpec(_OpenSection):
     @model_validator(mode="after")
     def check_cache_to_disk(self) -> "TrainingSpec":
         if self.cache_latents_to_disk and self.cache_latents is False:
-            raise ValueError("cache_latents: cache_latents_to_disk is set but cache_latents is false — set cache_latents = true")
+            raise ValueError(
+                "cache_latents: cache_latents_to_disk is set but cache_latents is false — set cache_latents = true"
+            )
         return self
 
 
@@ -303,14 +329,20 @@ class SampleSpec(_Section):
             if not text.strip():
                 raise ValueError("a prompt is empty — write the prompt text")
             if "\n" in text or " --" in text:
-                raise ValueError(f"'{text[:40]}' contains a newline or ' --', which sd-scripts' prompt file reads as an option — remove it")
+                raise ValueError(
+                    f"'{text[:40]}' contains a newline or ' --', which sd-scripts' prompt file reads as an option — "
+                    "remove it"
+                )
         return prompts
 
     @model_validator(mode="after")
     def check_schedule(self) -> "SampleSpec":
         scheduled = self.every_n_epochs or self.every_n_steps or self.at_first
         if scheduled and not self.prompts:
-            raise ValueError("prompts: a sampling schedule is set but there are no prompts — add prompts = [\"mytoken woman, portrait\"]")
+            raise ValueError(
+                'prompts: a sampling schedule is set but there are no prompts — add prompts = ["mytoken woman, '
+                'portrait"]'
+            )
         return self
 
     @property
@@ -327,26 +359,38 @@ class LaunchSpec(_Section):
     machine_rank: int = Field(0, ge=0)
     main_process_ip: str | None = None
     main_process_port: int | None = Field(None, ge=1, le=65535)
-    gpu_ids: str | None = Field(None, description="GPUs of this machine to use, e.g. \"0,1\" or \"all\".")
+    gpu_ids: str | None = Field(None, description='GPUs of this machine to use, e.g. "0,1" or "all".')
     multi_gpu: bool | None = Field(None, description="Default: true when num_processes > 1.")
-    num_cpu_threads_per_process: int | None = Field(None, ge=1, description="Default: this machine's cores / processes per machine.")
-    mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(None, description="Default: training.mixed_precision.")
+    num_cpu_threads_per_process: int | None = Field(
+        None, ge=1, description="Default: this machine's cores / processes per machine."
+    )
+    mixed_precision: Literal["no", "fp16", "bf16"] | None = Field(
+        None, description="Default: training.mixed_precision."
+    )
 
     @field_validator("gpu_ids")
     @classmethod
     def check_gpu_ids(cls, value: str | None) -> str | None:
         if value is not None and value != "all" and not re.fullmatch(r"\d+(,\d+)*", value):
-            raise ValueError(f"'{value}' is not a GPU list — write \"0\", \"0,1\" or \"all\"")
+            raise ValueError(f'\'{value}\' is not a GPU list — write "0", "0,1" or "all"')
         return value
 
     @model_validator(mode="after")
     def check_machines(self) -> "LaunchSpec":
         if self.machine_rank >= self.num_machines:
-            raise ValueError(f"machine_rank: {self.machine_rank} needs num_machines > {self.machine_rank} — ranks count from 0")
+            raise ValueError(
+                f"machine_rank: {self.machine_rank} needs num_machines > {self.machine_rank} — ranks count from 0"
+            )
         if self.num_processes % self.num_machines:
-            raise ValueError(f"num_processes: ({self.num_processes}) is the total over all machines and must be a multiple of num_machines ({self.num_machines})")
+            raise ValueError(
+                f"num_processes: ({self.num_processes}) is the total over all machines and must be a multiple of "
+                f"num_machines ({self.num_machines})"
+            )
         if self.num_machines > 1 and (not self.main_process_ip or not self.main_process_port):
-            raise ValueError("main_process_ip: several machines need main_process_ip and main_process_port (the rank-0 machine's address) — set both")
+            raise ValueError(
+                "main_process_ip: several machines need main_process_ip and main_process_port (the rank-0 machine's "
+                "address) — set both"
+            )
         return self
 
     @property
@@ -359,7 +403,9 @@ class SdScriptsSpec(_Section):
     vendored one; e.g. the one inside a kohya_ss GUI install."""
 
     path: str | None = Field(None, description="The sd-scripts checkout (relative to the project, or absolute).")
-    python: str | None = Field(None, description="The Python of its venv (default: venv/bin/python beside or inside it).")
+    python: str | None = Field(
+        None, description="The Python of its venv (default: venv/bin/python beside or inside it)."
+    )
 
 
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -368,15 +414,35 @@ _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 class PrepSpec(_Section):
     """How `kohya-wrap prep` turns each concept's source photos into training images."""
 
-    mode: Literal["crop", "fit", "bucket", "none"] | None = Field(None, description="crop (default): cover the resolution and crop to it; fit: pad; bucket: sd-scripts' own bucket size; none: convert only.")
+    mode: Literal["crop", "fit", "bucket", "none"] | None = Field(
+        None,
+        description="crop (default): cover the resolution and crop to it; fit: pad; bucket: sd-scripts' own bucket "
+        "size; none: convert only.",
+    )
     format: Literal["png", "jpg", "webp"] | None = Field(None, description="Output format (default png, lossless).")
     quality: int | None = Field(None, ge=50, le=100, description="JPEG/WebP quality (default 95).")
-    focus: Literal["center", "entropy"] | None = Field(None, description="Crop window: center (default), or entropy: the most detailed region.")
+    focus: Literal["center", "entropy"] | None = Field(
+        None, description="Crop window: center (default), or entropy: the most detailed region."
+    )
     background: str | None = Field(None, description="Colour behind transparent pixels, #rrggbb (default #ffffff).")
     pad_color: str | None = Field(None, description="fit mode's border colour, #rrggbb (default #000000).")
-    min_size: int | None = Field(None, ge=1, description="Reject images whose shorter side is below this (default: half the resolution's shorter side).")
-    near_duplicate_distance: int | None = Field(None, ge=0, le=32, description="Difference-hash bits two images may differ by and still be near-duplicates (default 5; 0 turns the check off).")
-    engine: Literal["auto", "vips", "pillow"] | None = Field(None, description="Decode/resize engine: auto (default: libvips for JPEGs when pyvips is installed, else Pillow), vips, or pillow.")
+    min_size: int | None = Field(
+        None,
+        ge=1,
+        description="Reject images whose shorter side is below this (default: half the resolution's shorter side).",
+    )
+    near_duplicate_distance: int | None = Field(
+        None,
+        ge=0,
+        le=32,
+        description="Difference-hash bits two images may differ by and still be near-duplicates (default 5; 0 turns "
+        "the check off).",
+    )
+    engine: Literal["auto", "vips", "pillow"] | None = Field(
+        None,
+        description="Decode/resize engine: auto (default: libvips for JPEGs when pyvips is installed, else Pillow), "
+        "vips, or pillow.",
+    )
 
     @field_validator("background", "pad_color")
     @classmethod
@@ -408,7 +474,7 @@ class ProjectSpec(_Section):
             suggestion = kept if kept and kept != value else "my_lora"
             raise ValueError(
                 f"'{value}' must use only ASCII letters, digits, - _ . (sd-scripts puts it in file names and "
-                f"metadata; other characters come out garbled in other tools) — e.g. name = \"{suggestion}\""
+                f'metadata; other characters come out garbled in other tools) — e.g. name = "{suggestion}"'
             )
         return value
 
@@ -424,28 +490,40 @@ class ProjectSpec(_Section):
         for concept in self.concepts:
             key = (concept.is_reg, concept.folder_name)
             if key in seen:
-                raise ValueError(f"concepts: two concepts map to the same folder '{concept.folder_name}' — give them different tokens or classes")
+                raise ValueError(
+                    f"concepts: two concepts map to the same folder '{concept.folder_name}' — give them different "
+                    "tokens or classes"
+                )
             seen.add(key)
         return self
 
     @model_validator(mode="after")
     def check_epochs_or_steps(self) -> "ProjectSpec":
         if self.training.max_train_epochs is None and self.training.max_train_steps is None:
-            raise ValueError("training.max_train_epochs: training length is not set — set training.max_train_epochs (e.g. 10) or training.max_train_steps")
+            raise ValueError(
+                "training.max_train_epochs: training length is not set — set training.max_train_epochs (e.g. 10) or "
+                "training.max_train_steps"
+            )
         return self
 
     @model_validator(mode="after")
     def check_mixed_precision_agrees(self) -> "ProjectSpec":
         launch_mp, train_mp = self.launch.mixed_precision, self.training.mixed_precision
         if launch_mp and train_mp and launch_mp != train_mp:
-            raise ValueError(f"launch.mixed_precision: ('{launch_mp}') differs from training.mixed_precision ('{train_mp}') — remove launch.mixed_precision; it follows training's")
+            raise ValueError(
+                f"launch.mixed_precision: ('{launch_mp}') differs from training.mixed_precision ('{train_mp}') — "
+                "remove launch.mixed_precision; it follows training's"
+            )
         return self
 
     @model_validator(mode="after")
     def check_bucket_steps_fit_the_script(self) -> "ProjectSpec":
         steps, needed = self.dataset.bucket_reso_steps, FAMILIES[self.model.family].bucket_step_multiple
         if steps is not None and steps % needed:
-            raise ValueError(f"dataset.bucket_reso_steps: {steps} is not a multiple of {needed}, which {self.model.script} requires — use {needed * max(1, round(steps / needed))}")
+            raise ValueError(
+                f"dataset.bucket_reso_steps: {steps} is not a multiple of {needed}, which {self.model.script} "
+                f"requires — use {needed * max(1, round(steps / needed))}"
+            )
         return self
 
     @model_validator(mode="after")

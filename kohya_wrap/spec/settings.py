@@ -79,11 +79,19 @@ class Settings:
         epoch), then the final `<name><ext>`."""
         saves: list[tuple[int, str]] = []
         if self.save_every_n_steps:
-            saves += [(step, naming.step_checkpoint(self.name, step, self.checkpoint_extension))
-                      for step in range(self.save_every_n_steps, total_steps + 1, self.save_every_n_steps)]
+            saves += [
+                (step, naming.step_checkpoint(self.name, step, self.checkpoint_extension))
+                for step in range(self.save_every_n_steps, total_steps + 1, self.save_every_n_steps)
+            ]
         if self.save_every_n_epochs:
-            saves += [(min(epoch * steps_per_epoch, total_steps), naming.epoch_checkpoint(self.name, epoch, self.checkpoint_extension))
-                      for epoch in range(1, epochs) if epoch % self.save_every_n_epochs == 0]
+            saves += [
+                (
+                    min(epoch * steps_per_epoch, total_steps),
+                    naming.epoch_checkpoint(self.name, epoch, self.checkpoint_extension),
+                )
+                for epoch in range(1, epochs)
+                if epoch % self.save_every_n_epochs == 0
+            ]
         saves.sort(key=lambda item: item[0])
         return [name for _, name in saves] + [self.final_checkpoint]
 
@@ -101,18 +109,41 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         """What a run records of them."""
         return {
-            "name": self.name, "family": self.family, "script": self.script, "network_module": self.network_module,
-            "resolution": list(self.resolution), "bucket": {
-                "enable_bucket": self.bucket.enable_bucket, "min_reso": self.bucket.min_reso, "max_reso": self.bucket.max_reso,
-                "reso_steps": self.bucket.reso_steps, "no_upscale": self.bucket.no_upscale},
-            "batch_size": self.batch_size, "gradient_accumulation_steps": self.gradient_accumulation_steps,
-            "num_processes": self.num_processes, "mixed_precision": self.mixed_precision,
-            "max_train_epochs": self.max_train_epochs, "max_train_steps": self.max_train_steps,
-            "save_every_n_epochs": self.save_every_n_epochs, "save_every_n_steps": self.save_every_n_steps,
-            "final_checkpoint": self.final_checkpoint, "caption_extension": self.caption_extension,
-            "concepts": [{"label": c.label, "folder": str(c.folder), "is_reg": c.is_reg, "caption_extension": c.caption_extension,
-                          "shuffle_caption": c.shuffle_caption, "keep_tokens": c.keep_tokens} for c in self.concepts],
-            "sample_size": list(self.sample_size), "seed": self.seed,
+            "name": self.name,
+            "family": self.family,
+            "script": self.script,
+            "network_module": self.network_module,
+            "resolution": list(self.resolution),
+            "bucket": {
+                "enable_bucket": self.bucket.enable_bucket,
+                "min_reso": self.bucket.min_reso,
+                "max_reso": self.bucket.max_reso,
+                "reso_steps": self.bucket.reso_steps,
+                "no_upscale": self.bucket.no_upscale,
+            },
+            "batch_size": self.batch_size,
+            "gradient_accumulation_steps": self.gradient_accumulation_steps,
+            "num_processes": self.num_processes,
+            "mixed_precision": self.mixed_precision,
+            "max_train_epochs": self.max_train_epochs,
+            "max_train_steps": self.max_train_steps,
+            "save_every_n_epochs": self.save_every_n_epochs,
+            "save_every_n_steps": self.save_every_n_steps,
+            "final_checkpoint": self.final_checkpoint,
+            "caption_extension": self.caption_extension,
+            "concepts": [
+                {
+                    "label": c.label,
+                    "folder": str(c.folder),
+                    "is_reg": c.is_reg,
+                    "caption_extension": c.caption_extension,
+                    "shuffle_caption": c.shuffle_caption,
+                    "keep_tokens": c.keep_tokens,
+                }
+                for c in self.concepts
+            ],
+            "sample_size": list(self.sample_size),
+            "seed": self.seed,
         }
 
 
@@ -145,35 +176,62 @@ def derive_settings(spec: ProjectSpec, schema: OptionSchema, layout: ProjectLayo
     if enable:  # sd-scripts' adjust_min_max_bucket_reso_by_steps: min rounds down, max up, to steps
         min_reso -= min_reso % steps
         max_reso += (steps - max_reso % steps) % steps
-    bucket = BucketSettings(resolution=size, enable_bucket=enable, min_reso=min_reso, max_reso=max_reso, reso_steps=steps,
-                            no_upscale=bool(_value(dataset.bucket_no_upscale, default("bucket_no_upscale"))))
+    bucket = BucketSettings(
+        resolution=size,
+        enable_bucket=enable,
+        min_reso=min_reso,
+        max_reso=max_reso,
+        reso_steps=steps,
+        no_upscale=bool(_value(dataset.bucket_no_upscale, default("bucket_no_upscale"))),
+    )
 
     concepts = []
     for concept in spec.concepts:
         own = concept.subset_options()
-        concepts.append(ConceptSettings(
-            concept=concept, folder=concept_folder(layout, concept),
-            caption_extension=own.get("caption_extension", dataset.caption_extension),
-            shuffle_caption=bool(_value(own.get("shuffle_caption"), dataset.shuffle_caption, default("shuffle_caption"))),
-            keep_tokens=int(_value(own.get("keep_tokens"), dataset.keep_tokens, default("keep_tokens")) or 0),
-            keep_tokens_separator=str(_value(own.get("keep_tokens_separator"), general.get("keep_tokens_separator"),
-                                             default("keep_tokens_separator")) or ""),
-        ))
+        concepts.append(
+            ConceptSettings(
+                concept=concept,
+                folder=concept_folder(layout, concept),
+                caption_extension=own.get("caption_extension", dataset.caption_extension),
+                shuffle_caption=bool(
+                    _value(own.get("shuffle_caption"), dataset.shuffle_caption, default("shuffle_caption"))
+                ),
+                keep_tokens=int(_value(own.get("keep_tokens"), dataset.keep_tokens, default("keep_tokens")) or 0),
+                keep_tokens_separator=str(
+                    _value(
+                        own.get("keep_tokens_separator"),
+                        general.get("keep_tokens_separator"),
+                        default("keep_tokens_separator"),
+                    )
+                    or ""
+                ),
+            )
+        )
 
     extension = "." + (training.save_model_as or default("save_model_as") or "safetensors")
     cache_dir = training.set_fields().get("tokenizer_cache_dir")
     near = spec.prep.near_duplicate_distance
     return Settings(
-        name=spec.name, family=family.name, script=script, network_module=training.network_module or family.network_module,
-        resolution=size, bucket=bucket,
+        name=spec.name,
+        family=family.name,
+        script=script,
+        network_module=training.network_module or family.network_module,
+        resolution=size,
+        bucket=bucket,
         batch_size=int(_value(general.get("batch_size"), training.train_batch_size, default("train_batch_size")) or 1),
-        gradient_accumulation_steps=int(_value(training.gradient_accumulation_steps, default("gradient_accumulation_steps")) or 1),
+        gradient_accumulation_steps=int(
+            _value(training.gradient_accumulation_steps, default("gradient_accumulation_steps")) or 1
+        ),
         num_processes=spec.launch.num_processes,
-        mixed_precision=_value(training.mixed_precision, spec.launch.mixed_precision, default("mixed_precision")) or "no",
+        mixed_precision=_value(training.mixed_precision, spec.launch.mixed_precision, default("mixed_precision"))
+        or "no",
         max_train_epochs=training.max_train_epochs,
         max_train_steps=int(_value(training.max_train_steps, default("max_train_steps"))),
-        save_every_n_epochs=training.save_every_n_epochs, save_every_n_steps=training.save_every_n_steps,
-        checkpoint_extension=extension, caption_extension=dataset.caption_extension, concepts=tuple(concepts),
+        save_every_n_epochs=training.save_every_n_epochs,
+        save_every_n_steps=training.save_every_n_steps,
+        checkpoint_extension=extension,
+        caption_extension=dataset.caption_extension,
+        concepts=tuple(concepts),
         sample_size=(spec.sample.width or size[0], spec.sample.height or size[1]),
         token_window=(training.max_token_length or 75) if family.name in CLIP_FAMILIES else None,
         tokenizer_cache_dir=layout.root / Path(str(cache_dir)).expanduser() if cache_dir else None,

@@ -25,7 +25,7 @@ SECTION_HELP = {
 
 EXAMPLES = {
     "training": "# [training]\n# learning_rate = 1e-4\n# network_dim = 32\n# max_train_epochs = 10\n",
-    "sample": "# [sample]\n# prompts = [\"{words}, portrait, looking at viewer\"]\n# every_n_epochs = 2\n",
+    "sample": '# [sample]\n# prompts = ["{words}, portrait, looking at viewer"]\n# every_n_epochs = 2\n',
 }
 
 ORDER = ("model", "concepts", "dataset", "training", "sample", "launch")
@@ -39,13 +39,18 @@ def render_spec_toml(data: dict[str, Any]) -> str:
     lines = [HEADER]
     top = [(k, v) for k, v in data.items() if not isinstance(v, (dict, list)) and v is not None]
     for key, value in top:
-        comment = {"extends": "  # preset this spec builds on", "name": "  # LoRA file name: ASCII letters, digits, - _ ."}.get(key, "")
+        comment = {
+            "extends": "  # preset this spec builds on",
+            "name": "  # LoRA file name: ASCII letters, digits, - _ .",
+        }.get(key, "")
         lines.append(_value_line(key, value) + comment)
     words = ""
     concepts = data.get("concepts") or []
     if concepts:
         words = " ".join(w for w in (concepts[0].get("token"), concepts[0].get("class")) if w)
-    sections = [k for k in ORDER if k in data] + [k for k in data if k not in ORDER and isinstance(data[k], (dict, list))]
+    sections = [k for k in ORDER if k in data] + [
+        k for k in data if k not in ORDER and isinstance(data[k], (dict, list))
+    ]
     for key in sections:
         value = data[key]
         lines.append("")

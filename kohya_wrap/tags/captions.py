@@ -45,7 +45,7 @@ class Caption:
     def decode(cls, data: bytes) -> "Caption":
         """Raises UnicodeDecodeError for bytes that are not UTF-8."""
         bom = data.startswith(codecs.BOM_UTF8)
-        return cls.parse(data[len(codecs.BOM_UTF8):].decode("utf-8") if bom else data.decode("utf-8"), bom)
+        return cls.parse(data[len(codecs.BOM_UTF8) :].decode("utf-8") if bom else data.decode("utf-8"), bom)
 
     @property
     def text(self) -> str:
@@ -157,11 +157,20 @@ def read_captions(folder: Path, extension: str) -> list[CaptionFile]:
 
 def load_concepts(loaded: "LoadedSpec", concept_name: str | None) -> list[ConceptCaptions]:
     """The chosen concepts (all without a name) with their captions and caption settings."""
-    return [ConceptCaptions(
-        label=item.label, folder=item.folder, token=item.concept.token or None, extension=item.caption_extension,
-        shuffle=item.shuffle_caption, keep_tokens=item.keep_tokens, keep_separator=item.keep_tokens_separator,
-        is_reg=item.is_reg, files=read_captions(item.folder, item.caption_extension))
-        for item in loaded.settings.select_concepts(concept_name, loaded.layout.spec_file)]
+    return [
+        ConceptCaptions(
+            label=item.label,
+            folder=item.folder,
+            token=item.concept.token or None,
+            extension=item.caption_extension,
+            shuffle=item.shuffle_caption,
+            keep_tokens=item.keep_tokens,
+            keep_separator=item.keep_tokens_separator,
+            is_reg=item.is_reg,
+            files=read_captions(item.folder, item.caption_extension),
+        )
+        for item in loaded.settings.select_concepts(concept_name, loaded.layout.spec_file)
+    ]
 
 
 def tag_counts(concepts: Iterable[ConceptCaptions]) -> Counter:

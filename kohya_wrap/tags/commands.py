@@ -28,10 +28,11 @@ def clean_tags(values: Iterable[str]) -> list[str]:
     for value in values:
         key = item_key(value)
         if not key:
-            raise KohyaWrapError(f"tag {value!r} is empty", "give the tag text, e.g. \"white background\"")
+            raise KohyaWrapError(f"tag {value!r} is empty", 'give the tag text, e.g. "white background"')
         if "," in key:
-            raise KohyaWrapError(f"tag {value!r} contains a comma, which separates tags",
-                                 "pass each tag as its own argument")
+            raise KohyaWrapError(
+                f"tag {value!r} contains a comma, which separates tags", "pass each tag as its own argument"
+            )
         if key not in found:
             found.append(key)
     return found
@@ -41,12 +42,14 @@ def compile_pattern(pattern: str) -> re.Pattern[str]:
     try:
         return re.compile(pattern)
     except re.error as exc:
-        raise KohyaWrapError(f"--regex: {pattern!r} is not a valid regular expression ({exc})",
-                             "check the pattern; it must match a whole tag, e.g. \".* hair\"") from None
+        raise KohyaWrapError(
+            f"--regex: {pattern!r} is not a valid regular expression ({exc})",
+            'check the pattern; it must match a whole tag, e.g. ".* hair"',
+        ) from None
 
 
 def _same_for_all(edit):
-    return lambda concepts: (lambda concept: edit)
+    return lambda concepts: lambda concept: edit
 
 
 def add_tags(values: Iterable[str], front: bool = False, create: bool = False) -> TagEdit:
@@ -67,14 +70,17 @@ def remove_tags(values: Iterable[str], regex: bool = False) -> TagEdit:
 
         def drop(key: str) -> bool:
             return key in wanted
+
     return TagEdit("remove", _same_for_all(lambda line: remove_items(line, drop)))
 
 
 def replace_tag(old: str, new: str, regex: bool = False) -> TagEdit:
     """Replace a tag with another (an empty `new` removes it); with `regex`, `new` may use \\1 or \\g<name>."""
     if "," in new:
-        raise KohyaWrapError(f"NEW {new!r} contains a comma, which separates tags",
-                             "replace with one tag, then `kohya-wrap tags add` the others")
+        raise KohyaWrapError(
+            f"NEW {new!r} contains a comma, which separates tags",
+            "replace with one tag, then `kohya-wrap tags add` the others",
+        )
     if regex:
         pattern = compile_pattern(old)
 
@@ -93,6 +99,7 @@ def replace_tag(old: str, new: str, regex: bool = False) -> TagEdit:
 
         def change(key: str) -> str | None:
             return new if key == old_key else None
+
     return TagEdit("replace", _same_for_all(lambda line: replace_items(line, change)))
 
 
@@ -104,8 +111,9 @@ def dedupe_tags() -> TagEdit:
 def prune_tags(min_count: int) -> TagEdit:
     """Drop tags found in fewer than `min_count` captions of the chosen concepts (never a trigger token)."""
     if min_count < 1:
-        raise KohyaWrapError(f"--min-count {min_count}: must be 1 or more",
-                             "e.g. --min-count 2 drops tags that only one caption has")
+        raise KohyaWrapError(
+            f"--min-count {min_count}: must be 1 or more", "e.g. --min-count 2 drops tags that only one caption has"
+        )
 
     def make(concepts: list[ConceptCaptions]) -> LineEditFor:
         counts = tag_counts(concepts)
@@ -113,7 +121,9 @@ def prune_tags(min_count: int) -> TagEdit:
 
         def edit(line: str) -> str:
             return remove_items(line, lambda key: key not in protected and counts[key] < min_count)
+
         return lambda concept: edit
+
     return TagEdit("prune", make)
 
 
@@ -126,13 +136,22 @@ def trigger_tag(word: str, create: bool = False) -> TagEdit:
         found = []
         for c in concepts:
             if c.token and c.token != word:
-                found.append(f"concept {c.label}: its token is \"{c.token}\", not \"{word}\"")
+                found.append(f'concept {c.label}: its token is "{c.token}", not "{word}"')
             if c.shuffle and c.keep_tokens < 1:
-                found.append(f"concept {c.label}: shuffle_caption is on and keep_tokens is 0, so sd-scripts will "
-                             f"shuffle \"{word}\" away from the front — set dataset.keep_tokens = 1")
+                found.append(
+                    f"concept {c.label}: shuffle_caption is on and keep_tokens is 0, so sd-scripts will "
+                    f'shuffle "{word}" away from the front — set dataset.keep_tokens = 1'
+                )
         return found
-    return TagEdit("trigger", _same_for_all(lambda line: trigger_first(line, word)), fill=[word], create=create,
-                   skip_reg=True, notes=notes)
+
+    return TagEdit(
+        "trigger",
+        _same_for_all(lambda line: trigger_first(line, word)),
+        fill=[word],
+        create=create,
+        skip_reg=True,
+        notes=notes,
+    )
 
 
 SORT_ORDERS = ("frequency", "alpha")
@@ -147,14 +166,22 @@ def sort_tags(by: str = "frequency") -> TagEdit:
     def make(concepts: list[ConceptCaptions]) -> LineEditFor:
         counts = tag_counts(concepts)
         if by == "alpha":
+
             def key(k: str):
                 return (k.casefold(), k)
         else:
+
             def key(k: str):
                 return (-counts[k], k.casefold(), k)
-        return lambda concept: (lambda line: sort_items(line, key, concept.keep_count(line)))
+
+        return lambda concept: lambda line: sort_items(line, key, concept.keep_count(line))
 
     def notes(concepts: list[ConceptCaptions]) -> list[str]:
-        return [f"concept {c.label}: shuffle_caption is on, so sd-scripts reorders the items after the first "
-                f"{c.keep_tokens} at every step anyway" for c in concepts if c.shuffle]
+        return [
+            f"concept {c.label}: shuffle_caption is on, so sd-scripts reorders the items after the first "
+            f"{c.keep_tokens} at every step anyway"
+            for c in concepts
+            if c.shuffle
+        ]
+
     return TagEdit("sort", make, notes=notes)

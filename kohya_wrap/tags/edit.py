@@ -63,12 +63,21 @@ class ConceptPlan:
         return self.changes[:EXAMPLES]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "folder": self.folder, "files_changed": len(self.changes), "created": self.created,
-                "items_added": self.added, "items_removed": self.removed, "changed": [c.rel for c in self.changes],
-                "unreadable": [{"file": p, "reason": why} for p, why in self.unreadable],
-                "missing_caption": self.missing,
-                "examples": [{"file": c.rel, "before": c.example[0] if c.before is not None else None,
-                              "after": c.example[1]} for c in self.examples]}
+        return {
+            "label": self.label,
+            "folder": self.folder,
+            "files_changed": len(self.changes),
+            "created": self.created,
+            "items_added": self.added,
+            "items_removed": self.removed,
+            "changed": [c.rel for c in self.changes],
+            "unreadable": [{"file": p, "reason": why} for p, why in self.unreadable],
+            "missing_caption": self.missing,
+            "examples": [
+                {"file": c.rel, "before": c.example[0] if c.before is not None else None, "after": c.example[1]}
+                for c in self.examples
+            ],
+        }
 
 
 def _example(before: Caption | None, after: Caption) -> tuple[str, str]:
@@ -87,8 +96,13 @@ def _new_file_mode() -> int:
     return 0o666 & ~mask
 
 
-def plan_edit(root: Path, concepts: list[ConceptCaptions], edit_for: LineEditFor, fill: list[str] | None = None,
-              create: bool = False) -> list[ConceptPlan]:
+def plan_edit(
+    root: Path,
+    concepts: list[ConceptCaptions],
+    edit_for: LineEditFor,
+    fill: list[str] | None = None,
+    create: bool = False,
+) -> list[ConceptPlan]:
     """What an edit would change, per concept; nothing is written. `fill`: the items an empty caption
     gets; with `create`, images without a caption get a new file holding them."""
     plans = []
@@ -107,8 +121,19 @@ def plan_edit(root: Path, concepts: list[ConceptCaptions], edit_for: LineEditFor
                 if create and fill:
                     after = Caption([", ".join(fill)], [""])
                     added, removed = key_diff(None, after)
-                    plan.changes.append(Change(item.path, relative(item.path, root), None, after.encode(), 0,
-                                               _new_file_mode(), added, removed, ("", after.lines[0])))
+                    plan.changes.append(
+                        Change(
+                            item.path,
+                            relative(item.path, root),
+                            None,
+                            after.encode(),
+                            0,
+                            _new_file_mode(),
+                            added,
+                            removed,
+                            ("", after.lines[0]),
+                        )
+                    )
                 else:
                     plan.missing.append(relative(item.image, root))
                 continue
@@ -117,8 +142,19 @@ def plan_edit(root: Path, concepts: list[ConceptCaptions], edit_for: LineEditFor
             if data == item.data:
                 continue
             added, removed = key_diff(item.caption, after)
-            plan.changes.append(Change(item.path, relative(item.path, root), item.data, data, item.mtime_ns, item.mode,
-                                       added, removed, _example(item.caption, after)))
+            plan.changes.append(
+                Change(
+                    item.path,
+                    relative(item.path, root),
+                    item.data,
+                    data,
+                    item.mtime_ns,
+                    item.mode,
+                    added,
+                    removed,
+                    _example(item.caption, after),
+                )
+            )
         plans.append(plan)
     return plans
 
@@ -152,8 +188,14 @@ class EditResult:
 
     def as_dict(self) -> dict[str, Any]:
         """What an editing command prints with --json."""
-        return {"command": self.command, "dry_run": self.dry_run, "snapshot": self.snapshot, "warnings": self.warnings,
-                "files_changed": len(self.changes), "concepts": [p.as_dict() for p in self.plans]}
+        return {
+            "command": self.command,
+            "dry_run": self.dry_run,
+            "snapshot": self.snapshot,
+            "warnings": self.warnings,
+            "files_changed": len(self.changes),
+            "concepts": [p.as_dict() for p in self.plans],
+        }
 
 
 def _chosen(loaded: "LoadedSpec", concept_name: str | None, skip_reg: bool) -> list[ConceptCaptions]:
@@ -161,14 +203,21 @@ def _chosen(loaded: "LoadedSpec", concept_name: str | None, skip_reg: bool) -> l
     if not skip_reg:
         return concepts
     if concept_name is not None and all(c.is_reg for c in concepts):
-        raise KohyaWrapError(f"--concept {concept_name} is a regularization concept: "
-                             "its captions show the class without your trigger word",
-                             "run it on your own concept instead")
+        raise KohyaWrapError(
+            f"--concept {concept_name} is a regularization concept: "
+            "its captions show the class without your trigger word",
+            "run it on your own concept instead",
+        )
     return [c for c in concepts if not c.is_reg]
 
 
-def edit_captions(loaded: "LoadedSpec", edit: TagEdit, concept_name: str | None = None, dry_run: bool = False,
-                  command_line: str | None = None) -> EditResult:
+def edit_captions(
+    loaded: "LoadedSpec",
+    edit: TagEdit,
+    concept_name: str | None = None,
+    dry_run: bool = False,
+    command_line: str | None = None,
+) -> EditResult:
     """Plan `edit` over the chosen concepts (all without a name) and, unless `dry_run`, snapshot and
     rewrite the captions that change, all under the project's dataset lock (a KohyaWrapError at once
     when another command holds it). `command_line` is what the snapshot records. Ctrl-C while
@@ -179,6 +228,7 @@ def edit_captions(loaded: "LoadedSpec", edit: TagEdit, concept_name: str | None 
         plans = plan_edit(root, concepts, edit.make(concepts), edit.fill, edit.create)
         result = EditResult(edit.command, dry_run, plans, edit.notes(concepts) if edit.notes else [])
         if not dry_run:
-            result.snapshot = apply_changes(root, result.changes, edit.command,
-                                            command_line or f"kohya-wrap tags {edit.command}")
+            result.snapshot = apply_changes(
+                root, result.changes, edit.command, command_line or f"kohya-wrap tags {edit.command}"
+            )
     return result

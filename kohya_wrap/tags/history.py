@@ -107,9 +107,16 @@ def apply_changes(root: Path, changes: Sequence[Rewrite], command: str, command_
             mtimes[change.rel] = change.mtime_ns
             modes[change.rel] = change.mode
         after[change.rel] = _sha256(change.after)
-    meta = {"version": 1, "id": snapshot.name, "command": command_line,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "files": files, "mtimes": mtimes, "modes": modes, "after": after}
+    meta = {
+        "version": 1,
+        "id": snapshot.name,
+        "command": command_line,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "files": files,
+        "mtimes": mtimes,
+        "modes": modes,
+        "after": after,
+    }
     # last: the snapshot is complete
     write_text_atomic(snapshot / SNAPSHOT_FILE, json.dumps(meta, ensure_ascii=False, indent=1))
     written = 0
@@ -143,15 +150,22 @@ class UndoResult:
 
     def as_dict(self) -> dict[str, Any]:
         """What `tags undo --json` prints."""
-        return {"undone": self.id, "command": self.command, "restored": self.restored, "deleted": self.deleted,
-                "changed_since": self.changed_since, "remaining": self.remaining}
+        return {
+            "undone": self.id,
+            "command": self.command,
+            "restored": self.restored,
+            "deleted": self.deleted,
+            "changed_since": self.changed_since,
+            "remaining": self.remaining,
+        }
 
 
 def _safe_target(root: Path, relative: str, snapshot: Path) -> Path:
     parts = Path(relative).parts
     if Path(relative).is_absolute() or ".." in parts or not parts:
-        raise KohyaWrapError(f"{snapshot / SNAPSHOT_FILE}: '{relative}' is not a path inside the project",
-                             "delete that snapshot folder")
+        raise KohyaWrapError(
+            f"{snapshot / SNAPSHOT_FILE}: '{relative}' is not a path inside the project", "delete that snapshot folder"
+        )
     return root / relative
 
 
@@ -177,8 +191,9 @@ def undo_last(root: Path) -> UndoResult | None:
             meta = json.loads(meta_file.read_text(encoding="utf-8"))
             files: dict[str, str] = meta["files"]
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise KohyaWrapError(f"{meta_file}: unreadable snapshot ({exc})",
-                                 "delete that snapshot folder to undo past it") from None
+            raise KohyaWrapError(
+                f"{meta_file}: unreadable snapshot ({exc})", "delete that snapshot folder to undo past it"
+            ) from None
         mtimes, modes, after = meta.get("mtimes", {}), meta.get("modes", {}), meta.get("after", {})
         restored, deleted, changed = [], [], []
         for relative, stored in files.items():
@@ -215,6 +230,8 @@ def undo(root: Path) -> UndoResult:
     with dataset_lock(root, "tags undo"):
         result = undo_last(root)
     if result is None:
-        raise KohyaWrapError(f"nothing to undo: no tag edits recorded in {Path(*HISTORY_DIR)} of {root}",
-                             "`kohya-wrap tags add/remove/replace/dedupe/prune/trigger/sort` record one each")
+        raise KohyaWrapError(
+            f"nothing to undo: no tag edits recorded in {Path(*HISTORY_DIR)} of {root}",
+            "`kohya-wrap tags add/remove/replace/dedupe/prune/trigger/sort` record one each",
+        )
     return result

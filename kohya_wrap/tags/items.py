@@ -24,7 +24,7 @@ def _lead(segment: str) -> str:
 
 
 def _trail(segment: str) -> str:
-    return segment[len(segment.rstrip()):]
+    return segment[len(segment.rstrip()) :]
 
 
 def line_keys(line: str) -> list[str]:
@@ -80,11 +80,13 @@ def remove_items(line: str, drop: Callable[[str], bool]) -> str:
 
 def replace_items(line: str, change: Callable[[str], str | None]) -> str:
     """`change(key)` → the item's new text, or None to leave it; a new text that is empty removes it."""
+
     def action(key: str, _: int):
         new = change(key)
         if new is None or new == key:
             return None
         return new.strip() if new.strip() else DROP
+
     return map_items(line, action)
 
 
@@ -96,6 +98,7 @@ def dedupe_items(line: str) -> str:
             return DROP
         seen.add(key)
         return None
+
     return map_items(line, action)
 
 
@@ -122,7 +125,7 @@ def insert_items(line: str, tags: Iterable[str], front: bool) -> str:
     segment = segments[last]
     tail = [after + tag + before for tag in new]
     tail[-1] = tail[-1][: len(tail[-1]) - len(before)] + _trail(segment)
-    return ",".join(segments[:last] + [segment.rstrip() + before] + tail + segments[last + 1:])
+    return ",".join(segments[:last] + [segment.rstrip() + before] + tail + segments[last + 1 :])
 
 
 def trigger_first(line: str, word: str) -> str:

@@ -33,10 +33,19 @@ class ConceptStats:
     trigger_not_first: list[str] | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "folder": self.folder, "is_reg": self.is_reg, "token": self.token,
-                "images": self.images, "captions": self.captions, "missing_caption": self.missing_caption,
-                "unreadable": [{"file": f, "reason": why} for f, why in self.unreadable], "empty": self.empty,
-                "missing_trigger": self.missing_trigger, "trigger_not_first": self.trigger_not_first}
+        return {
+            "label": self.label,
+            "folder": self.folder,
+            "is_reg": self.is_reg,
+            "token": self.token,
+            "images": self.images,
+            "captions": self.captions,
+            "missing_caption": self.missing_caption,
+            "unreadable": [{"file": f, "reason": why} for f, why in self.unreadable],
+            "empty": self.empty,
+            "missing_trigger": self.missing_trigger,
+            "trigger_not_first": self.trigger_not_first,
+        }
 
 
 @dataclass
@@ -48,8 +57,12 @@ class TagStats:
 
     def as_dict(self) -> dict[str, Any]:
         """What `tags stats --json` prints."""
-        return {"concepts": [c.as_dict() for c in self.concepts], "captions": self.captions,
-                "distinct_tags": self.distinct_tags, "tags": [{"tag": t, "count": n} for t, n in self.tags]}
+        return {
+            "concepts": [c.as_dict() for c in self.concepts],
+            "captions": self.captions,
+            "distinct_tags": self.distinct_tags,
+            "tags": [{"tag": t, "count": n} for t, n in self.tags],
+        }
 
 
 def concept_stats(root: Path, concept: ConceptCaptions) -> ConceptStats:
@@ -59,16 +72,24 @@ def concept_stats(root: Path, concept: ConceptCaptions) -> ConceptStats:
         pattern = token_pattern(concept.token)
         marked = [(f, pattern.search(f.caption.text) is not None) for f in readable]  # type: ignore[union-attr]
         lacking = [relative(f.path, root) for f, holds in marked if not holds]
-        not_first = [relative(f.path, root) for f, holds in marked
-                     if holds and any(line.strip() and line_keys(line)[0] != concept.token
-                                      for line in f.caption.lines)]  # type: ignore[union-attr]
+        not_first = [
+            relative(f.path, root)
+            for f, holds in marked
+            if holds and any(line.strip() and line_keys(line)[0] != concept.token for line in f.caption.lines)
+        ]  # type: ignore[union-attr]
     return ConceptStats(
-        label=concept.label, folder=relative(concept.folder, root), is_reg=concept.is_reg, token=concept.token,
-        images=len(concept.files), captions=sum(f.exists for f in concept.files),
+        label=concept.label,
+        folder=relative(concept.folder, root),
+        is_reg=concept.is_reg,
+        token=concept.token,
+        images=len(concept.files),
+        captions=sum(f.exists for f in concept.files),
         missing_caption=[relative(f.image, root) for f in concept.missing],
         unreadable=[(relative(f.path, root), f.error or "") for f in concept.unreadable],
         empty=[relative(f.path, root) for f in readable if f.caption.is_empty],  # type: ignore[union-attr]
-        missing_trigger=lacking, trigger_not_first=not_first)
+        missing_trigger=lacking,
+        trigger_not_first=not_first,
+    )
 
 
 def tag_stats(loaded: "LoadedSpec", concept_name: str | None = None, top: int = 30) -> TagStats:
@@ -77,5 +98,9 @@ def tag_stats(loaded: "LoadedSpec", concept_name: str | None = None, top: int = 
     concepts = load_concepts(loaded, concept_name)
     counts = tag_counts(concepts)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0].casefold(), kv[0]))
-    return TagStats([concept_stats(root, c) for c in concepts], sum(len(c.readable) for c in concepts), len(counts),
-                    ranked if top == 0 else ranked[:top])
+    return TagStats(
+        [concept_stats(root, c) for c in concepts],
+        sum(len(c.readable) for c in concepts),
+        len(counts),
+        ranked if top == 0 else ranked[:top],
+    )

@@ -12,8 +12,18 @@ from typing import IO
 
 from kohya_wrap.console import out
 from kohya_wrap.launch.events import (
-    CheckpointSaved, Epoch, Event, LogMessage, ModelSaved, OtherProgress, PlanLine, Progress, SampleSaved, SamplesStarted,
-    TracebackLine, event_dict,
+    CheckpointSaved,
+    Epoch,
+    Event,
+    LogMessage,
+    ModelSaved,
+    OtherProgress,
+    PlanLine,
+    Progress,
+    SampleSaved,
+    SamplesStarted,
+    TracebackLine,
+    event_dict,
 )
 from kohya_wrap.training.state import RunState
 
@@ -63,11 +73,17 @@ class PlainRenderer:
                 rate = f"{event.seconds_per_step:.2f} s/step" if event.seconds_per_step else "? s/step"
                 loss = f"loss {event.loss:.4g}" if event.loss is not None else "loss ?"
                 lr = f" · lr {state.lr:.3g}" if state.lr is not None else ""
-                self._write(f"step {event.step}/{event.total} · {loss}{lr} · {rate} · elapsed {clock(event.elapsed_s)} · ETA {clock(event.remaining_s)}")
+                self._write(
+                    f"step {event.step}/{event.total} · {loss}{lr} · {rate} · elapsed {clock(event.elapsed_s)} · ETA "
+                    f"{clock(event.remaining_s)}"
+                )
         elif isinstance(event, PlanLine) and event.key == "total_steps":
             plan = state.plan
-            self._write(f"plan: {plan.get('train_images_x_repeats', '?')} images × repeats, {plan.get('batches_per_epoch', '?')} batches/epoch, "
-                        f"{plan.get('epochs', '?')} epoch(s), {event.value} steps")
+            self._write(
+                f"plan: {plan.get('train_images_x_repeats', '?')} images × repeats, "
+                f"{plan.get('batches_per_epoch', '?')} batches/epoch, "
+                f"{plan.get('epochs', '?')} epoch(s), {event.value} steps"
+            )
         elif isinstance(event, Epoch):
             self._write(f"epoch {event.epoch}/{event.total}")
         elif isinstance(event, CheckpointSaved):  # logged before the file is written: no size yet
@@ -113,7 +129,9 @@ class LiveRenderer:
         self.title = title
         self.interval = 1.0 / fps
         self._last = 0.0
-        self.live = Live(console=out(), auto_refresh=False, transient=False, redirect_stdout=False, redirect_stderr=False)
+        self.live = Live(
+            console=out(), auto_refresh=False, transient=False, redirect_stdout=False, redirect_stderr=False
+        )
         self.live.start()
 
     def handle(self, event: Event, state: RunState) -> None:
@@ -150,7 +168,9 @@ class LiveRenderer:
         if state.lr is not None:
             grid.add_row("lr", f"{state.lr:.3g}")
         if state.checkpoints:
-            grid.add_row("checkpoints", "\n".join(f"{Path(p).name} ({size_text(Path(p))})" for p in state.checkpoints[-3:]))
+            grid.add_row(
+                "checkpoints", "\n".join(f"{Path(p).name} ({size_text(Path(p))})" for p in state.checkpoints[-3:])
+            )
         if state.samples_at or state.sample_images:
             steps = f"at step {', '.join(map(str, state.samples_at[-5:]))}" if state.samples_at else ""
             grid.add_row("samples", "\n".join([steps, *state.sample_images[-3:]]).strip())

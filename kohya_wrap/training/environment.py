@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 from kohya_wrap.launch.process import run
-from kohya_wrap.training.record import EnvironmentInfo
 from kohya_wrap.sdscripts.vendor import dirty_files
+from kohya_wrap.training.record import EnvironmentInfo
 
 
 def environment(python: Path, sd_root: Path) -> EnvironmentInfo:

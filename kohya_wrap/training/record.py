@@ -179,26 +179,38 @@ class LaunchedCommand:
             return None
         env = data.get("env")
         argv = data.get("argv")
-        return cls([str(a) for a in argv] if isinstance(argv, list) else [], data.get("cwd"),
-                   {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {})
+        return cls(
+            [str(a) for a in argv] if isinstance(argv, list) else [],
+            data.get("cwd"),
+            {str(k): str(v) for k, v in env.items()} if isinstance(env, dict) else {},
+        )
 
 
 def from_dict(data: Any, source: Path) -> RunRecord:
     if not isinstance(data, dict):
-        raise RecordError(f"{source}: not a run record (expected a JSON object)", "it was damaged; the run's other files are still there")
+        raise RecordError(
+            f"{source}: not a run record (expected a JSON object)",
+            "it was damaged; the run's other files are still there",
+        )
     version = data.get("format", 1)
     if not isinstance(version, int) or isinstance(version, bool):
-        raise RecordError(f"{source}: not a run record (format {version!r})", "it was damaged; the run's other files are still there")
+        raise RecordError(
+            f"{source}: not a run record (format {version!r})", "it was damaged; the run's other files are still there"
+        )
     if version > FORMAT:
-        raise RecordError(f"{source}: written by a newer kohya-wrap (record format {version}; this one reads up to {FORMAT})",
-                          "upgrade kohya-wrap to read it")
+        raise RecordError(
+            f"{source}: written by a newer kohya-wrap (record format {version}; this one reads up to {FORMAT})",
+            "upgrade kohya-wrap to read it",
+        )
     try:
         return RunRecord.model_validate(upgrade(data))
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "the record"
-        raise RecordError(f"{source}: not a readable run record ({where}: {first['msg'].lower()})",
-                          "it was damaged; the run's other files are still there") from None
+        raise RecordError(
+            f"{source}: not a readable run record ({where}: {first['msg'].lower()})",
+            "it was damaged; the run's other files are still there",
+        ) from None
 
 
 def read_record(run_dir: Path) -> RunRecord:
@@ -206,10 +218,15 @@ def read_record(run_dir: Path) -> RunRecord:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RecordError(f"{run_dir}: no run record (the run is still going, or ended without one)",
-                          "see `kohya-wrap runs` for the runs with a record") from None
+        raise RecordError(
+            f"{run_dir}: no run record (the run is still going, or ended without one)",
+            "see `kohya-wrap runs` for the runs with a record",
+        ) from None
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise RecordError(f"{path}: not a readable run record ({type(exc).__name__})", "it was damaged; the run's other files are still there") from None
+        raise RecordError(
+            f"{path}: not a readable run record ({type(exc).__name__})",
+            "it was damaged; the run's other files are still there",
+        ) from None
     return from_dict(data, path)
 
 
@@ -225,7 +242,11 @@ def has_record(run_dir: Path) -> bool:
 
 def run_dirs(runs_dir: Path) -> list[Path]:
     """Every run folder, newest first (ids sort by their UTC start time)."""
-    return sorted((p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True) if runs_dir.is_dir() else []
+    return (
+        sorted((p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")), reverse=True)
+        if runs_dir.is_dir()
+        else []
+    )
 
 
 def list_runs(runs_dir: Path) -> list[tuple[Path, RunRecord | RecordError | None]]:

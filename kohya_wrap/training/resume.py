@@ -47,7 +47,9 @@ class Resume:
 
     def args(self) -> list[str]:
         """Appended after --config_file: sd-scripts lets the command line override the config."""
-        return ["--resume", str(self.state.path), "--output_dir", str(self.staging)] + (["--skip_until_initial_step"] if self.skip else [])
+        return ["--resume", str(self.state.path), "--output_dir", str(self.staging)] + (
+            ["--skip_until_initial_step"] if self.skip else []
+        )
 
     def offset(self, bar_total: int | None) -> int:
         """True step − sd-scripts' global_step. Its step bar runs over max_train_steps − global_step
@@ -79,30 +81,47 @@ def plan_resume(plan: TrainingPlan, model_dir: Path, staging: Path, source: Path
     """Which state to resume, in which sd-scripts mode; refuses what sd-scripts would get wrong."""
     for key in ("resume", "initial_step", "initial_epoch", "skip_until_initial_step"):
         if spec_training.get(key) not in (None, False, ""):
-            raise KohyaWrapError(f"training.{key} is set in the spec", "remove it: `run --resume` chooses the state and how sd-scripts skips to it")
+            raise KohyaWrapError(
+                f"training.{key} is set in the spec",
+                "remove it: `run --resume` chooses the state and how sd-scripts skips to it",
+            )
     if source is not None:
         state = read_state(source)
         if state is None:
-            raise KohyaWrapError(f"{source}: not a training state folder (no readable {TRAIN_STATE})", "pass a <name>-…-state folder from model/, or use --resume for the newest")
+            raise KohyaWrapError(
+                f"{source}: not a training state folder (no readable {TRAIN_STATE})",
+                "pass a <name>-…-state folder from model/, or use --resume for the newest",
+            )
     else:
         states = saved_states(model_dir, plan.name)
         if not states:
-            raise KohyaWrapError(f"{model_dir}: no saved training state of {plan.name!r} to resume",
-                                 "set training.save_state = true with save_every_n_steps or save_every_n_epochs, and run again")
+            raise KohyaWrapError(
+                f"{model_dir}: no saved training state of {plan.name!r} to resume",
+                "set training.save_state = true with save_every_n_steps or save_every_n_epochs, and run again",
+            )
         state = states[-1]
     math = plan.math
     total, per_epoch, accumulation = math.total_steps, math.steps_per_epoch, plan.gradient_accumulation_steps
     if state.step >= total:
-        raise KohyaWrapError(f"{state.path.name}: this state is at step {state.step} of {total}, training is finished",
-                             "raise max_train_epochs/max_train_steps to train on (the learning-rate schedule follows the new length)")
+        raise KohyaWrapError(
+            f"{state.path.name}: this state is at step {state.step} of {total}, training is finished",
+            "raise max_train_epochs/max_train_steps to train on (the learning-rate schedule follows the new length)",
+        )
     skip = state.step % per_epoch != 0
     if skip and accumulation > 1:
-        raise KohyaWrapError(f"{state.path.name}: step {state.step} is mid-epoch and gradient_accumulation_steps is {accumulation}",
-                             "sd-scripts skips far too many batches then (kohya-ss/sd-scripts#2407): resume from a state saved at an epoch end (save_every_n_epochs)")
+        raise KohyaWrapError(
+            f"{state.path.name}: step {state.step} is mid-epoch and gradient_accumulation_steps is {accumulation}",
+            "sd-scripts skips far too many batches then (kohya-ss/sd-scripts#2407): resume from a state saved at an "
+            "epoch end (save_every_n_epochs)",
+        )
     if state.step >= per_epoch and total != math.epochs * per_epoch:
         extra = min(state.step // per_epoch * per_epoch, math.epochs * per_epoch - total)
-        raise KohyaWrapError(f"{state.path.name}: resuming past epoch 1 with {total} steps, not a multiple of {per_epoch} steps per epoch",
-                             f"sd-scripts would train up to {extra} steps too many (kohya-ss/sd-scripts#1999); use max_train_epochs, or max_train_steps a multiple of {per_epoch}, from the start")
+        raise KohyaWrapError(
+            f"{state.path.name}: resuming past epoch 1 with {total} steps, not a multiple of {per_epoch} steps per "
+            "epoch",
+            f"sd-scripts would train up to {extra} steps too many (kohya-ss/sd-scripts#1999); use max_train_epochs, "
+            f"or max_train_steps a multiple of {per_epoch}, from the start",
+        )
     # skipping mid-epoch it counts from the start of the state's epoch; at an epoch end, from 0
     expected = state.step // per_epoch * per_epoch if skip else state.step
     return Resume(state, skip, staging, total, expected)

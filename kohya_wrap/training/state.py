@@ -8,7 +8,17 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from kohya_wrap.launch.events import (
-    CheckpointSaved, Epoch, Event, Line, LogMessage, ModelSaved, PlanLine, Progress, SampleSaved, SamplesStarted, TracebackLine,
+    CheckpointSaved,
+    Epoch,
+    Event,
+    Line,
+    LogMessage,
+    ModelSaved,
+    PlanLine,
+    Progress,
+    SampleSaved,
+    SamplesStarted,
+    TracebackLine,
 )
 
 

@@ -31,7 +31,15 @@ from kohya_wrap.sdscripts.lrsched import schedule
 from kohya_wrap.sdscripts.naming import renumbered
 from kohya_wrap.training.environment import environment
 from kohya_wrap.training.record import (
-    DatasetFile, LaunchedCommand, OutputFile, ResumeInfo, RunFiles, RunRecord, SdScriptsInfo, Steps, write_record,
+    DatasetFile,
+    LaunchedCommand,
+    OutputFile,
+    ResumeInfo,
+    RunFiles,
+    RunRecord,
+    SdScriptsInfo,
+    Steps,
+    write_record,
 )
 from kohya_wrap.training.resume import Resume, settle
 from kohya_wrap.training.state import RunState
@@ -42,14 +50,31 @@ CHILD_ENV = {"PYTHONUNBUFFERED": "1", "COLUMNS": "250"}
 
 DIAGNOSES: list[tuple[str, str, str]] = [
     # (text to look for in the exception or error lines, what happened, what to do)
-    ("out of memory", "the GPU ran out of memory", "lighter settings: gradient_checkpointing = true, cache_latents = true, train_batch_size = 1, optimizer_type = \"AdamW8bit\", or the sdxl-low-vram preset"),
-    ("no data found", "sd-scripts found no training images", "check the concept folders and caption_extension (`kohya-wrap check`)"),
+    (
+        "out of memory",
+        "the GPU ran out of memory",
+        "lighter settings: gradient_checkpointing = true, cache_latents = true, train_batch_size = 1, optimizer_type "
+        '= "AdamW8bit", or the sdxl-low-vram preset',
+    ),
+    (
+        "no data found",
+        "sd-scripts found no training images",
+        "check the concept folders and caption_extension (`kohya-wrap check`)",
+    ),
     ("image file is truncated", "an image is truncated or corrupt", "re-export or remove the image named in the log"),
     ("cannot identify image file", "a file is not a readable image", "re-export or remove the image named in the log"),
-    ("neither a valid local path nor a valid repo id", "the base model was not found", "fix model.base, or download it while online"),
-    ("modulenotfounderror", "a Python module is missing from sd-scripts' venv", "reinstall it: `kohya-wrap vendor install` (or pip install the named module into its venv)"),
+    (
+        "neither a valid local path nor a valid repo id",
+        "the base model was not found",
+        "fix model.base, or download it while online",
+    ),
+    (
+        "modulenotfounderror",
+        "a Python module is missing from sd-scripts' venv",
+        "reinstall it: `kohya-wrap vendor install` (or pip install the named module into its venv)",
+    ),
     ("no space left on device", "the disk is full", "free space where the project (model/, log/) lives"),
-    ("loss is nan", "the loss became NaN", "lower learning_rate, or use mixed_precision = \"bf16\" instead of fp16"),
+    ("loss is nan", "the loss became NaN", 'lower learning_rate, or use mixed_precision = "bf16" instead of fp16'),
 ]
 
 
@@ -75,13 +100,20 @@ def new_run_id(runs_dir: Path) -> str:
 
 
 def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
-    return {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*") if p.is_file()} if folder.is_dir() else {}
+    return (
+        {p: (p.stat().st_mtime_ns, p.stat().st_size) for p in folder.glob("*") if p.is_file()}
+        if folder.is_dir()
+        else {}
+    )
 
 
 def dataset_files(report: CheckReport) -> list[DatasetFile]:
     root = report.loaded.layout.root
-    return [DatasetFile(path=relative(image.path, root), bytes=image.path.stat().st_size, sha256=sha256_file(image.path))
-            for item in report.concepts for image in item.scan.images]
+    return [
+        DatasetFile(path=relative(image.path, root), bytes=image.path.stat().st_size, sha256=sha256_file(image.path))
+        for item in report.concepts
+        for image in item.scan.images
+    ]
 
 
 class SampleWatcher:
@@ -121,7 +153,14 @@ class Numbering:
         if isinstance(event, Progress):
             if self.bar_total is None:
                 self.bar_total = event.total
-            return Progress(event.step + self.resume.state.step, self.resume.total_steps, event.elapsed_s, event.remaining_s, event.seconds_per_step, event.loss)
+            return Progress(
+                event.step + self.resume.state.step,
+                self.resume.total_steps,
+                event.elapsed_s,
+                event.remaining_s,
+                event.seconds_per_step,
+                event.loss,
+            )
         if isinstance(event, CheckpointSaved):
             return CheckpointSaved(str(self.output_dir / renumbered(Path(event.path).name, self.offset)))
         return event
@@ -144,13 +183,17 @@ def diagnose(exception: str | None, errors: list[str], verdict: str) -> list[str
     return [verdict]
 
 
-def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float, resume: Resume | None = None) -> Outcome:
+def supervise(
+    report: CheckReport, plan: TrainingPlan, renderer, grace_s: float, resume: Resume | None = None
+) -> Outcome:
     """Launch, stream, record; Ctrl-C stops the child's whole group (SIGINT, then after `grace_s`
     SIGTERM and SIGKILL; a second Ctrl-C skips the grace). With `resume`, sd-scripts writes into its
     staging folder and the files move to the output folder under true step numbers at the end."""
     loaded = report.loaded
     layout, settings = loaded.layout, loaded.settings
-    with exclusive_lock(layout.runs_dir / ".lock", f"{layout.root}: a run is already in progress", "wait for it, or stop it first"):
+    with exclusive_lock(
+        layout.runs_dir / ".lock", f"{layout.root}: a run is already in progress", "wait for it, or stop it first"
+    ):
         run_id = new_run_id(layout.runs_dir)
         run_dir = layout.runs_dir / run_id
         run_dir.mkdir(parents=True)
@@ -158,7 +201,13 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
         overrides = dict(CHILD_ENV)
         files = RunFiles(run_dir)
         LaunchedCommand(argv, str(report.sd_scripts.root), overrides).write(files.command)
-        write_text_atomic(files.spec, json.dumps(loaded.spec.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(
+            files.spec,
+            json.dumps(
+                loaded.spec.model_dump(mode="json", by_alias=True, exclude_none=True), indent=2, ensure_ascii=False
+            )
+            + "\n",
+        )
         for path in (layout.train_config, layout.dataset_config, layout.sample_prompts):
             if path.is_file():
                 shutil.copyfile(path, run_dir / path.name)
@@ -168,12 +217,22 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
         written_dir = resume.staging if resume else layout.model_dir
         samples = SampleWatcher(written_dir / "sample")
         schema = loaded.schema
-        state = RunState(lr_at=schedule(plan.rendered.train_args, plan.math.total_steps, settings.num_processes, lambda key: schema.default(settings.script, key)))
+        state = RunState(
+            lr_at=schedule(
+                plan.rendered.train_args,
+                plan.math.total_steps,
+                settings.num_processes,
+                lambda key: schema.default(settings.script, key),
+            )
+        )
         parsers = {"stdout": EventParser(), "stderr": EventParser()}
         interrupted = False
         child_exit: int | None = None
-        with open(files.log, "wb") as log, open(files.events, "w", encoding="utf-8") as events_file, \
-                open(files.metrics, "w", newline="", encoding="utf-8") as metrics_file:
+        with (
+            open(files.log, "wb") as log,
+            open(files.events, "w", encoding="utf-8") as events_file,
+            open(files.metrics, "w", newline="", encoding="utf-8") as metrics_file,
+        ):
             metrics = csv.writer(metrics_file)
             metrics.writerow(["step", "epoch", "loss", "lr", "seconds_per_step", "elapsed_s"])
             # one row per step, its last report: sd-scripts' bar shows a step first with the previous
@@ -192,7 +251,9 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
                     if isinstance(event, Progress) and event.loss is not None:
                         if pending and pending[0][0] != event.step:
                             flush_metrics()
-                        pending[:] = [[event.step, state.epoch, event.loss, state.lr, event.seconds_per_step, event.elapsed_s]]
+                        pending[:] = [
+                            [event.step, state.epoch, event.loss, state.lr, event.seconds_per_step, event.elapsed_s]
+                        ]
                     renderer.handle(event, state)
 
             def look_for_samples(force: bool = False) -> None:
@@ -212,7 +273,10 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
                         look_for_samples()
                     except KeyboardInterrupt:
                         interrupted = True
-                        renderer.note(f"stopping: SIGINT sent to the training processes, waiting up to {grace_s:.0f} s (Ctrl-C again to stop now)")
+                        renderer.note(
+                            f"stopping: SIGINT sent to the training processes, waiting up to {grace_s:.0f} s (Ctrl-C "
+                            "again to stop now)"
+                        )
                         try:
                             child.stop(grace_s)
                         except KeyboardInterrupt:
@@ -232,28 +296,57 @@ def supervise(report: CheckReport, plan: TrainingPlan, renderer, grace_s: float,
         final = layout.model_dir / settings.final_checkpoint
         after = _snapshot(layout.model_dir)
         written = {p for p, stamp in after.items() if before.get(p) != stamp}
-        checkpoints = sorted((p for p in written if p.name.startswith(settings.name) and p.suffix == settings.checkpoint_extension), key=lambda p: after[p])
+        checkpoints = sorted(
+            (p for p in written if p.name.startswith(settings.name) and p.suffix == settings.checkpoint_extension),
+            key=lambda p: after[p],
+        )
         trained = final in written
         if interrupted:
             code, verdict = ExitCode.INTERRUPTED, "interrupted"
         elif trained:
             code, verdict = ExitCode.OK, "trained"
         else:
-            code, verdict = ExitCode.FAILED, "failed: no LoRA file was written" + (f" (sd-scripts exited with {child_exit})" if child_exit else " although sd-scripts exited with 0")
-        diagnosis = [] if code in (ExitCode.OK, ExitCode.INTERRUPTED) else diagnose(state.exception, state.errors, verdict)
+            code, verdict = (
+                ExitCode.FAILED,
+                "failed: no LoRA file was written"
+                + (f" (sd-scripts exited with {child_exit})" if child_exit else " although sd-scripts exited with 0"),
+            )
+        diagnosis = (
+            [] if code in (ExitCode.OK, ExitCode.INTERRUPTED) else diagnose(state.exception, state.errors, verdict)
+        )
         sd = report.sd_scripts
         record = RunRecord(
-            kohya_wrap=__version__, run_id=run_id,
-            started=started.isoformat(), ended=ended.isoformat(), duration_s=round((ended - started).total_seconds(), 3),
-            verdict=verdict, exit_code=int(code), child_exit_code=child_exit,
-            sd_scripts=SdScriptsInfo(root=str(sd.root), python=str(sd.python), schema=loaded.schema.source, commit=loaded.schema.commit),
-            python=sys.version.split()[0], platform=platform.platform(), environment=environment(sd.python, sd.root),
-            resume=None if resume is None else ResumeInfo(state=str(resume.state.path), from_step=resume.state.step,
-                                                          skip_until_initial_step=resume.skip, sd_scripts_step_offset=numbering.offset),
-            seed=settings.seed, steps=Steps(planned=plan.math.total_steps, reached=state.step),
-            final_loss=state.loss, final_lr=state.lr, sample_images=state.sample_images,
+            kohya_wrap=__version__,
+            run_id=run_id,
+            started=started.isoformat(),
+            ended=ended.isoformat(),
+            duration_s=round((ended - started).total_seconds(), 3),
+            verdict=verdict,
+            exit_code=int(code),
+            child_exit_code=child_exit,
+            sd_scripts=SdScriptsInfo(
+                root=str(sd.root), python=str(sd.python), schema=loaded.schema.source, commit=loaded.schema.commit
+            ),
+            python=sys.version.split()[0],
+            platform=platform.platform(),
+            environment=environment(sd.python, sd.root),
+            resume=None
+            if resume is None
+            else ResumeInfo(
+                state=str(resume.state.path),
+                from_step=resume.state.step,
+                skip_until_initial_step=resume.skip,
+                sd_scripts_step_offset=numbering.offset,
+            ),
+            seed=settings.seed,
+            steps=Steps(planned=plan.math.total_steps, reached=state.step),
+            final_loss=state.loss,
+            final_lr=state.lr,
+            sample_images=state.sample_images,
             outputs=[OutputFile(path=str(p), bytes=p.stat().st_size) for p in checkpoints],
-            dataset=dataset_files(report), diagnosis=diagnosis, settings=settings.as_dict(),
+            dataset=dataset_files(report),
+            diagnosis=diagnosis,
+            settings=settings.as_dict(),
         )
         write_record(run_dir, record)
     return Outcome(run_id, run_dir, int(code), verdict, child_exit, final if trained else None, checkpoints, diagnosis)

@@ -28,9 +28,20 @@ from kohya_wrap.interop.kohya_ss.values import (
 )
 from kohya_wrap.sdscripts.naming import NAME_PATTERN
 
-_SPEC_OWNED = frozenset({"pretrained_model_name_or_path", "output_name", "output_dir", "logging_dir",
-                         "train_data_dir", "reg_data_dir", "resolution", "sample_prompts",
-                         "config_file", "dataset_config"})
+_SPEC_OWNED = frozenset(
+    {
+        "pretrained_model_name_or_path",
+        "output_name",
+        "output_dir",
+        "logging_dir",
+        "train_data_dir",
+        "reg_data_dir",
+        "resolution",
+        "sample_prompts",
+        "config_file",
+        "dataset_config",
+    }
+)
 _CONCEPT_KEYS = frozenset({"token", "class", "repeats", "source", "is_reg"})
 _FAMILY_FLAGS = {"sd15": (), "sd2": ("v2",), "sdxl": ("sdxl",), "flux": ("flux1_checkbox",)}
 
@@ -40,7 +51,11 @@ def _export_top(exp: _Export) -> None:
         if key not in _SPEC_ORDER:
             exp.report(key, exp.spec[key], R_NO_GUI_FIELD)
     if "extends" in exp.spec:
-        exp.report("extends", exp.spec["extends"], "presets are not exported: resolve the preset into the spec first, or the GUI file lacks its settings")
+        exp.report(
+            "extends",
+            exp.spec["extends"],
+            "presets are not exported: resolve the preset into the spec first, or the GUI file lacks its settings",
+        )
     name = exp.spec.get("name")
     if name is not None:
         if isinstance(name, str) and NAME_PATTERN.fullmatch(name):
@@ -62,11 +77,15 @@ def _export_model(exp: _Export) -> None:
         exp.report("model.family", family, _bad("expected sd15, sd2, sdxl or flux"))
     base = model.get("base")
     if isinstance(base, str) and base.startswith("hf://"):
-        repo = base[len("hf://"):].strip("/")
+        repo = base[len("hf://") :].strip("/")
         if repo.count("/") == 1:
             exp.gui["pretrained_model_name_or_path"] = repo
         else:
-            exp.report("model.base", base, f"{R_NO_GUI_FIELD}: the GUI cannot load a single file from the Hub; download it and use its path")
+            exp.report(
+                "model.base",
+                base,
+                f"{R_NO_GUI_FIELD}: the GUI cannot load a single file from the Hub; download it and use its path",
+            )
     elif isinstance(base, str):
         exp.gui["pretrained_model_name_or_path"] = base
     elif base is not None:
@@ -77,7 +96,12 @@ def _export_model(exp: _Export) -> None:
         if key in model:
             field = _FIELDS[key]
             if field.when and not _WHEN[field.when][0](exp.family):
-                exp.report(f"model.{key}", model[key], f"{R_NO_GUI_FIELD} for {exp.family or 'this'} models (the GUI passes it only for {_WHEN[field.when][1]})")
+                exp.report(
+                    f"model.{key}",
+                    model[key],
+                    f"{R_NO_GUI_FIELD} for {exp.family or 'this'} models (the GUI passes it only for "
+                    f"{_WHEN[field.when][1]})",
+                )
             else:
                 exp.gui[key] = str(model[key])
     for key, value in model.items():
@@ -99,7 +123,9 @@ def _export_concepts(exp: _Export) -> None:
             continue
         for key, value in concept.items():
             if key not in _CONCEPT_KEYS:
-                exp.report(f"concepts[{index}].{key}", value, f"{R_NO_GUI_FIELD}: the GUI has only dataset-wide settings")
+                exp.report(
+                    f"concepts[{index}].{key}", value, f"{R_NO_GUI_FIELD}: the GUI has only dataset-wide settings"
+                )
 
 
 def _export_resolution(exp: _Export) -> None:
@@ -120,13 +146,23 @@ def _export_resolution(exp: _Export) -> None:
 
 def _export_learning_rates(exp: _Export) -> None:
     training = exp.section("training")
-    exp.use("training", "learning_rate", "text_encoder_lr", "unet_lr",
-            "network_train_unet_only", "network_train_text_encoder_only")
+    exp.use(
+        "training",
+        "learning_rate",
+        "text_encoder_lr",
+        "unet_lr",
+        "network_train_unet_only",
+        "network_train_text_encoder_only",
+    )
     try:
         lr = _to_float(training["learning_rate"]) if "learning_rate" in training else None
         unet = _to_float(training["unet_lr"]) if training.get("unet_lr") is not None else 0.0
         te_raw = training.get("text_encoder_lr")
-        te_list = [] if te_raw is None else [_to_float(v) for v in (te_raw if isinstance(te_raw, (list, tuple)) else [te_raw])]
+        te_list = (
+            []
+            if te_raw is None
+            else [_to_float(v) for v in (te_raw if isinstance(te_raw, (list, tuple)) else [te_raw])]
+        )
     except _BadValue as exc:
         exp.report("training.learning_rate", None, _bad(str(exc)))
         return
@@ -134,7 +170,9 @@ def _export_learning_rates(exp: _Export) -> None:
         exp.gui["learning_rate"] = lr
     fallback = lr if lr else float(_GUI_BASE["learning_rate"])  # type: ignore[arg-type]
     if len(te_list) > 2:
-        exp.report("training.text_encoder_lr", te_raw, f"{R_NO_GUI_FIELD}: the GUI holds at most two text encoder rates")
+        exp.report(
+            "training.text_encoder_lr", te_raw, f"{R_NO_GUI_FIELD}: the GUI holds at most two text encoder rates"
+        )
         te_list = te_list[:1]
     te = te_list[0] if te_list else 0.0
     t5 = te_list[1] if len(te_list) == 2 and te_list[1] != te else 0.0
@@ -190,7 +228,11 @@ def _export_switches(exp: _Export) -> None:
     if training.get("xformers") is True:
         exp.gui["xformers"] = "xformers"
         if training.get("sdpa") is True:
-            exp.report("training.sdpa", True, f"{R_NO_GUI_FIELD}: the GUI's attention choice is one of xformers/sdpa/none; exported xformers")
+            exp.report(
+                "training.sdpa",
+                True,
+                f"{R_NO_GUI_FIELD}: the GUI's attention choice is one of xformers/sdpa/none; exported xformers",
+            )
     elif training.get("sdpa") is True:
         exp.gui["xformers"] = "sdpa"
     launch_mp, train_mp = exp.get("launch", "mixed_precision"), training.get("mixed_precision")
@@ -198,7 +240,12 @@ def _export_switches(exp: _Export) -> None:
     if launch_mp is not None or train_mp is not None:
         exp.gui["mixed_precision"] = str(launch_mp if launch_mp is not None else train_mp)
         if launch_mp is not None and train_mp is not None and launch_mp != train_mp:
-            exp.report("training.mixed_precision", train_mp, f"{R_NO_GUI_FIELD}: the GUI has one mixed_precision for accelerate and sd-scripts; exported launch.mixed_precision")
+            exp.report(
+                "training.mixed_precision",
+                train_mp,
+                f"{R_NO_GUI_FIELD}: the GUI has one mixed_precision for accelerate and sd-scripts; exported "
+                "launch.mixed_precision",
+            )
     model_type = training.get("model_type")
     if model_type is not None:
         if exp.family == "flux" and model_type in ("flux", "chroma"):
@@ -206,19 +253,35 @@ def _export_switches(exp: _Export) -> None:
         else:
             exp.report("training.model_type", model_type, R_NO_GUI_FIELD)
     # noise offset: the GUI holds one kind at a time
-    noise = {k: training[k] for k in ("noise_offset", "adaptive_noise_scale", "noise_offset_random_strength",
-                                      "multires_noise_iterations", "multires_noise_discount") if k in training}
+    noise = {
+        k: training[k]
+        for k in (
+            "noise_offset",
+            "adaptive_noise_scale",
+            "noise_offset_random_strength",
+            "multires_noise_iterations",
+            "multires_noise_discount",
+        )
+        if k in training
+    }
     exp.use("training", *noise)
     multires = bool(noise.get("multires_noise_iterations"))
     original = any(noise.get(k) for k in ("noise_offset", "adaptive_noise_scale", "noise_offset_random_strength"))
     if multires and original:
         for key in ("multires_noise_iterations", "multires_noise_discount"):
             if key in noise:
-                exp.report(f"training.{key}", noise[key], f"{R_NO_GUI_FIELD}: the GUI uses either noise_offset or multires noise; exported noise_offset")
+                exp.report(
+                    f"training.{key}",
+                    noise[key],
+                    f"{R_NO_GUI_FIELD}: the GUI uses either noise_offset or multires noise; exported noise_offset",
+                )
         multires = False
     exp.gui["noise_offset_type"] = "Multires" if multires else "Original"
-    wanted = ("multires_noise_iterations", "multires_noise_discount") if multires else \
-        ("noise_offset", "adaptive_noise_scale", "noise_offset_random_strength")
+    wanted = (
+        ("multires_noise_iterations", "multires_noise_discount")
+        if multires
+        else ("noise_offset", "adaptive_noise_scale", "noise_offset_random_strength")
+    )
     for key, value in noise.items():
         if key not in wanted:
             continue  # reported above, or a value without effect (0, or a discount without iterations)
@@ -238,7 +301,11 @@ def _export_fields(exp: _Export) -> None:
             if (section, key) in exp.done:
                 continue
             if section == "training" and key in _SPEC_OWNED:
-                exp.report(f"{section}.{key}", value, "kohya-wrap owns this setting (see model/name/dataset/sample); not exported from [training]")
+                exp.report(
+                    f"{section}.{key}",
+                    value,
+                    "kohya-wrap owns this setting (see model/name/dataset/sample); not exported from [training]",
+                )
                 continue
             candidates = reverse.get((section, key), [])
             active = [(k, f) for k, f in candidates if not f.when or _WHEN[f.when][0](exp.family)]

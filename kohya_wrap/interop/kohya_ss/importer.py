@@ -92,7 +92,12 @@ def _import_family(imp: _Import) -> None:
             imp.put("model", "v_parameterization", True)
             imp.take("v_parameterization")
         elif flags.get("v_parameterization"):
-            imp.report("v_parameterization", True, f"{R_NO_SPEC_FIELD}: kohya-wrap takes v_parameterization only with family sd2 (this config: {imp.family or chosen})")
+            imp.report(
+                "v_parameterization",
+                True,
+                f"{R_NO_SPEC_FIELD}: kohya-wrap takes v_parameterization only with family sd2 (this config: "
+                f"{imp.family or chosen})",
+            )
         else:
             imp.take("v_parameterization")
     _import_other_families(imp, unsupported_box)
@@ -106,12 +111,19 @@ def _import_other_families(imp: _Import, chosen_box: str | None) -> None:
         if box is None or imp.done(key):
             continue
         if box == chosen_box:
-            imp.report(key, imp.gui[key], f"belongs to model family {_UNSUPPORTED_FAMILIES[box]}, which kohya-wrap does not support")
+            imp.report(
+                key,
+                imp.gui[key],
+                f"belongs to model family {_UNSUPPORTED_FAMILIES[box]}, which kohya-wrap does not support",
+            )
         else:
             imp.take(key)
             idle += 1
     if idle:
-        imp.notes.append(f"Skipped {idle} settings of SD3/HunyuanImage/Anima/Lumina: their model checkboxes are off, so the GUI does not use them.")
+        imp.notes.append(
+            f"Skipped {idle} settings of SD3/HunyuanImage/Anima/Lumina: their model checkboxes are off, so the GUI "
+            "does not use them."
+        )
 
 
 def _import_model_and_name(imp: _Import) -> None:
@@ -124,8 +136,12 @@ def _import_model_and_name(imp: _Import) -> None:
                 imp.notes.append(f"Base model {base!r} is a Hugging Face repository; written as hf://{base}.")
             elif base:
                 imp.put("model", "base", base)
-                if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", base) and not re.search(r"\.(safetensors|ckpt|pt|bin)$", base):
-                    imp.notes.append(f"Base model {base!r} looks like a Hugging Face repository id; if it is one, write it as hf://{base}.")
+                if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", base) and not re.search(
+                    r"\.(safetensors|ckpt|pt|bin)$", base
+                ):
+                    imp.notes.append(
+                        f"Base model {base!r} looks like a Hugging Face repository id; if it is one, write it as hf://{base}."
+                    )
             else:
                 imp.notes.append("The config names no base model; set model.base.")
     if "output_name" in imp.gui:
@@ -136,7 +152,9 @@ def _import_model_and_name(imp: _Import) -> None:
                 imp.report("output_name", name, _bad("no ASCII letters or digits to build a name from"))
                 return
             if clean != name:
-                imp.notes.append(f"output_name {name!r} has characters kohya-wrap names do not allow; the spec uses {clean!r}.")
+                imp.notes.append(
+                    f"output_name {name!r} has characters kohya-wrap names do not allow; the spec uses {clean!r}."
+                )
             imp.put("name", "name", clean)
             imp.take("output_name")
         elif ok:
@@ -179,7 +197,11 @@ def _concepts_from(imp: _Import, key: str, root: str, is_reg: bool) -> list[dict
 def _import_folders(imp: _Import) -> None:
     ok, dataset_config = imp.value("dataset_config", "str", blank="") if "dataset_config" in imp.gui else (True, "")
     if ok and dataset_config:
-        imp.report("dataset_config", dataset_config, f"{R_LAYOUT}: kohya-wrap writes its own dataset config; turn this TOML's subsets into [[concepts]] by hand")
+        imp.report(
+            "dataset_config",
+            dataset_config,
+            f"{R_LAYOUT}: kohya-wrap writes its own dataset config; turn this TOML's subsets into [[concepts]] by hand",
+        )
     elif ok:
         imp.take("dataset_config")
     concepts: list[dict] = []
@@ -252,10 +274,16 @@ def _import_learning_rates(imp: _Import) -> None:
     if t5 > 0 and "t5xxl_lr" in imp.consumed:
         if te == 0:
             del imp.consumed["t5xxl_lr"]
-            imp.report("t5xxl_lr", imp.gui["t5xxl_lr"], _bad("the GUI refuses a T5XXL learning rate without a text encoder learning rate"))
+            imp.report(
+                "t5xxl_lr",
+                imp.gui["t5xxl_lr"],
+                _bad("the GUI refuses a T5XXL learning rate without a text encoder learning rate"),
+            )
         elif imp.network_module != "networks.lora_flux":
             del imp.consumed["t5xxl_lr"]
-            imp.report("t5xxl_lr", imp.gui["t5xxl_lr"], _inactive("only networks.lora_flux takes a second text encoder rate"))
+            imp.report(
+                "t5xxl_lr", imp.gui["t5xxl_lr"], _inactive("only networks.lora_flux takes a second text encoder rate")
+            )
     if unet > 0:
         imp.put("training", "unet_lr", unet)
     if te == 0 and unet != 0:
@@ -263,7 +291,9 @@ def _import_learning_rates(imp: _Import) -> None:
         imp.notes.append("Text encoder learning rate 0: the GUI trains the U-Net only (network_train_unet_only).")
     elif te != 0 and unet == 0:
         imp.put("training", "network_train_text_encoder_only", True)
-        imp.notes.append("U-Net learning rate 0: the GUI trains the text encoder only (network_train_text_encoder_only).")
+        imp.notes.append(
+            "U-Net learning rate 0: the GUI trains the text encoder only (network_train_text_encoder_only)."
+        )
     if not (lr or te or unet) and rates:
         imp.notes.append("All learning rates are 0: the GUI refuses to train this config.")
 
@@ -286,12 +316,19 @@ def _import_duration(imp: _Import) -> None:
     if epochs == 0 and steps == 0:
         if epoch > 0:
             imp.put("training", "max_train_epochs", epoch)
-            imp.notes.append(f"epoch {epoch}: the GUI turns it into max_train_steps from the image count; the spec says max_train_epochs = {epoch}.")
+            imp.notes.append(
+                f"epoch {epoch}: the GUI turns it into max_train_steps from the image count; the spec says "
+                f"max_train_epochs = {epoch}."
+            )
         imp.take("epoch")
     elif epoch in (0, 1, epochs):
         imp.take("epoch")
     else:
-        imp.report("epoch", imp.gui["epoch"], _inactive("the GUI ignores epoch when max_train_steps or max_train_epochs is set"))
+        imp.report(
+            "epoch",
+            imp.gui["epoch"],
+            _inactive("the GUI ignores epoch when max_train_steps or max_train_epochs is set"),
+        )
 
 
 def _import_warmup(imp: _Import) -> None:
@@ -333,8 +370,14 @@ def _import_attention(imp: _Import) -> None:
 
 
 def _import_noise(imp: _Import) -> None:
-    keys = ("noise_offset_type", "noise_offset", "adaptive_noise_scale",
-            "noise_offset_random_strength", "multires_noise_iterations", "multires_noise_discount")
+    keys = (
+        "noise_offset_type",
+        "noise_offset",
+        "adaptive_noise_scale",
+        "noise_offset_random_strength",
+        "multires_noise_iterations",
+        "multires_noise_discount",
+    )
     if not any(k in imp.gui for k in keys):
         return
     kind = str(imp.raw("noise_offset_type") or "Original").strip()
@@ -344,17 +387,24 @@ def _import_noise(imp: _Import) -> None:
             imp.inactive(key, "noise_offset_type not understood")
         return
     imp.take("noise_offset_type")
-    fields = {"noise_offset": "float", "adaptive_noise_scale": "float",
-              "noise_offset_random_strength": "bool", "multires_noise_iterations": "int",
-              "multires_noise_discount": "float"}
+    fields = {
+        "noise_offset": "float",
+        "adaptive_noise_scale": "float",
+        "noise_offset_random_strength": "bool",
+        "multires_noise_iterations": "int",
+        "multires_noise_discount": "float",
+    }
     values = {}
     for key, kind_of in fields.items():
         if key in imp.gui:
             ok, value = imp.value(key, kind_of)
             if ok:
                 values[key] = value
-    active = ("noise_offset", "adaptive_noise_scale", "noise_offset_random_strength") if kind == "Original" \
+    active = (
+        ("noise_offset", "adaptive_noise_scale", "noise_offset_random_strength")
+        if kind == "Original"
         else ("multires_noise_iterations", "multires_noise_discount")
+    )
     for key in active:
         value = values.get(key)
         if key not in values:
@@ -405,7 +455,11 @@ def _import_legacy(imp: _Import) -> None:
                 imp.put("training", "network_weights", path)
                 imp.take("lora_network_weights")
         else:
-            imp.report("lora_network_weights", imp.gui["lora_network_weights"], _inactive("obsolete GUI key; network_weights is set"))
+            imp.report(
+                "lora_network_weights",
+                imp.gui["lora_network_weights"],
+                _inactive("obsolete GUI key; network_weights is set"),
+            )
     if "use_wandb" in imp.gui:
         ok, on = imp.value("use_wandb", "bool", blank=False)
         if ok and on and _blank(imp.gui.get("log_with")):
@@ -441,7 +495,10 @@ def _import_no_field(imp: _Import) -> None:
             if ok:
                 imp.put("training", "guidance_scale", scale)
                 imp.take("guidance_scale")
-            imp.notes.append("model_type chroma: sd-scripts trains Chroma, which uses no clip_l (kohya-wrap's spec still asks for model.clip_l).")
+            imp.notes.append(
+                "model_type chroma: sd-scripts trains Chroma, which uses no clip_l (kohya-wrap's spec still asks for "
+                "model.clip_l)."
+            )
             imp.take("model_type")
         elif kind in ("flux", ""):
             imp.take("model_type")
@@ -518,8 +575,12 @@ def spec_from_kohya_ss(gui: dict, *, subfolders: Callable[[str], list[str]] | No
         if not imp.done(key):
             imp.report(key, value, R_UNKNOWN)
     spec = _ordered_spec(imp.spec)
-    return ImportResult(spec=spec, unmapped=tuple(imp.unmapped), notes=tuple(imp.notes),
-                        consumed=tuple(k for k in gui if k in imp.consumed))
+    return ImportResult(
+        spec=spec,
+        unmapped=tuple(imp.unmapped),
+        notes=tuple(imp.notes),
+        consumed=tuple(k for k in gui if k in imp.consumed),
+    )
 
 
 def _ordered_spec(spec: dict) -> dict:

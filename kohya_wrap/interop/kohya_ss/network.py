@@ -94,15 +94,24 @@ def _lora_type(imp: _Import) -> tuple[str, _NetType] | None:
     nettype = _NET_TYPES.get(type_name)
     if nettype is None:
         if type_name in _UNSUPPORTED_TYPES:
-            imp.report("LoRA_type", raw_type, f"LoRA type for model family {_UNSUPPORTED_TYPES[type_name]}, which kohya-wrap does not support")
+            imp.report(
+                "LoRA_type",
+                raw_type,
+                f"LoRA type for model family {_UNSUPPORTED_TYPES[type_name]}, which kohya-wrap does not support",
+            )
         else:
             imp.report("LoRA_type", raw_type, _bad("unknown LoRA type"))
         return None
     imp.take("LoRA_type")
     if nettype.requires and nettype.requires != imp.family:
-        imp.notes.append(f"LoRA_type {type_name!r} needs the {_WHEN[nettype.requires][1]} model checkbox; the GUI refuses to train this config.")
+        imp.notes.append(
+            f"LoRA_type {type_name!r} needs the {_WHEN[nettype.requires][1]} model checkbox; the GUI refuses to train "
+            "this config."
+        )
     if imp.family == "flux" and nettype.requires != "flux" and nettype.module != "lycoris.kohya":
-        imp.notes.append(f"FLUX.1 needs LoRA_type Flux1, Flux1 OFT or LyCORIS; the GUI refuses to train with {type_name!r}.")
+        imp.notes.append(
+            f"FLUX.1 needs LoRA_type Flux1, Flux1 OFT or LyCORIS; the GUI refuses to train with {type_name!r}."
+        )
     return type_name, nettype
 
 
@@ -183,7 +192,10 @@ def _import_network(imp: _Import) -> None:
         else:
             imp.inactive(key, f"not used by LoRA_type {type_name}")
     if nettype.module in ("networks.loha", "networks.lokr"):
-        imp.notes.append(f"{nettype.module} is a recent sd-scripts module (absent from sd-scripts v0.10.1, kohya-wrap's pin); check that the sd-scripts you run has it.")
+        imp.notes.append(
+            f"{nettype.module} is a recent sd-scripts module (absent from sd-scripts v0.10.1, kohya-wrap's pin); "
+            "check that the sd-scripts you run has it."
+        )
 
 
 # --------------------------------------------------------------------------
@@ -212,7 +224,9 @@ def _gui_lora_type(exp: _Export, module: object, given: dict[str, str]) -> str |
     if module == "lycoris.kohya":
         algo = given.get("algo", "lora").lower()
         if algo not in _ALGO_TO_TYPE:
-            exp.report("training.network_args", f"algo={algo}", f"{R_NO_GUI_FIELD}: the GUI has no LyCORIS type for this algo")
+            exp.report(
+                "training.network_args", f"algo={algo}", f"{R_NO_GUI_FIELD}: the GUI has no LyCORIS type for this algo"
+            )
         return _ALGO_TO_TYPE.get(algo)
     if module == "networks.lora":
         return "Kohya LoCon" if "conv_dim" in given or "conv_alpha" in given else "Standard"
@@ -220,7 +234,11 @@ def _gui_lora_type(exp: _Export, module: object, given: dict[str, str]) -> str |
         return _MODULE_TO_TYPE[str(module)]
     exp.report("training.network_module", module, f"{R_NO_GUI_FIELD}: no GUI LoRA type uses this module")
     if given:
-        exp.report("training.network_args", [f"{k}={v}" for k, v in given.items()], f"{R_NO_GUI_FIELD}: no GUI LoRA type uses this module")
+        exp.report(
+            "training.network_args",
+            [f"{k}={v}" for k, v in given.items()],
+            f"{R_NO_GUI_FIELD}: no GUI LoRA type uses this module",
+        )
     return None
 
 
@@ -232,7 +250,11 @@ def _set_network_arg(exp: _Export, key: str, rule: str, arg: str, text: str) -> 
         if text == "single" and exp.get("training", "split_mode") is True:
             exp.gui["train_blocks"] = "single"
         elif text != "all":
-            exp.report("training.network_args", shown, f"{R_NO_GUI_FIELD}: the GUI sets train_blocks only as 'single', with split_mode")
+            exp.report(
+                "training.network_args",
+                shown,
+                f"{R_NO_GUI_FIELD}: the GUI sets train_blocks only as 'single', with split_mode",
+            )
         return False
     if rule == "flag" and value is not True:
         if value is not False:
@@ -267,9 +289,16 @@ def _export_network(exp: _Export) -> None:
             exp.report("training.network_args", f"{arg}={text}", f"{R_NO_GUI_FIELD} for LoRA_type {type_name}")
         elif _set_network_arg(exp, *by_arg[arg], arg, text):
             set_keys.add(by_arg[arg][0])
-    filled = [f"{arg}={_fmt_arg(key, exp.gui[key])}" for arg, key, rule in nettype.args
-              if rule == "always" and key not in set_keys]
+    filled = [
+        f"{arg}={_fmt_arg(key, exp.gui[key])}"
+        for arg, key, rule in nettype.args
+        if rule == "always" and key not in set_keys
+    ]
     if filled:
-        exp.report("training.network_args", filled, f"the GUI always passes these for LoRA_type {type_name}; the file has the GUI defaults")
+        exp.report(
+            "training.network_args",
+            filled,
+            f"the GUI always passes these for LoRA_type {type_name}; the file has the GUI defaults",
+        )
     if type_name == "Flux1" and exp.get("training", "split_mode") is True:
         exp.gui["train_blocks"] = "single"  # the GUI forces it with split_mode

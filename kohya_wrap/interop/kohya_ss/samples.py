@@ -22,8 +22,13 @@ from kohya_wrap.sdscripts.prompts import FLAGS, PromptLine, breaks_the_line, spl
 # key and a per-prompt table key, with the type the spec holds; the others (--am, --f, and options
 # sd-scripts does not know) are left out of the spec.
 _SAMPLE_TYPES: dict[str, Callable[[object], Any]] = {
-    "negative": _to_str, "width": _to_int, "height": _to_int, "seed": _to_int,
-    "cfg": _to_float, "steps": _to_int, "sampler": _to_str,
+    "negative": _to_str,
+    "width": _to_int,
+    "height": _to_int,
+    "seed": _to_int,
+    "cfg": _to_float,
+    "steps": _to_int,
+    "sampler": _to_str,
 }
 # Options the [sample] section holds for all prompts (a per-prompt --ss stays per prompt).
 _SECTION_OPTIONS = ("negative", "width", "height", "seed", "cfg", "steps")
@@ -41,8 +46,10 @@ _Option = tuple["str | None", str, object]  # (spec name or None, raw text, valu
 
 def _parse_prompt_line(line: str) -> tuple[str, list[_Option]]:
     text, options = split_line(line)
-    return text, [(name, raw, _SAMPLE_TYPES[name](written)) if name in _SAMPLE_TYPES else (None, raw, None)
-                  for name, raw, written in options]
+    return text, [
+        (name, raw, _SAMPLE_TYPES[name](written)) if name in _SAMPLE_TYPES else (None, raw, None)
+        for name, raw, written in options
+    ]
 
 
 def _prompts_to_sample(text: str) -> tuple[dict[str, object], list[str]]:
@@ -72,9 +79,11 @@ def _import_sample(imp: _Import) -> None:
     if not any(k in imp.gui for k in keys):
         return
     schedule: dict[str, object] = {}
-    for key, dest, kind in (("sample_every_n_epochs", "every_n_epochs", "int"),
-                            ("sample_every_n_steps", "every_n_steps", "int"),
-                            ("sample_sampler", "sampler", "str")):
+    for key, dest, kind in (
+        ("sample_every_n_epochs", "every_n_epochs", "int"),
+        ("sample_every_n_steps", "every_n_steps", "int"),
+        ("sample_sampler", "sampler", "str"),
+    ):
         if key in imp.gui:
             ok, value = imp.value(key, kind)
             if ok and value:
@@ -97,10 +106,17 @@ def _import_sample(imp: _Import) -> None:
     has_schedule = bool(schedule.get("every_n_epochs") or schedule.get("every_n_steps"))
     if parsed.get("prompts") and not has_schedule:
         del imp.consumed["sample_prompts"]
-        imp.report("sample_prompts", text, _inactive("sample_every_n_epochs and sample_every_n_steps are 0, so sd-scripts makes no samples"))
+        imp.report(
+            "sample_prompts",
+            text,
+            _inactive("sample_every_n_epochs and sample_every_n_steps are 0, so sd-scripts makes no samples"),
+        )
         parsed = {}
-    for dest, key in (("every_n_epochs", "sample_every_n_epochs"), ("every_n_steps", "sample_every_n_steps"),
-                      ("sampler", "sample_sampler")):
+    for dest, key in (
+        ("every_n_epochs", "sample_every_n_epochs"),
+        ("every_n_steps", "sample_every_n_steps"),
+        ("sampler", "sample_sampler"),
+    ):
         if dest not in schedule:
             continue
         if parsed.get("prompts"):
@@ -109,10 +125,14 @@ def _import_sample(imp: _Import) -> None:
             del schedule[dest]
             imp.inactive(key, "no sample_prompts")
     if parsed.get("prompts"):
-        missing = [f"--{flag}" for name, flag in FLAGS.items()
-                   if name in ("steps", "cfg", "seed") and name not in parsed]
+        missing = [
+            f"--{flag}" for name, flag in FLAGS.items() if name in ("steps", "cfg", "seed") and name not in parsed
+        ]
         if missing:
-            imp.notes.append(f"Sample prompts without {', '.join(missing)} got sd-scripts' defaults in the GUI; the spec's [sample] defaults apply now.")
+            imp.notes.append(
+                f"Sample prompts without {', '.join(missing)} got sd-scripts' defaults in the GUI; the spec's "
+                "[sample] defaults apply now."
+            )
         imp.spec["sample"] = {**parsed, **schedule}
 
 
@@ -153,10 +173,15 @@ def _export_sample(exp: _Export) -> None:
         section.setdefault("width", width)  # the spec's default sample size is the training size
         section.setdefault("height", height)
     prompts = sample.get("prompts") or []
-    lines = [_prompt_line(exp, i, p, section) for i, p in enumerate(prompts if isinstance(prompts, list) else [prompts])]
+    lines = [
+        _prompt_line(exp, i, p, section) for i, p in enumerate(prompts if isinstance(prompts, list) else [prompts])
+    ]
     exp.gui["sample_prompts"] = "\n".join(line for line in lines if line is not None)
-    for name, key in (("every_n_epochs", "sample_every_n_epochs"), ("every_n_steps", "sample_every_n_steps"),
-                      ("sampler", "sample_sampler")):
+    for name, key in (
+        ("every_n_epochs", "sample_every_n_epochs"),
+        ("every_n_steps", "sample_every_n_steps"),
+        ("sampler", "sample_sampler"),
+    ):
         if section.get(name) is not None:
             try:
                 exp.gui[key] = _gui_value(key, section[name])

@@ -36,95 +36,232 @@ KOHYA_SS_COMMIT = "45088f04af78e11cec5407ff4652ea3ed2c14422"
 # default where the GUI always passes the key; the GUI's "off" value otherwise).
 _GUI_BASE: dict[str, object] = {
     # source model
-    "pretrained_model_name_or_path": "", "v2": False, "v_parameterization": False,
-    "sdxl": False, "flux1_checkbox": False, "sd3_checkbox": False,
-    "hunyuan_image_checkbox": False, "anima_checkbox": False, "lumina_checkbox": False,
-    "dataset_config": "", "save_model_as": "safetensors", "save_precision": "fp16",
-    "train_data_dir": "", "output_name": "last", "model_list": "custom",
+    "pretrained_model_name_or_path": "",
+    "v2": False,
+    "v_parameterization": False,
+    "sdxl": False,
+    "flux1_checkbox": False,
+    "sd3_checkbox": False,
+    "hunyuan_image_checkbox": False,
+    "anima_checkbox": False,
+    "lumina_checkbox": False,
+    "dataset_config": "",
+    "save_model_as": "safetensors",
+    "save_precision": "fp16",
+    "train_data_dir": "",
+    "output_name": "last",
+    "model_list": "custom",
     "training_comment": "",
     # folders
-    "logging_dir": "", "reg_data_dir": "", "output_dir": "",
+    "logging_dir": "",
+    "reg_data_dir": "",
+    "output_dir": "",
     # basic training
-    "max_resolution": "512,512", "learning_rate": 2e-06, "lr_scheduler": "constant",
-    "lr_warmup": 0, "lr_warmup_steps": 0, "train_batch_size": 1, "epoch": 1,
-    "save_every_n_epochs": 0, "seed": 0, "cache_latents": False,
-    "cache_latents_to_disk": False, "train_inpainting": False,
-    "caption_extension": ".txt", "enable_bucket": False,
-    "stop_text_encoder_training": 0, "min_bucket_reso": 256, "max_bucket_reso": 1024,
-    "max_train_epochs": 0, "max_train_steps": 1600, "lr_scheduler_num_cycles": 1,
-    "lr_scheduler_power": 1.0, "optimizer": "AdamW", "optimizer_args": "",
-    "lr_scheduler_args": "", "lr_scheduler_type": "", "max_grad_norm": 1.0,
+    "max_resolution": "512,512",
+    "learning_rate": 2e-06,
+    "lr_scheduler": "constant",
+    "lr_warmup": 0,
+    "lr_warmup_steps": 0,
+    "train_batch_size": 1,
+    "epoch": 1,
+    "save_every_n_epochs": 0,
+    "seed": 0,
+    "cache_latents": False,
+    "cache_latents_to_disk": False,
+    "train_inpainting": False,
+    "caption_extension": ".txt",
+    "enable_bucket": False,
+    "stop_text_encoder_training": 0,
+    "min_bucket_reso": 256,
+    "max_bucket_reso": 1024,
+    "max_train_epochs": 0,
+    "max_train_steps": 1600,
+    "lr_scheduler_num_cycles": 1,
+    "lr_scheduler_power": 1.0,
+    "optimizer": "AdamW",
+    "optimizer_args": "",
+    "lr_scheduler_args": "",
+    "lr_scheduler_type": "",
+    "max_grad_norm": 1.0,
     # accelerate launch
-    "mixed_precision": "no", "num_cpu_threads_per_process": 2, "num_processes": 1,
-    "num_machines": 1, "multi_gpu": False, "gpu_ids": "", "main_process_port": 0,
-    "dynamo_backend": "no", "dynamo_mode": "default", "dynamo_use_fullgraph": False,
-    "dynamo_use_dynamic": False, "extra_accelerate_launch_args": "",
+    "mixed_precision": "no",
+    "num_cpu_threads_per_process": 2,
+    "num_processes": 1,
+    "num_machines": 1,
+    "multi_gpu": False,
+    "gpu_ids": "",
+    "main_process_port": 0,
+    "dynamo_backend": "no",
+    "dynamo_mode": "default",
+    "dynamo_use_fullgraph": False,
+    "dynamo_use_dynamic": False,
+    "extra_accelerate_launch_args": "",
     # advanced training
-    "gradient_checkpointing": False, "fp8_base": False, "fp8_base_unet": False,
-    "full_fp16": False, "highvram": False, "lowvram": False, "xformers": "none",
-    "shuffle_caption": False, "save_state": False, "save_state_on_train_end": False,
-    "resume": "", "prior_loss_weight": 1.0, "color_aug": False, "flip_aug": False,
-    "masked_loss": False, "clip_skip": 1, "gradient_accumulation_steps": 1,
-    "mem_eff_attn": False, "max_token_length": 75, "max_data_loader_n_workers": 8,
-    "keep_tokens": 0, "persistent_data_loader_workers": False,
-    "bucket_no_upscale": False, "random_crop": False, "bucket_reso_steps": 64,
-    "v_pred_like_loss": 0, "caption_dropout_every_n_epochs": 0,
-    "caption_dropout_rate": 0, "noise_offset_type": "Original", "noise_offset": 0,
-    "noise_offset_random_strength": False, "adaptive_noise_scale": 0,
-    "multires_noise_iterations": 0, "multires_noise_discount": 0.3,
-    "ip_noise_gamma": 0, "ip_noise_gamma_random_strength": False,
-    "additional_parameters": "", "loss_type": "l2", "huber_schedule": "snr",
-    "huber_c": 0.1, "huber_scale": 1.0, "vae_batch_size": 0, "min_snr_gamma": 0,
-    "save_every_n_steps": 0, "save_last_n_steps": 0, "save_last_n_steps_state": 0,
-    "save_last_n_epochs": 0, "save_last_n_epochs_state": 0, "skip_cache_check": False,
-    "log_with": "", "wandb_api_key": "", "wandb_run_name": "", "log_tracker_name": "",
-    "log_tracker_config": "", "log_config": False,
-    "scale_v_pred_loss_like_noise_pred": False, "full_bf16": False,
-    "min_timestep": 0, "max_timestep": 1000, "vae": "", "weighted_captions": False,
+    "gradient_checkpointing": False,
+    "fp8_base": False,
+    "fp8_base_unet": False,
+    "full_fp16": False,
+    "highvram": False,
+    "lowvram": False,
+    "xformers": "none",
+    "shuffle_caption": False,
+    "save_state": False,
+    "save_state_on_train_end": False,
+    "resume": "",
+    "prior_loss_weight": 1.0,
+    "color_aug": False,
+    "flip_aug": False,
+    "masked_loss": False,
+    "clip_skip": 1,
+    "gradient_accumulation_steps": 1,
+    "mem_eff_attn": False,
+    "max_token_length": 75,
+    "max_data_loader_n_workers": 8,
+    "keep_tokens": 0,
+    "persistent_data_loader_workers": False,
+    "bucket_no_upscale": False,
+    "random_crop": False,
+    "bucket_reso_steps": 64,
+    "v_pred_like_loss": 0,
+    "caption_dropout_every_n_epochs": 0,
+    "caption_dropout_rate": 0,
+    "noise_offset_type": "Original",
+    "noise_offset": 0,
+    "noise_offset_random_strength": False,
+    "adaptive_noise_scale": 0,
+    "multires_noise_iterations": 0,
+    "multires_noise_discount": 0.3,
+    "ip_noise_gamma": 0,
+    "ip_noise_gamma_random_strength": False,
+    "additional_parameters": "",
+    "loss_type": "l2",
+    "huber_schedule": "snr",
+    "huber_c": 0.1,
+    "huber_scale": 1.0,
+    "vae_batch_size": 0,
+    "min_snr_gamma": 0,
+    "save_every_n_steps": 0,
+    "save_last_n_steps": 0,
+    "save_last_n_steps_state": 0,
+    "save_last_n_epochs": 0,
+    "save_last_n_epochs_state": 0,
+    "skip_cache_check": False,
+    "log_with": "",
+    "wandb_api_key": "",
+    "wandb_run_name": "",
+    "log_tracker_name": "",
+    "log_tracker_config": "",
+    "log_config": False,
+    "scale_v_pred_loss_like_noise_pred": False,
+    "full_bf16": False,
+    "min_timestep": 0,
+    "max_timestep": 1000,
+    "vae": "",
+    "weighted_captions": False,
     "debiased_estimation_loss": False,
     # SDXL
-    "sdxl_cache_text_encoder_outputs": False, "sdxl_no_half_vae": False,
+    "sdxl_cache_text_encoder_outputs": False,
+    "sdxl_no_half_vae": False,
     # network
-    "text_encoder_lr": 0.0, "t5xxl_lr": 0.0, "unet_lr": 0.0, "network_dim": 4,
-    "network_weights": "", "dim_from_weights": False, "network_alpha": 1.0,
-    "LoRA_type": "Standard", "factor": -1, "bypass_mode": False, "dora_wd": False,
-    "use_cp": False, "use_tucker": False, "use_scalar": False,
-    "rank_dropout_scale": False, "constrain": 0.0, "rescaled": False,
-    "train_norm": False, "decompose_both": False, "train_on_input": True,
-    "conv_dim": 1, "conv_alpha": 1,
+    "text_encoder_lr": 0.0,
+    "t5xxl_lr": 0.0,
+    "unet_lr": 0.0,
+    "network_dim": 4,
+    "network_weights": "",
+    "dim_from_weights": False,
+    "network_alpha": 1.0,
+    "LoRA_type": "Standard",
+    "factor": -1,
+    "bypass_mode": False,
+    "dora_wd": False,
+    "use_cp": False,
+    "use_tucker": False,
+    "use_scalar": False,
+    "rank_dropout_scale": False,
+    "constrain": 0.0,
+    "rescaled": False,
+    "train_norm": False,
+    "decompose_both": False,
+    "train_on_input": True,
+    "conv_dim": 1,
+    "conv_alpha": 1,
     # samples
-    "sample_every_n_steps": 0, "sample_every_n_epochs": 0, "sample_sampler": "euler_a",
+    "sample_every_n_steps": 0,
+    "sample_every_n_epochs": 0,
+    "sample_sampler": "euler_a",
     "sample_prompts": "",
     # block-wise LoRA
-    "down_lr_weight": "", "mid_lr_weight": "", "up_lr_weight": "",
-    "block_lr_zero_threshold": "", "block_dims": "", "block_alphas": "",
-    "conv_block_dims": "", "conv_block_alphas": "", "unit": 1,
-    "scale_weight_norms": 0, "network_dropout": 0, "rank_dropout": 0,
-    "module_dropout": 0, "LyCORIS_preset": "full", "loraplus_lr_ratio": 0,
-    "loraplus_text_encoder_lr_ratio": 0, "loraplus_unet_lr_ratio": 0,
-    "train_lora_ggpo": False, "ggpo_sigma": 0.03, "ggpo_beta": 0.01,
+    "down_lr_weight": "",
+    "mid_lr_weight": "",
+    "up_lr_weight": "",
+    "block_lr_zero_threshold": "",
+    "block_dims": "",
+    "block_alphas": "",
+    "conv_block_dims": "",
+    "conv_block_alphas": "",
+    "unit": 1,
+    "scale_weight_norms": 0,
+    "network_dropout": 0,
+    "rank_dropout": 0,
+    "module_dropout": 0,
+    "LyCORIS_preset": "full",
+    "loraplus_lr_ratio": 0,
+    "loraplus_text_encoder_lr_ratio": 0,
+    "loraplus_unet_lr_ratio": 0,
+    "train_lora_ggpo": False,
+    "ggpo_sigma": 0.03,
+    "ggpo_beta": 0.01,
     # huggingface
-    "huggingface_repo_id": "", "huggingface_token": "", "huggingface_repo_type": "",
-    "huggingface_repo_visibility": "", "huggingface_path_in_repo": "",
-    "save_state_to_huggingface": False, "resume_from_huggingface": "",
+    "huggingface_repo_id": "",
+    "huggingface_token": "",
+    "huggingface_repo_type": "",
+    "huggingface_repo_visibility": "",
+    "huggingface_path_in_repo": "",
+    "save_state_to_huggingface": False,
+    "resume_from_huggingface": "",
     "async_upload": False,
     # metadata
-    "metadata_author": "", "metadata_description": "", "metadata_license": "",
-    "metadata_tags": "", "metadata_title": "",
+    "metadata_author": "",
+    "metadata_description": "",
+    "metadata_license": "",
+    "metadata_tags": "",
+    "metadata_title": "",
     # FLUX.1
     "flux1_cache_text_encoder_outputs": False,
-    "flux1_cache_text_encoder_outputs_to_disk": False, "model_type": "flux",
-    "ae": "", "clip_l": "", "t5xxl": "", "discrete_flow_shift": 3.0,
-    "model_prediction_type": "sigma_scaled", "timestep_sampling": "sigma",
-    "split_mode": False, "train_blocks": "all", "t5xxl_max_token_length": 512,
-    "enable_all_linear": False, "guidance_scale": 3.5, "mem_eff_save": False,
-    "apply_t5_attn_mask": False, "split_qkv": False, "train_t5xxl": False,
-    "cpu_offload_checkpointing": False, "blocks_to_swap": 0,
-    "single_blocks_to_swap": 0, "double_blocks_to_swap": 0, "show_timesteps": "",
-    "show_timesteps_resolution": "1024", "img_attn_dim": "", "img_mlp_dim": "",
-    "img_mod_dim": "", "single_dim": "", "txt_attn_dim": "", "txt_mlp_dim": "",
-    "txt_mod_dim": "", "single_mod_dim": "", "in_dims": "",
-    "train_double_block_indices": "", "train_single_block_indices": "",
+    "flux1_cache_text_encoder_outputs_to_disk": False,
+    "model_type": "flux",
+    "ae": "",
+    "clip_l": "",
+    "t5xxl": "",
+    "discrete_flow_shift": 3.0,
+    "model_prediction_type": "sigma_scaled",
+    "timestep_sampling": "sigma",
+    "split_mode": False,
+    "train_blocks": "all",
+    "t5xxl_max_token_length": 512,
+    "enable_all_linear": False,
+    "guidance_scale": 3.5,
+    "mem_eff_save": False,
+    "apply_t5_attn_mask": False,
+    "split_qkv": False,
+    "train_t5xxl": False,
+    "cpu_offload_checkpointing": False,
+    "blocks_to_swap": 0,
+    "single_blocks_to_swap": 0,
+    "double_blocks_to_swap": 0,
+    "show_timesteps": "",
+    "show_timesteps_resolution": "1024",
+    "img_attn_dim": "",
+    "img_mlp_dim": "",
+    "img_mod_dim": "",
+    "single_dim": "",
+    "txt_attn_dim": "",
+    "txt_mlp_dim": "",
+    "txt_mod_dim": "",
+    "single_mod_dim": "",
+    "in_dims": "",
+    "train_double_block_indices": "",
+    "train_single_block_indices": "",
     # UI state
     "save_as_bool": False,
 }
@@ -132,8 +269,10 @@ _GUI_BASE: dict[str, object] = {
 # The GUI's own default where it differs from _GUI_BASE (used to decide
 # whether an inactive key holds a setting worth reporting).
 _GUI_FACTORY: dict[str, object] = {
-    "train_double_block_indices": "all", "train_single_block_indices": "all",
-    "max_bucket_reso": 2048, "max_data_loader_n_workers": 0,
+    "train_double_block_indices": "all",
+    "train_single_block_indices": "all",
+    "max_bucket_reso": 2048,
+    "max_data_loader_n_workers": 0,
 }
 
 
@@ -281,7 +420,9 @@ _FIELDS: dict[str, _Field] = {
     "sdxl_no_half_vae": _F("training", "no_half_vae", "flag", when="sdxl"),
     # FLUX.1 only
     "flux1_cache_text_encoder_outputs": _F("training", "cache_text_encoder_outputs", "flag", when="flux"),
-    "flux1_cache_text_encoder_outputs_to_disk": _F("training", "cache_text_encoder_outputs_to_disk", "flag", when="flux"),
+    "flux1_cache_text_encoder_outputs_to_disk": _F(
+        "training", "cache_text_encoder_outputs_to_disk", "flag", when="flux"
+    ),
     "fp8_base_unet": _F("training", "fp8_base_unet", "flag", when="flux"),
     "discrete_flow_shift": _F("training", "discrete_flow_shift", "float", when="flux"),
     "model_prediction_type": _F("training", "model_prediction_type", "str", when="flux"),
@@ -318,7 +459,8 @@ _NO_FIELD: dict[str, str] = {
     "dynamo_mode": f"{R_NO_SPEC_FIELD} (accelerate launch --dynamo_mode)",
     "dynamo_use_fullgraph": f"{R_NO_SPEC_FIELD} (accelerate launch --dynamo_use_fullgraph)",
     "dynamo_use_dynamic": f"{R_NO_SPEC_FIELD} (accelerate launch --dynamo_use_dynamic)",
-    "extra_accelerate_launch_args": f"{R_NO_SPEC_FIELD}: free-form accelerate arguments; add the matching [launch] keys by hand",
+    "extra_accelerate_launch_args": f"{R_NO_SPEC_FIELD}: free-form accelerate arguments; add the matching [launch] "
+    "keys by hand",
     "additional_parameters": f"{R_NO_SPEC_FIELD}: free-form sd-scripts arguments; add them to [training] by hand",
     "wandb_api_key": R_SECRET,
     "huggingface_token": R_SECRET,
@@ -329,7 +471,8 @@ _NO_FIELD: dict[str, str] = {
     "single_blocks_to_swap": f"{R_NO_EQUIV} for LoRA (deprecated; use blocks_to_swap)",
     "double_blocks_to_swap": f"{R_NO_EQUIV} for LoRA (deprecated; use blocks_to_swap)",
     "show_timesteps": f"{R_NO_SPEC_FIELD} (timestep visualisation)",
-    "resume_from_huggingface": f"{R_NO_SPEC_FIELD}: sd-scripts' --resume_from_huggingface is a switch and the Hub location goes in resume; set training.resume_from_huggingface = true and training.resume by hand",
+    "resume_from_huggingface": f"{R_NO_SPEC_FIELD}: sd-scripts' --resume_from_huggingface is a switch and the Hub "
+    "location goes in resume; set training.resume_from_huggingface = true and training.resume by hand",
     "show_timesteps_resolution": f"{R_NO_SPEC_FIELD} (timestep visualisation)",
     # keys of older GUI versions that the current GUI ignores
     "stop_text_encoder_training_pct": f"{R_NO_EQUIV} (obsolete GUI key)",
@@ -348,11 +491,21 @@ _UNSUPPORTED_FAMILIES: dict[str, str] = {
     "anima_checkbox": "Anima",
     "lumina_checkbox": "Lumina",
 }
-_SD3_KEYS = frozenset({
-    "clip_g", "clip_g_dropout_rate", "logit_mean", "logit_std", "mode_scale",
-    "pos_emb_random_crop_rate", "save_clip", "save_t5xxl", "t5xxl_device",
-    "t5xxl_dtype", "weighting_scheme",
-})
+_SD3_KEYS = frozenset(
+    {
+        "clip_g",
+        "clip_g_dropout_rate",
+        "logit_mean",
+        "logit_std",
+        "mode_scale",
+        "pos_emb_random_crop_rate",
+        "save_clip",
+        "save_t5xxl",
+        "t5xxl_device",
+        "t5xxl_dtype",
+        "weighting_scheme",
+    }
+)
 
 
 def _unsupported_family_of(key: str) -> str | None:
@@ -360,24 +513,29 @@ def _unsupported_family_of(key: str) -> str | None:
         return None
     if key.startswith("sd3_") or key in _SD3_KEYS:
         return "sd3_checkbox"
-    for prefix, box in (("hunyuan_", "hunyuan_image_checkbox"), ("anima_", "anima_checkbox"),
-                        ("lumina_", "lumina_checkbox")):
+    for prefix, box in (
+        ("hunyuan_", "hunyuan_image_checkbox"),
+        ("anima_", "anima_checkbox"),
+        ("lumina_", "lumina_checkbox"),
+    ):
         if key.startswith(prefix):
             return box
     return None
 
 
 # Repositories the GUI offers in its model list (kohya_gui/common_gui.py).
-_GUI_HUB_MODELS = frozenset({
-    "CompVis/stable-diffusion-v1-4",
-    "runwayml/stable-diffusion-v1-5",
-    "stabilityai/stable-diffusion-2-1-base",
-    "stabilityai/stable-diffusion-2-base",
-    "stabilityai/stable-diffusion-2-1",
-    "stabilityai/stable-diffusion-2",
-    "stabilityai/stable-diffusion-xl-base-1.0",
-    "stabilityai/stable-diffusion-xl-refiner-1.0",
-})
+_GUI_HUB_MODELS = frozenset(
+    {
+        "CompVis/stable-diffusion-v1-4",
+        "runwayml/stable-diffusion-v1-5",
+        "stabilityai/stable-diffusion-2-1-base",
+        "stabilityai/stable-diffusion-2-base",
+        "stabilityai/stable-diffusion-2-1",
+        "stabilityai/stable-diffusion-2",
+        "stabilityai/stable-diffusion-xl-base-1.0",
+        "stabilityai/stable-diffusion-xl-refiner-1.0",
+    }
+)
 
 _CONCEPT_DIR_RE = re.compile(r"^(\d+)_(.+)$", re.DOTALL)
 
@@ -411,60 +569,159 @@ def _truthy(*keys: str) -> tuple[_Arg, ...]:
 
 
 _LYCORIS_ARG = {"LyCORIS_preset": "preset", "constrain": "constraint", "unit": "block_size"}
-_BLOCKS = ("down_lr_weight", "mid_lr_weight", "up_lr_weight", "block_lr_zero_threshold",
-           "block_dims", "block_alphas", "conv_block_dims", "conv_block_alphas")
-_LOCON_LIKE = ("LyCORIS_preset", "conv_dim", "conv_alpha", "use_tucker", "rank_dropout",
-               "bypass_mode", "dora_wd", "module_dropout", "use_scalar", "rank_dropout_scale",
-               "train_norm")
-_FLUX_DIMS = ("img_attn_dim", "img_mlp_dim", "img_mod_dim", "single_dim", "txt_attn_dim",
-              "txt_mlp_dim", "txt_mod_dim", "single_mod_dim", "in_dims",
-              "train_double_block_indices", "train_single_block_indices")
+_BLOCKS = (
+    "down_lr_weight",
+    "mid_lr_weight",
+    "up_lr_weight",
+    "block_lr_zero_threshold",
+    "block_dims",
+    "block_alphas",
+    "conv_block_dims",
+    "conv_block_alphas",
+)
+_LOCON_LIKE = (
+    "LyCORIS_preset",
+    "conv_dim",
+    "conv_alpha",
+    "use_tucker",
+    "rank_dropout",
+    "bypass_mode",
+    "dora_wd",
+    "module_dropout",
+    "use_scalar",
+    "rank_dropout_scale",
+    "train_norm",
+)
+_FLUX_DIMS = (
+    "img_attn_dim",
+    "img_mlp_dim",
+    "img_mod_dim",
+    "single_dim",
+    "txt_attn_dim",
+    "txt_mlp_dim",
+    "txt_mod_dim",
+    "single_mod_dim",
+    "in_dims",
+    "train_double_block_indices",
+    "train_single_block_indices",
+)
 
 _NET_TYPES: dict[str, _NetType] = {
     "Standard": _NetType("networks.lora", _truthy(*_BLOCKS, "rank_dropout", "module_dropout")),
-    "Kohya LoCon": _NetType("networks.lora", _always("conv_dim", "conv_alpha")
-                            + _truthy(*_BLOCKS, "rank_dropout", "module_dropout")),
+    "Kohya LoCon": _NetType(
+        "networks.lora", _always("conv_dim", "conv_alpha") + _truthy(*_BLOCKS, "rank_dropout", "module_dropout")
+    ),
     "LoRA-FA": _NetType("networks.lora_fa", _truthy(*_BLOCKS, "rank_dropout", "module_dropout")),
-    "Kohya DyLoRA": _NetType("networks.dylora", _truthy("conv_dim", "conv_alpha", *_BLOCKS,
-                                                        "rank_dropout", "module_dropout", "unit")),
-    "Kohya LoHa": _NetType("networks.loha", (
-        ("conv_dim", "conv_dim", "conv"), ("conv_alpha", "conv_alpha", "with_conv"),
-        ("use_tucker", "use_tucker", "flag"), ("rank_dropout", "rank_dropout", "positive"),
-        ("module_dropout", "module_dropout", "positive")), requires="sdxl"),
-    "Kohya LoKr": _NetType("networks.lokr", (
-        ("conv_dim", "conv_dim", "conv"), ("conv_alpha", "conv_alpha", "with_conv"),
-        ("use_tucker", "use_tucker", "flag"), ("factor", "factor", "factor"),
-        ("rank_dropout", "rank_dropout", "positive"),
-        ("module_dropout", "module_dropout", "positive")), requires="sdxl"),
+    "Kohya DyLoRA": _NetType(
+        "networks.dylora", _truthy("conv_dim", "conv_alpha", *_BLOCKS, "rank_dropout", "module_dropout", "unit")
+    ),
+    "Kohya LoHa": _NetType(
+        "networks.loha",
+        (
+            ("conv_dim", "conv_dim", "conv"),
+            ("conv_alpha", "conv_alpha", "with_conv"),
+            ("use_tucker", "use_tucker", "flag"),
+            ("rank_dropout", "rank_dropout", "positive"),
+            ("module_dropout", "module_dropout", "positive"),
+        ),
+        requires="sdxl",
+    ),
+    "Kohya LoKr": _NetType(
+        "networks.lokr",
+        (
+            ("conv_dim", "conv_dim", "conv"),
+            ("conv_alpha", "conv_alpha", "with_conv"),
+            ("use_tucker", "use_tucker", "flag"),
+            ("factor", "factor", "factor"),
+            ("rank_dropout", "rank_dropout", "positive"),
+            ("module_dropout", "module_dropout", "positive"),
+        ),
+        requires="sdxl",
+    ),
     "LyCORIS/LoCon": _NetType("lycoris.kohya", _always(*_LOCON_LIKE), algo="locon"),
     "LyCORIS/LoHa": _NetType("lycoris.kohya", _always(*_LOCON_LIKE), algo="loha"),
-    "LyCORIS/LoKr": _NetType("lycoris.kohya", _always(*_LOCON_LIKE, "factor", "use_cp",
-                                                       "decompose_both"), algo="lokr"),
-    "LyCORIS/iA3": _NetType("lycoris.kohya", _always("LyCORIS_preset", "conv_dim", "conv_alpha",
-                                                      "train_on_input"), algo="ia3"),
-    "LyCORIS/DyLoRA": _NetType("lycoris.kohya", _always(
-        "LyCORIS_preset", "conv_dim", "conv_alpha", "use_tucker", "unit", "rank_dropout",
-        "module_dropout", "train_norm"), algo="dylora"),
-    "LyCORIS/GLoRA": _NetType("lycoris.kohya", _always(
-        "LyCORIS_preset", "conv_dim", "conv_alpha", "use_tucker", "rank_dropout",
-        "module_dropout", "rank_dropout_scale", "train_norm"), algo="glora"),
-    "LyCORIS/BOFT": _NetType("lycoris.kohya", _always(
-        "LyCORIS_preset", "conv_dim", "conv_alpha", "module_dropout", "use_tucker",
-        "rank_dropout", "rank_dropout_scale", "train_norm"), algo="boft"),
-    "LyCORIS/Diag-OFT": _NetType("lycoris.kohya", _always(
-        "LyCORIS_preset", "conv_dim", "conv_alpha", "module_dropout", "use_tucker",
-        "rank_dropout", "rank_dropout_scale", "constrain", "rescaled", "train_norm"),
-        algo="diag-oft"),
-    "LyCORIS/Native Fine-Tuning": _NetType("lycoris.kohya", _always(
-        "LyCORIS_preset", "rank_dropout", "module_dropout", "rank_dropout_scale", "train_norm"),
-        algo="full"),
-    "Flux1": _NetType("networks.lora_flux", _truthy(*_FLUX_DIMS) + (
-        ("train_blocks", "train_blocks", "split_mode"), ("split_qkv", "split_qkv", "flag"),
-        ("train_t5xxl", "train_t5xxl", "flag"), ("ggpo_sigma", "ggpo_sigma", "ggpo"),
-        ("ggpo_beta", "ggpo_beta", "ggpo"), ("rank_dropout", "rank_dropout", "positive"),
-        ("module_dropout", "module_dropout", "positive")), requires="flux"),
-    "Flux1 OFT": _NetType("networks.oft_flux", (("enable_all_linear", "enable_all_linear", "flag"),),
-                          requires="flux"),
+    "LyCORIS/LoKr": _NetType("lycoris.kohya", _always(*_LOCON_LIKE, "factor", "use_cp", "decompose_both"), algo="lokr"),
+    "LyCORIS/iA3": _NetType(
+        "lycoris.kohya", _always("LyCORIS_preset", "conv_dim", "conv_alpha", "train_on_input"), algo="ia3"
+    ),
+    "LyCORIS/DyLoRA": _NetType(
+        "lycoris.kohya",
+        _always(
+            "LyCORIS_preset",
+            "conv_dim",
+            "conv_alpha",
+            "use_tucker",
+            "unit",
+            "rank_dropout",
+            "module_dropout",
+            "train_norm",
+        ),
+        algo="dylora",
+    ),
+    "LyCORIS/GLoRA": _NetType(
+        "lycoris.kohya",
+        _always(
+            "LyCORIS_preset",
+            "conv_dim",
+            "conv_alpha",
+            "use_tucker",
+            "rank_dropout",
+            "module_dropout",
+            "rank_dropout_scale",
+            "train_norm",
+        ),
+        algo="glora",
+    ),
+    "LyCORIS/BOFT": _NetType(
+        "lycoris.kohya",
+        _always(
+            "LyCORIS_preset",
+            "conv_dim",
+            "conv_alpha",
+            "module_dropout",
+            "use_tucker",
+            "rank_dropout",
+            "rank_dropout_scale",
+            "train_norm",
+        ),
+        algo="boft",
+    ),
+    "LyCORIS/Diag-OFT": _NetType(
+        "lycoris.kohya",
+        _always(
+            "LyCORIS_preset",
+            "conv_dim",
+            "conv_alpha",
+            "module_dropout",
+            "use_tucker",
+            "rank_dropout",
+            "rank_dropout_scale",
+            "constrain",
+            "rescaled",
+            "train_norm",
+        ),
+        algo="diag-oft",
+    ),
+    "LyCORIS/Native Fine-Tuning": _NetType(
+        "lycoris.kohya",
+        _always("LyCORIS_preset", "rank_dropout", "module_dropout", "rank_dropout_scale", "train_norm"),
+        algo="full",
+    ),
+    "Flux1": _NetType(
+        "networks.lora_flux",
+        _truthy(*_FLUX_DIMS)
+        + (
+            ("train_blocks", "train_blocks", "split_mode"),
+            ("split_qkv", "split_qkv", "flag"),
+            ("train_t5xxl", "train_t5xxl", "flag"),
+            ("ggpo_sigma", "ggpo_sigma", "ggpo"),
+            ("ggpo_beta", "ggpo_beta", "ggpo"),
+            ("rank_dropout", "rank_dropout", "positive"),
+            ("module_dropout", "module_dropout", "positive"),
+        ),
+        requires="flux",
+    ),
+    "Flux1 OFT": _NetType("networks.oft_flux", (("enable_all_linear", "enable_all_linear", "flag"),), requires="flux"),
 }
 _LEGACY_TYPES = {"LoCon": "LyCORIS/LoCon"}
 _UNSUPPORTED_TYPES = {"Anima": "Anima", "Lumina": "Lumina", "HunyuanImage-2.1": "HunyuanImage-2.1"}
@@ -472,19 +729,41 @@ _LORAPLUS = ("loraplus_lr_ratio", "loraplus_unet_lr_ratio", "loraplus_text_encod
 # Every GUI key that only feeds network_args, with the GUI type of its value.
 _NET_KEYS: dict[str, str] = {
     **{k: "str" for k in (*_BLOCKS, *_FLUX_DIMS, "LyCORIS_preset", "train_blocks")},
-    **{k: "bool" for k in ("bypass_mode", "dora_wd", "use_cp", "use_tucker", "use_scalar",
-                           "rank_dropout_scale", "rescaled", "train_norm", "decompose_both",
-                           "train_on_input", "train_lora_ggpo", "enable_all_linear",
-                           "split_qkv", "train_t5xxl")},
-    **{k: "float" for k in ("constrain", "conv_alpha", "rank_dropout", "module_dropout",
-                            "ggpo_sigma", "ggpo_beta", *_LORAPLUS)},
+    **{
+        k: "bool"
+        for k in (
+            "bypass_mode",
+            "dora_wd",
+            "use_cp",
+            "use_tucker",
+            "use_scalar",
+            "rank_dropout_scale",
+            "rescaled",
+            "train_norm",
+            "decompose_both",
+            "train_on_input",
+            "train_lora_ggpo",
+            "enable_all_linear",
+            "split_qkv",
+            "train_t5xxl",
+        )
+    },
+    **{
+        k: "float"
+        for k in ("constrain", "conv_alpha", "rank_dropout", "module_dropout", "ggpo_sigma", "ggpo_beta", *_LORAPLUS)
+    },
     **{k: "int" for k in ("factor", "conv_dim", "unit")},
 }
 _ALGO_TO_TYPE = {t.algo: name for name, t in _NET_TYPES.items() if t.algo}
 _ALGO_TO_TYPE["lora"] = "LyCORIS/LoCon"
-_MODULE_TO_TYPE = {"networks.lora_fa": "LoRA-FA", "networks.dylora": "Kohya DyLoRA",
-                   "networks.loha": "Kohya LoHa", "networks.lokr": "Kohya LoKr",
-                   "networks.lora_flux": "Flux1", "networks.oft_flux": "Flux1 OFT"}
+_MODULE_TO_TYPE = {
+    "networks.lora_fa": "LoRA-FA",
+    "networks.dylora": "Kohya DyLoRA",
+    "networks.loha": "Kohya LoHa",
+    "networks.lokr": "Kohya LoKr",
+    "networks.lora_flux": "Flux1",
+    "networks.oft_flux": "Flux1 OFT",
+}
 _COMMA_LISTS = frozenset({*_BLOCKS, *_FLUX_DIMS})
 
 # --------------------------------------------------------------------------
@@ -496,10 +775,18 @@ _SPEC_ORDER = ("extends", "name", "model", "concepts", "dataset", "training", "s
 
 # The value kind of the GUI keys that _FIELDS and _NET_KEYS do not cover.
 _OTHER_KINDS: dict[str, str] = {
-    "learning_rate": "float", "text_encoder_lr": "float", "unet_lr": "float", "t5xxl_lr": "float",
-    "noise_offset": "float", "adaptive_noise_scale": "float", "multires_noise_discount": "float",
-    "noise_offset_random_strength": "bool", "multires_noise_iterations": "int",
-    "sample_every_n_epochs": "int", "sample_every_n_steps": "int", "sample_sampler": "str",
+    "learning_rate": "float",
+    "text_encoder_lr": "float",
+    "unet_lr": "float",
+    "t5xxl_lr": "float",
+    "noise_offset": "float",
+    "adaptive_noise_scale": "float",
+    "multires_noise_discount": "float",
+    "noise_offset_random_strength": "bool",
+    "multires_noise_iterations": "int",
+    "sample_every_n_epochs": "int",
+    "sample_every_n_steps": "int",
+    "sample_sampler": "str",
 }
 
 

@@ -19,15 +19,41 @@ from __future__ import annotations
 from kohya_wrap.sdscripts.vendor.layout import Vendor, write_state
 from kohya_wrap.sdscripts.vendor.lock import DEFAULT_SOURCE, LOCK_NAME, SHIPPED_LOCK, Lock, read_lock, shipped_lock
 from kohya_wrap.sdscripts.vendor.manage import (
-    PLATFORM_EXCLUDES, InstallOptions, UpgradeResult, install, normalise_excludes, schema_at_ref, status, upgrade,
+    PLATFORM_EXCLUDES,
+    InstallOptions,
+    UpgradeResult,
+    install,
+    normalise_excludes,
+    schema_at_ref,
+    status,
+    upgrade,
 )
 from kohya_wrap.sdscripts.vendor.phases import PhaseFailed, PhaseLog
 from kohya_wrap.sdscripts.vendor.repo import archive_tree, dirty_files, resolve_commit
 from kohya_wrap.sdscripts.vendor.venv import DEFAULT_TORCH, torch_info
 
 __all__ = [
-    "DEFAULT_SOURCE", "DEFAULT_TORCH", "LOCK_NAME", "PLATFORM_EXCLUDES", "SHIPPED_LOCK",
-    "InstallOptions", "Lock", "PhaseFailed", "PhaseLog", "UpgradeResult", "Vendor",
-    "archive_tree", "dirty_files", "install", "normalise_excludes", "read_lock", "resolve_commit",
-    "schema_at_ref", "shipped_lock", "status", "torch_info", "upgrade", "write_state",
+    "DEFAULT_SOURCE",
+    "DEFAULT_TORCH",
+    "LOCK_NAME",
+    "PLATFORM_EXCLUDES",
+    "SHIPPED_LOCK",
+    "InstallOptions",
+    "Lock",
+    "PhaseFailed",
+    "PhaseLog",
+    "UpgradeResult",
+    "Vendor",
+    "archive_tree",
+    "dirty_files",
+    "install",
+    "normalise_excludes",
+    "read_lock",
+    "resolve_commit",
+    "schema_at_ref",
+    "shipped_lock",
+    "status",
+    "torch_info",
+    "upgrade",
+    "write_state",
 ]

@@ -52,7 +52,8 @@ def read_lock(path: Path) -> Lock:
         return Lock(str(data["source"]), str(data["ref"]), str(data["commit"]), tuple(data.get("exclude", ())))
     except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
         hint = (
-            "reinstall kohya-wrap (the pin it ships is damaged)" if path == SHIPPED_LOCK
+            "reinstall kohya-wrap (the pin it ships is damaged)"
+            if path == SHIPPED_LOCK
             else "delete it to start again from the pin kohya-wrap ships, then run `kohya-wrap vendor install`"
         )
         raise KohyaWrapError(f"{path}: not a readable sd-scripts lock ({exc})", hint) from None

@@ -19,10 +19,22 @@ from kohya_wrap.sdscripts.vendor.layout import Vendor, write_state
 from kohya_wrap.sdscripts.vendor.lock import DEFAULT_SOURCE, SHIPPED_LOCK, Lock, shipped_lock
 from kohya_wrap.sdscripts.vendor.phases import PhaseFailed, PhaseLog, new_log
 from kohya_wrap.sdscripts.vendor.repo import (
-    archive_tree, checkout_commit, describe, dirty_files, fetch_or_clone, open_repo, resolve_commit, resolve_or_fetch,
+    archive_tree,
+    checkout_commit,
+    describe,
+    dirty_files,
+    fetch_or_clone,
+    open_repo,
+    resolve_commit,
+    resolve_or_fetch,
 )
 from kohya_wrap.sdscripts.vendor.venv import (
-    DEFAULT_TORCH, create_venv, file_sha256, install_requirements, install_torch, torch_info,
+    DEFAULT_TORCH,
+    create_venv,
+    file_sha256,
+    install_requirements,
+    install_torch,
+    torch_info,
 )
 
 # Windows-only DLLs (several MB each, absent from some mirrors): never needed elsewhere.
@@ -105,8 +117,13 @@ class UpgradeResult:
 
 
 def upgrade(
-    vendor: Vendor, ref: str, source: str | None, exclude: tuple[str, ...], force: bool,
-    constraints: tuple[str, ...] | None, report: Callable[[str], None],
+    vendor: Vendor,
+    ref: str,
+    source: str | None,
+    exclude: tuple[str, ...],
+    force: bool,
+    constraints: tuple[str, ...] | None,
+    report: Callable[[str], None],
 ) -> UpgradeResult:
     """`constraints` None keeps the installed pins; a tuple replaces them (and reinstalls)."""
     old = vendor.lock()
@@ -151,7 +168,7 @@ def _rollback_hint(old: Lock, ref: str) -> Iterator[None]:
         exc.hint = (
             f"{exc.hint}\nthe lock still pins {old.ref} ({old.commit[:12]}); "
             f"`kohya-wrap vendor upgrade --ref {old.ref}` goes back, "
-            f"or retry {ref} with --pip-constraint (e.g. \"numpy<2\" for releases built against NumPy 1)"
+            f'or retry {ref} with --pip-constraint (e.g. "numpy<2" for releases built against NumPy 1)'
         )
         raise
 
@@ -174,7 +191,9 @@ def status(vendor: Vendor, with_torch: bool = True) -> dict[str, Any]:
         repo = open_repo(vendor.checkout)
         head = repo.head.commit.hexsha
         info.update(
-            commit=head, describe=describe(vendor.checkout), dirty=dirty_files(vendor.checkout),
+            commit=head,
+            describe=describe(vendor.checkout),
+            dirty=dirty_files(vendor.checkout),
             matches_lock=bool(lock and lock.commit == head),
             source=next((r.url for r in repo.remotes if r.name == "origin"), None),
         )
