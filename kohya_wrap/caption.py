@@ -210,7 +210,7 @@ class Wd14Tagger:
         captions = []
         for row in self.scores(images):
             character, general, rating = [], [], []
-            for (name, category), score in zip(self.tags, row):
+            for (name, category), score in zip(self.tags, row, strict=False):
                 text = tag_text(name, options.keep_underscores)
                 if text in options.exclude or name in options.exclude:
                     continue
@@ -385,7 +385,7 @@ def _finish(captioner, loaded, report: CaptionReport, write, on_done) -> None:
     if not jobs:
         return
     texts = captioner(images)
-    for job, text in zip(jobs, texts):
+    for job, text in zip(jobs, texts, strict=True):
         write(job.caption, compose(job, text) + "\n")
         report.written.append(job.caption)
     if on_done:

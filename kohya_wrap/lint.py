@@ -46,7 +46,9 @@ class ConceptLint:
             "is_reg": self.is_reg,
             "images": self.images,
             "formats": self.formats,
-            "short_side": dict(zip(("min", "median", "max"), self.short_sides)) if self.short_sides else None,
+            "short_side": dict(zip(("min", "median", "max"), self.short_sides, strict=True))
+            if self.short_sides
+            else None,
             "buckets": [{"width": b[0], "height": b[1], "images": n} for b, n in self.buckets],
             "upscaled": self.upscaled,
             "findings": [f.as_dict() for f in self.findings],

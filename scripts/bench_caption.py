@@ -99,7 +99,7 @@ def main() -> None:
 
     import torch
 
-    same = sum(a == b for a, b in zip(looped, batched))
+    same = sum(a == b for a, b in zip(looped, batched, strict=True))
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} "
         "threads)"

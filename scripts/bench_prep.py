@@ -8,7 +8,8 @@ Prints images/s, the ratios, the PSNR of prep's output against the naive output,
 test chart with lines, circles and text, the PSNR against the exact reference: a full-resolution
 decode resized with LANCZOS over the same crop box.
 
-    python scripts/bench_prep.py [--count 100] [--rounds 3] [--size 4000x3000] [--target 512] [--format jpg] [--grain 0.12]
+    python scripts/bench_prep.py [--count 100] [--rounds 3] [--size 4000x3000] [--target 512] [--format jpg]
+                                 [--grain 0.12]
 """
 
 from __future__ import annotations

@@ -574,7 +574,7 @@ def verify(path: Path) -> dict:
     if "exit" not in last:
         problems.append("no exit line")
     times = [r["t"] for r in body]
-    if any(b < a for a, b in zip(times, times[1:])):
+    if any(b < a for a, b in zip(times, times[1:], strict=False)):
         problems.append("times go backwards")
     for record in body:
         if set(record) != {"t", "stream", "data"} or record["stream"] not in ("stdout", "stderr", "pty"):

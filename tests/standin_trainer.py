@@ -1,9 +1,9 @@
 """A stand-in sd-scripts for `run` tests: its train_network.py replays a recording of a real sd-scripts
 run (tests/fixtures/sdscripts_logs/*.jsonl) on the same pipes, at a chosen speed, writes the checkpoint
-files the recording saved (under the project's own output name), exits with the recorded code, and stops on SIGINT as sd-scripts does
-(KeyboardInterrupt, nothing saved). A tiny `accelerate.commands.launch` beside it runs the script the
-way accelerate does for one process (the launch command runs with the checkout as its working folder,
-so `python -m accelerate...` finds this one first).
+files the recording saved (under the project's own output name), exits with the recorded code, and stops
+on SIGINT as sd-scripts does (KeyboardInterrupt, nothing saved). A tiny `accelerate.commands.launch`
+beside it runs the script the way accelerate does for one process (the launch command runs with the
+checkout as its working folder, so `python -m accelerate...` finds this one first).
 
 With KOHYA_WRAP_SIMULATE set it instead simulates sd-scripts v0.10.1's training loop where resuming is
 concerned (our own model of its behaviour, checked against the real one in tests/test_sdscripts_resume.py):
@@ -113,9 +113,13 @@ def main():
     batches = int(os.environ["KOHYA_WRAP_SIMULATE"])
     accumulation = int(config.get("gradient_accumulation_steps", 1))
     per_epoch = math.ceil(batches / accumulation)
-    total = config["max_train_epochs"] * per_epoch if config.get("max_train_epochs") else int(config.get("max_train_steps", 1600))
+    if config.get("max_train_epochs"):
+        total = config["max_train_epochs"] * per_epoch
+    else:
+        total = int(config.get("max_train_steps", 1600))
     epochs = math.ceil(total / per_epoch)
-    every_steps, every_epochs, save_state = config.get("save_every_n_steps"), config.get("save_every_n_epochs"), config.get("save_state")
+    every_steps, every_epochs = config.get("save_every_n_steps"), config.get("save_every_n_epochs")
+    save_state = config.get("save_state")
     die_after = int(os.environ.get("KOHYA_WRAP_SIMULATE_DIE_AFTER", "0"))
     print(f"  num batches per epoch / 1epochのバッチ数: {batches}")
     print(f"  num epochs / epoch数: {epochs}")
@@ -154,7 +158,8 @@ def main():
 
     def bar():
         loss = f", avr_loss=0.{trained}" if done else ""  # tqdm shows the loss once a step has set it
-        sys.stderr.write(f"\\rsteps: {100 * done // max(bar_total, 1):3d}%|#| {done}/{bar_total} [00:00<00:00, 10.00it/s{loss}]")
+        percent = 100 * done // max(bar_total, 1)
+        sys.stderr.write(f"\\rsteps: {percent:3d}%|#| {done}/{bar_total} [00:00<00:00, 10.00it/s{loss}]")
         sys.stderr.flush()
 
     epoch = 0
@@ -247,7 +252,8 @@ for index, line in enumerate(lines):
         sys.exit(1)
     muls = [float(v) for v in opts.get("am", "").split(",") if v] or [1.0] * len(networks)
     active = [f"{n}:{m:g}" for n, m in zip(networks, muls) if m != 0]
-    basis = "|".join([prompt, opts.get("n", ""), opts["d"], opts["s"], opts["l"], args.sampler, opts["w"], opts["h"], *active])
+    fields = [prompt, opts.get("n", ""), opts["d"], opts["s"], opts["l"], args.sampler, opts["w"], opts["h"], *active]
+    basis = "|".join(fields)
     digest = hashlib.sha256(basis.encode()).digest()
     time.sleep(float(os.environ.get("KOHYA_WRAP_STANDIN_GEN_DELAY", "0")))  # tests that need time to press Ctrl-C
     Image.new("RGB", (int(opts["w"]), int(opts["h"])), tuple(digest[:3])).save(os.path.join(args.outdir, opts["f"]))

@@ -84,7 +84,7 @@ def test_truncated_images_are_found_before_launch(project, cli):
     whole.write_bytes(whole.read_bytes() + b"\0" * 2000)  # padding after the end marker is harmless
     result = cli("check", root)
     assert result.code == 2
-    line = next(l for l in result.out.splitlines() if "truncated or corrupt" in l)
+    line = next(text for text in result.out.splitlines() if "truncated or corrupt" in text)
     assert (
         "3 image(s)" in line
         and "cut.jpg" in line

@@ -128,7 +128,10 @@ def test_rates_unknowns_and_odd_losses():
 
 def test_terminal_control_sequences_are_removed():
     osc8 = "\x1b]8;id=1;file:///x/train_util.py\x1b\\train_util.py\x1b]8;;\x1b\\"
-    text = f"\x1b[2;36m2026-11-25 09:43:47\x1b[0m\x1b[2;36m \x1b[0m\x1b[34mINFO    \x1b[0m Using v1 tokenizer      {osc8}\x1b[2m:\x1b[0m\x1b[2m26\x1b[0m\r\n"
+    text = (
+        "\x1b[2;36m2026-11-25 09:43:47\x1b[0m\x1b[2;36m \x1b[0m\x1b[34mINFO    \x1b[0m Using v1 tokenizer      "
+        f"{osc8}\x1b[2m:\x1b[0m\x1b[2m26\x1b[0m\r\n"
+    )
     assert parse_all(text) == [LogMessage("INFO", "Using v1 tokenizer")]
 
 

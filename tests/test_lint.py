@@ -155,7 +155,7 @@ def _slow_clip_count(merges_file: Path, text: str) -> int:
     regex = pytest.importorskip("regex")
     keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     others = [b for b in range(256) if b not in keep]
-    byte_encoder = dict(zip(keep + others, map(chr, keep + list(range(256, 256 + len(others))))))
+    byte_encoder = dict(zip(keep + others, map(chr, keep + list(range(256, 256 + len(others)))), strict=True))
     lines = merges_file.read_text(encoding="utf-8").strip().split("\n")[1:48895]
     ranks = {tuple(m.split()): i for i, m in enumerate(lines)}
     specials = r"<\|startoftext\|>|<\|endoftext\|>"

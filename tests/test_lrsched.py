@@ -80,6 +80,6 @@ def test_same_rates_as_transformers_in_sd_scripts_venv():
     result = subprocess.run(
         [python, "-c", code, json.dumps(CASES), json.dumps(DEFAULTS)], capture_output=True, text=True, check=True
     )
-    for (args, total), expected in zip(CASES, json.loads(result.stdout)):
+    for (args, total), expected in zip(CASES, json.loads(result.stdout), strict=True):
         ours = at(args, total)
         assert [ours(step) for step in range(1, total + 1)] == pytest.approx(expected, rel=1e-9, abs=1e-15), args

@@ -178,7 +178,7 @@ def test_crop_mode_and_a_second_run_that_does_nothing(prepared, cli):
     left, top = (reference.width - RES) // 2, (reference.height - RES) // 2
     reference = reference.crop((left, top, left + RES, top + RES))
     ours = Image.open(folder / "rotated.png").convert("RGB")
-    diff = sum(abs(a - b) for a, b in zip(ours.tobytes(), reference.tobytes())) / (RES * RES * 3)
+    diff = sum(abs(a - b) for a, b in zip(ours.tobytes(), reference.tobytes(), strict=True)) / (RES * RES * 3)
     assert diff < 4, diff
     assert Image.open(folder / "transparent.png").getpixel((2, 2)) == (255, 255, 255)  # not black
     assert Image.open(folder / "rotated.png").mode == "RGB" and "exif" not in Image.open(folder / "rotated.png").info

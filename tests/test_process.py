@@ -23,7 +23,9 @@ sys.exit(3)
 STUBBORN = """
 import signal, subprocess, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)  # like a child that ignores Ctrl-C
-grandchild = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+deaf = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+deaf += "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+grandchild = subprocess.Popen([sys.executable, "-c", deaf])
 print(grandchild.pid, flush=True)
 time.sleep(60)
 """

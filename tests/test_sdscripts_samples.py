@@ -15,7 +15,10 @@ pytestmark = pytest.mark.sdscripts
 
 SAMPLE = """
 [sample]
-prompts = ["kwdemo shape, red", {text = "kwdemo shape, blue", width = 64, height = 96, seed = 7, steps = 3, sampler = "ddim"}]
+prompts = [
+    "kwdemo shape, red",
+    {text = "kwdemo shape, blue", width = 64, height = 96, seed = 7, steps = 3, sampler = "ddim"},
+]
 negative = "blurry"
 steps = 2
 seed = 5

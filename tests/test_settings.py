@@ -59,7 +59,7 @@ def test_set_extends_to_a_missing_preset_is_refused(project, cli):
     assert result.code == 2 and "no preset named 'no-such-preset'" in result.err
 
 
-# ---------------------------------------------------------------------------------------------- every place, every consumer
+# ------------------------------------------------------------------------------------ every place, every consumer
 
 BASE_SPEC = """\
 extends = "base-preset.toml"

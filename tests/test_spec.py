@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from kohya_wrap.errors import KohyaWrapError, SpecError
 from kohya_wrap.sdscripts.schema import load_option_schema
@@ -32,7 +33,7 @@ def test_minimal_spec_is_valid_and_frozen():
     spec = validate_spec(minimal(), "kohya-wrap.toml", SCHEMA)
     assert spec.concepts[0].folder_name == "10_mytoken woman"
     assert spec.model.script == "train_network.py"
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         spec.name = "other"
 
 

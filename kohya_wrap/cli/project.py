@@ -151,9 +151,8 @@ def _print_plan(plan: "TrainingPlan", written: list[Path], root: Path) -> None:
     width = max(len(str(c.folder.relative_to(root))) for c in plan.concepts)
     for c in plan.concepts:
         kind = " (reg)" if c.is_reg else ""
-        echo(
-            f"  {str(c.folder.relative_to(root)):<{width}}  {c.images:>5} images × {c.repeats:>4} repeats = {c.images * c.repeats:>6}{kind}"
-        )
+        folder = str(c.folder.relative_to(root))
+        echo(f"  {folder:<{width}}  {c.images:>5} images × {c.repeats:>4} repeats = {c.images * c.repeats:>6}{kind}")
     echo(
         f"  train images × repeats: {math.train_images_x_repeats}"
         + (f" · reg images × repeats: {math.reg_images_x_repeats}" if math.reg_images_x_repeats else "")

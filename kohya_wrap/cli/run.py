@@ -46,7 +46,8 @@ def run(
     resume_from: Path | None,
     overrides: tuple[str, ...],
 ) -> int:
-    """Train: check the project, render its configs, run sd-scripts with a live dashboard, keep a record in runs/<id>/."""
+    """Train: check the project, render its configs, run sd-scripts with a live dashboard, keep a record in
+    runs/<id>/."""
     return train(
         directory,
         overrides,

@@ -357,7 +357,8 @@ def tags_stats(directory: Path, concept_name: str | None, top: int, as_json: boo
 @project_dir_argument
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 def tags_undo(directory: Path, as_json: bool) -> int:
-    """Undo the most recent tag edit: every file back byte for byte, created files deleted. Repeat to go further back."""
+    """Undo the most recent tag edit: every file back byte for byte, created files deleted. Repeat to go
+    further back."""
     from kohya_wrap.paths import ProjectLayout
     from kohya_wrap.spec.load import find_spec_file
     from kohya_wrap.tags import undo

@@ -53,7 +53,7 @@ class HashCache:
                 stale.append((path, stat))
         if stale:
             with ThreadPoolExecutor(worker_count(len(stale))) as pool:
-                for (path, stat), value in zip(stale, pool.map(image_dhash, [p for p, _ in stale])):
+                for (path, stat), value in zip(stale, pool.map(image_dhash, [p for p, _ in stale]), strict=True):
                     self.entries[str(path)] = [
                         stat.st_size,
                         stat.st_mtime_ns,

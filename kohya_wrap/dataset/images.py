@@ -180,7 +180,10 @@ def format_support(suffix: str) -> str | None:
         try:
             import pillow_heif
         except ImportError:
-            return "HEIC/HEIF needs the optional plugin pillow-heif: pip install 'kohya-wrap[heic]' (or pip install pillow-heif)"
+            return (
+                "HEIC/HEIF needs the optional plugin pillow-heif: "
+                "pip install 'kohya-wrap[heic]' (or pip install pillow-heif)"
+            )
         pillow_heif.register_heif_opener()
     elif suffix == ".avif":
         from PIL import features

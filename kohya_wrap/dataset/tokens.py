@@ -81,7 +81,7 @@ def clip_tokenizer(merges: list[tuple[str, str]]) -> Tokenizer:
     symbols = _byte_symbols()
     tokens = dict.fromkeys(chain(symbols, [s + "</w>" for s in symbols], map("".join, merges), _SPECIAL))
     tokens.update(dict.fromkeys(set(chain.from_iterable(merges)).difference(tokens)))  # parts never built (odd files)
-    vocab = dict(zip(tokens, range(len(tokens))))
+    vocab = dict(zip(tokens, range(len(tokens)), strict=True))
     tokenizer = Tokenizer(
         BPE(
             vocab=vocab,

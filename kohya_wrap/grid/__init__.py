@@ -146,7 +146,8 @@ def make_grid(loaded: LoadedSpec, options: GridOptions, progress: Progress = no_
     if not chosen:
         raise KohyaWrapError(
             f"{layout.model_dir}: no saved {settings.name}*.safetensors checkpoints",
-            "train first (`kohya-wrap run`), with save_every_n_epochs or save_every_n_steps for more than the final one",
+            "train first (`kohya-wrap run`), with save_every_n_epochs or save_every_n_steps "
+            "for more than the final one",
         )
     sample = spec.sample
     prompts = options.prompts or default_prompts(loaded, None)

@@ -172,7 +172,7 @@ def write_grid(
     fixed = {a: values[a][0] for a in AXES if len(values[a]) == 1 and a not in (x, y)}
     page_entries, cell_entries, seen = [], [], set()
     for page_values in itertools.product(*[values[a] for a in pages]) if pages else [()]:
-        chosen = dict(zip(pages, page_values))
+        chosen = dict(zip(pages, page_values, strict=True))
         label = ", ".join(axis_label(a, v) for a, v in chosen.items()) or "grid"
 
         def image_for(xv, yv, chosen=chosen):

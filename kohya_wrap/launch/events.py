@@ -20,7 +20,9 @@ from typing import Union
 class PlanLine:
     """One number of sd-scripts' plan block ("total optimization steps / 学習ステップ数: 52")."""
 
-    key: str  # train_images_x_repeats | reg_images | batches_per_epoch | epochs | total_steps | batch_size | gradient_accumulation_steps
+    # train_images_x_repeats | reg_images | batches_per_epoch | epochs | total_steps | batch_size
+    # | gradient_accumulation_steps
+    key: str
     value: int
 
 

@@ -254,7 +254,7 @@ def loss_chart(rows: Sequence[MetricRow]) -> tuple[Markup, str]:
     points = finite_points((r.step, r.loss) for r in rows)
     skipped = sum(1 for r in rows if r.loss is not None and not math.isfinite(r.loss))
     span = smoothing_span(len(points))
-    smooth = list(zip((x for x, _ in points), ema([y for _, y in points], span)))
+    smooth = list(zip((x for x, _ in points), ema([y for _, y in points], span), strict=True))
     svg = line_chart_svg(
         [
             Series("raw", points, RAW_COLOUR, "loss-raw", opacity=0.35, width=1.2),

@@ -186,8 +186,8 @@ def epoch_math(
             for size in subset.sizes:
                 add(size, subset.repeats)
     if reg_x:
-        for subset, times in zip(reg_subsets, balanced_reg_repeats(train_x, reg_subsets)):
-            for size, count in zip(subset.sizes, times):
+        for subset, times in zip(reg_subsets, balanced_reg_repeats(train_x, reg_subsets), strict=True):
+            for size, count in zip(subset.sizes, times, strict=True):
                 add(size, count)
 
     buckets = tuple(BucketCount(reso, images, samples) for reso, (images, samples) in sorted(per_bucket.items()))

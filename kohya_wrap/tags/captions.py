@@ -49,7 +49,7 @@ class Caption:
 
     @property
     def text(self) -> str:
-        return "".join(line + end for line, end in zip(self.lines, self.breaks))
+        return "".join(line + end for line, end in zip(self.lines, self.breaks, strict=True))
 
     def encode(self) -> bytes:
         return (codecs.BOM_UTF8 if self.bom else b"") + self.text.encode("utf-8")

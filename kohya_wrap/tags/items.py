@@ -34,7 +34,9 @@ def line_keys(line: str) -> list[str]:
 
 def separator_style(segments: list[str]) -> tuple[str, str]:
     """The whitespace (before, after) the comma used most between two non-empty items of a line."""
-    styles = Counter((_trail(a), _lead(b)) for a, b in zip(segments, segments[1:]) if a.strip() and b.strip())
+    styles = Counter(
+        (_trail(a), _lead(b)) for a, b in zip(segments, segments[1:], strict=False) if a.strip() and b.strip()
+    )
     return styles.most_common(1)[0][0] if styles else DEFAULT_SEPARATOR
 
 
@@ -51,7 +53,7 @@ def _rebuild(segments: list[str], actions: list[Any]) -> str:
     after it for the first item); the line's own leading and trailing whitespace stays in place."""
     out: list[str] = []
     kept: list[int] = []
-    for index, (segment, action) in enumerate(zip(segments, actions)):
+    for index, (segment, action) in enumerate(zip(segments, actions, strict=True)):
         if action is DROP:
             continue
         out.append(segment if action is None else _lead(segment) + action + _trail(segment))
@@ -142,6 +144,6 @@ def sort_items(line: str, key: Callable[[str], Any], keep: int) -> str:
     slots = [n for n in range(keep, len(segments)) if segments[n].strip()]
     texts = sorted((segments[n].strip() for n in slots), key=lambda text: key(item_key(text)))
     out = list(segments)
-    for slot, text in zip(slots, texts):
+    for slot, text in zip(slots, texts, strict=True):
         out[slot] = _lead(segments[slot]) + text + _trail(segments[slot])
     return ",".join(out)

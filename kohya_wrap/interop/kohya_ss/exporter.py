@@ -313,7 +313,10 @@ def _export_fields(exp: _Export) -> None:
                 why = R_NO_GUI_FIELD
                 if candidates:
                     whens = sorted({_WHEN[f.when][1] for _k, f in candidates if f.when})
-                    why = f"{R_NO_GUI_FIELD} for {exp.family or 'this'} models (the GUI passes it only for {', '.join(whens)})"
+                    why = (
+                        f"{R_NO_GUI_FIELD} for {exp.family or 'this'} models "
+                        f"(the GUI passes it only for {', '.join(whens)})"
+                    )
                 exp.report(f"{section}.{key}", value, why)
                 continue
             gui_key, field = active[0]
