@@ -140,27 +140,21 @@ class GridRequest:
             "sampler": self.samplers,
         }
 
-    def cells(self) -> list[Cell]:
-        """One cell per combination (checkpoint × weight × …); weight 0 cells of every checkpoint are the
-        same base-model image, so they share one Cell."""
-        cells = []
+    def combinations(self) -> list[tuple[tuple, Cell]]:
+        """Each combination (checkpoint × weight × …) as its values in AXES order, with its cell; the
+        weight 0 cells of every checkpoint are the same base-model image, so they are one Cell."""
+        found = []
         for checkpoint, weight, prompt, seed, cfg, steps, sampler in itertools.product(
             self.checkpoints, self.weights, self.prompts, self.seeds, self.cfgs, self.steps, self.samplers
         ):
-            cells.append(
-                Cell(
-                    checkpoint if weight != 0 else None,
-                    weight,
-                    prompt,
-                    seed,
-                    cfg,
-                    steps,
-                    sampler,
-                    self.width,
-                    self.height,
-                )
+            cell = Cell(
+                checkpoint if weight != 0 else None, weight, prompt, seed, cfg, steps, sampler, self.width, self.height
             )
-        return cells
+            found.append(((checkpoint.label, weight, prompt.text, seed, cfg, steps, sampler), cell))
+        return found
+
+    def cells(self) -> list[Cell]:
+        return [cell for _, cell in self.combinations()]
 
 
 def axes_layout(request: GridRequest, x: str | None, y: str | None) -> tuple[str, str, list[str]]:

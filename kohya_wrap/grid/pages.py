@@ -138,37 +138,7 @@ def write_grid(
     values = request.axis_values()
     cells_dir = folder / "cells"
     cells_dir.mkdir(parents=True, exist_ok=True)
-    by_values: dict[tuple, Cell] = {}
-    for checkpoint, weight, prompt, seed, cfg, steps, sampler in itertools.product(
-        request.checkpoints,
-        request.weights,
-        request.prompts,
-        request.seeds,
-        request.cfgs,
-        request.steps,
-        request.samplers,
-    ):
-        cell = Cell(
-            checkpoint if weight != 0 else None,
-            weight,
-            prompt,
-            seed,
-            cfg,
-            steps,
-            sampler,
-            request.width,
-            request.height,
-        )
-        coords = {
-            "checkpoint": checkpoint.label,
-            "weight": weight,
-            "prompt": prompt.text,
-            "seed": seed,
-            "cfg": cfg,
-            "steps": steps,
-            "sampler": sampler,
-        }
-        by_values[tuple(coords[a] for a in AXES)] = cell
+    by_values = dict(request.combinations())  # values in AXES order → cell
     fixed = {a: values[a][0] for a in AXES if len(values[a]) == 1 and a not in (x, y)}
     page_entries, cell_entries, seen = [], [], set()
     for page_values in itertools.product(*[values[a] for a in pages]) if pages else [()]:
