@@ -112,3 +112,22 @@ def test_own_modules_are_imported_at_the_top_outside_the_cli():
         if not at_top
     ]
     assert inside_functions == []
+
+
+def test_processes_start_only_through_launch_process():
+    """One way to start a process kohya-wrap supervises (its own group, output drained, stopped without
+    orphans): launch/process.py. The standalone scripts that run inside sd-scripts' venv are exempt."""
+    starters = {"run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput"}
+    found = []
+    for name, path in sorted(MODULES.items()):
+        if name in STANDALONE or name == "kohya_wrap.launch.process":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            call = node.func if isinstance(node, ast.Call) else None
+            if isinstance(call, ast.Attribute) and isinstance(call.value, ast.Name):
+                if (call.value.id, call.attr) in {("subprocess", s) for s in starters} | {
+                    ("os", "system"),
+                    ("os", "popen"),
+                }:
+                    found.append(f"{name}:{node.lineno} {call.value.id}.{call.attr}")
+    assert found == []
