@@ -1,0 +1,2 @@
+"""Training images on disk: a concept folder as sd-scripts sees it (scan), photos copied in (importer),
+`prep` (prep per concept, images per photo), near-duplicate hashes (dhash) and CLIP token counts (tokens)."""
