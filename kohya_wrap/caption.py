@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -407,8 +408,6 @@ def caption_project(
     progress: Progress = no_progress,
 ) -> list[ConceptCaptioned]:
     """Run the planned jobs concept by concept (holding the project's dataset lock)."""
-    import time
-
     results = []
     with dataset_lock(loaded.layout.root, "caption"):
         for concept in plan:
