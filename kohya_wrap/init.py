@@ -118,6 +118,9 @@ def spec_from_kohya_ss_file(options: InitOptions, notes: list[str]) -> dict[str,
             f"{path}: no concepts: its train_data_dir holds no <repeats>_<name> folders on this machine",
             "add --token T (and --class C, --images SRC) to define one",
         )
+    if not data.get("name"):  # GUI presets carry no output name: the documented default, from the first token
+        token = next((c.get("token") for c in data["concepts"] if c.get("token")), "")
+        data["name"] = default_name(str(token))
     return data
 
 

@@ -23,6 +23,7 @@ from kohya_wrap import __version__
 from kohya_wrap.check import CheckReport
 from kohya_wrap.errors import ExitCode
 from kohya_wrap.fsutil import exclusive_lock, sha256_file, write_text_atomic
+from kohya_wrap.launch.diagnose import diagnose
 from kohya_wrap.launch.events import CheckpointSaved, Event, EventParser, Progress, SampleSaved, event_dict
 from kohya_wrap.launch.process import Child, Exited, Output, child_env
 from kohya_wrap.paths import relative
@@ -47,35 +48,6 @@ from kohya_wrap.training.state import RunState
 # Rich wraps every log record at 80 columns when not on a terminal, splitting paths; a wide virtual
 # terminal keeps one record per line *with* its level (--console_log_simple would drop the level).
 CHILD_ENV = {"PYTHONUNBUFFERED": "1", "COLUMNS": "250"}
-
-DIAGNOSES: list[tuple[str, str, str]] = [
-    # (text to look for in the exception or error lines, what happened, what to do)
-    (
-        "out of memory",
-        "the GPU ran out of memory",
-        "lighter settings: gradient_checkpointing = true, cache_latents = true, train_batch_size = 1, optimizer_type "
-        '= "AdamW8bit", or the sdxl-low-vram preset',
-    ),
-    (
-        "no data found",
-        "sd-scripts found no training images",
-        "check the concept folders and caption_extension (`kohya-wrap check`)",
-    ),
-    ("image file is truncated", "an image is truncated or corrupt", "re-export or remove the image named in the log"),
-    ("cannot identify image file", "a file is not a readable image", "re-export or remove the image named in the log"),
-    (
-        "neither a valid local path nor a valid repo id",
-        "the base model was not found",
-        "fix model.base, or download it while online",
-    ),
-    (
-        "modulenotfounderror",
-        "a Python module is missing from sd-scripts' venv",
-        "reinstall it: `kohya-wrap vendor install` (or pip install the named module into its venv)",
-    ),
-    ("no space left on device", "the disk is full", "free space where the project (model/, log/) lives"),
-    ("loss is nan", "the loss became NaN", 'lower learning_rate, or use mixed_precision = "bf16" instead of fp16'),
-]
 
 
 @dataclass
@@ -171,16 +143,6 @@ class Numbering:
     @property
     def offset(self) -> int:
         return self.resume.offset(self.bar_total) if self.resume else 0
-
-
-def diagnose(exception: str | None, errors: list[str], verdict: str) -> list[str]:
-    text = " ".join([exception or "", *errors]).lower()
-    for needle, what, fix in DIAGNOSES:
-        if needle in text:
-            return [f"{what}: {exception or errors[0]}", f"fix: {fix}"]
-    if exception:
-        return [f"sd-scripts failed: {exception}", "see train.log in the run folder for the whole traceback"]
-    return [verdict]
 
 
 def supervise(
