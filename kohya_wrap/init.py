@@ -15,7 +15,8 @@ from kohya_wrap.fsutil import copy_file_atomic, write_text_atomic
 from kohya_wrap.interop.kohya_ss import spec_from_kohya_ss
 from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.sdscripts.naming import safe_name
-from kohya_wrap.spec.load import LoadedSpec, apply_overrides, load_project, load_spec_data
+from kohya_wrap.spec.load import LoadedSpec, load_project, load_spec_data
+from kohya_wrap.spec.overrides import apply_overrides, parse_override
 from kohya_wrap.spec.write import render_spec_toml
 
 DEFAULT_PRESET = "sd15-character"
@@ -126,7 +127,12 @@ def spec_from_kohya_ss_file(options: InitOptions, notes: list[str]) -> dict[str,
 
 def write_new_spec(layout: ProjectLayout, user: dict[str, Any], overrides: tuple[str, ...]) -> LoadedSpec:
     """Validate first, so an invalid spec is never written; keep the previous spec as .bak (undo)."""
-    user = apply_overrides(user, overrides)  # written into the spec: they are the user's choices
+    # written into the spec: they are the user's choices (an --unset as the spec's own `unset` list)
+    parsed = [parse_override(text) for text in overrides]
+    user = apply_overrides(user, [o for o in parsed if not o.unset])
+    unsets = [".".join(map(str, o.path)) for o in parsed if o.unset]
+    if unsets:
+        user["unset"] = [*user.get("unset", []), *unsets]
     loaded = load_spec_data(user, layout.spec_file)
     layout.root.mkdir(parents=True, exist_ok=True)
     if layout.spec_file.exists():

@@ -105,7 +105,7 @@ def build_plan(report: CheckReport) -> TrainingPlan:
         max_train_steps=settings.max_train_steps,
     )
     checkpoints = settings.checkpoint_names(math.total_steps, math.epochs, math.steps_per_epoch)
-    notes = [ref.note for ref in report.models if ref.note]
+    notes = [*loaded.notes, *(ref.note for ref in report.models if ref.note)]
     if (spec.dataset.model_extra or {}).get("validation_split"):
         notes.append(
             "dataset.validation_split is set: sd-scripts holds some images out, so it will report fewer steps than "

@@ -7,7 +7,8 @@ from pydantic import ValidationError
 
 from kohya_wrap.errors import KohyaWrapError, SpecError
 from kohya_wrap.sdscripts.schema import load_option_schema
-from kohya_wrap.spec.load import apply_overrides, deep_merge, load_project, parse_override, validate_spec
+from kohya_wrap.spec.load import deep_merge, load_project, validate_spec
+from kohya_wrap.spec.overrides import apply_overrides, parse_override
 
 SCHEMA = load_option_schema()
 
@@ -136,10 +137,16 @@ def test_concept_rules():
 
 
 def test_parse_override_values_are_toml():
-    assert parse_override("training.learning_rate=2e-4") == (["training", "learning_rate"], 2e-4)
-    assert parse_override("dataset.resolution=[512, 768]") == (["dataset", "resolution"], [512, 768])
-    assert parse_override("name=plain text") == (["name"], "plain text")
-    assert parse_override("concepts.0.repeats=5") == (["concepts", 0, "repeats"], 5)
+    assert (lambda o: (o.path, o.value))(parse_override("training.learning_rate=2e-4")) == (
+        ["training", "learning_rate"],
+        2e-4,
+    )
+    assert (lambda o: (o.path, o.value))(parse_override("dataset.resolution=[512, 768]")) == (
+        ["dataset", "resolution"],
+        [512, 768],
+    )
+    assert (lambda o: (o.path, o.value))(parse_override("name=plain text")) == (["name"], "plain text")
+    assert (lambda o: (o.path, o.value))(parse_override("concepts.0.repeats=5")) == (["concepts", 0, "repeats"], 5)
     with pytest.raises(KohyaWrapError):
         parse_override("no-equals-sign")
 

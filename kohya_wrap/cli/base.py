@@ -6,6 +6,7 @@ torch/transformers/pydantic; each command imports the core it calls when it runs
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import click
 from kohya_wrap import __version__
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
+UNSET_HELP = "Remove a value the spec or its preset sets, e.g. --unset training.max_train_epochs (repeatable)."
 SET_HELP = "Override a spec value for this command, e.g. --set training.learning_rate=2e-4 (repeatable)."
 
 
@@ -56,7 +58,15 @@ def project_dir_argument(func):
 
 
 def set_option(func):
-    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(func)
+    """--set KEY=VALUE and --unset KEY (both repeatable), handed to the command as one `overrides` tuple
+    (an unset as "unset:KEY", which spec/overrides.py reads)."""
+
+    @functools.wraps(func)
+    def command(*args, overrides: tuple[str, ...] = (), unsets: tuple[str, ...] = (), **kwargs):
+        return func(*args, overrides=tuple(overrides) + tuple(f"unset:{key}" for key in unsets), **kwargs)
+
+    command = click.option("--unset", "unsets", multiple=True, metavar="KEY", help=UNSET_HELP)(command)
+    return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(command)
 
 
 def print_error(lines: list[str]) -> None:

@@ -24,6 +24,7 @@ from kohya_wrap.sdscripts.families import FAMILIES
 from kohya_wrap.sdscripts.locate import SdScripts, locate_sd_scripts
 from kohya_wrap.sdscripts.schema import OptionSchema, load_option_schema
 from kohya_wrap.spec.models import ConceptSpec, ProjectSpec
+from kohya_wrap.spec.overrides import apply_overrides, parse_override, spec_unsets, user_wins
 from kohya_wrap.spec.settings import Settings, derive_settings
 
 if sys.version_info >= (3, 11):
@@ -43,6 +44,7 @@ class LoadedSpec:
     schema: OptionSchema
     sd_scripts: SdScripts
     settings: Settings
+    notes: tuple[str, ...] = ()  # what loading decided for the user (e.g. a preset value dropped)
 
 
 def find_spec_file(directory: str | Path) -> Path:
@@ -109,43 +111,6 @@ def resolve_extends(data: dict[str, Any], origin: str, base_dir: Path) -> tuple[
         parent_ref, parent_dir = parent_data.get("extends"), preset.path.parent
     merged["extends"] = data.get("extends")
     return merged, tuple(chain)
-
-
-def parse_override(text: str) -> tuple[list[str | int], Any]:
-    """`training.learning_rate=2e-4` → (["training", "learning_rate"], 0.0002); values are TOML, else plain strings."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key.strip():
-        raise KohyaWrapError(f"--set {text}: expected KEY.PATH=VALUE", "e.g. --set training.learning_rate=2e-4")
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    path: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
-    return path, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    result = copy.deepcopy(data)
-    for text in overrides:
-        path, value = parse_override(text)
-        node: Any = result
-        for part in path[:-1]:
-            if isinstance(part, int):
-                if not isinstance(node, list) or part >= len(node):
-                    raise KohyaWrapError(f"--set {text}: there is no item {part} at that path", "count items from 0")
-                node = node[part]
-            else:
-                node = node.setdefault(part, {}) if isinstance(node, dict) else None
-                if node is None:
-                    raise KohyaWrapError(f"--set {text}: '{part}' is not a table", "check the key path")
-        last = path[-1]
-        if isinstance(last, int):
-            if not isinstance(node, list) or last >= len(node):
-                raise KohyaWrapError(f"--set {text}: there is no item {last} at that path", "count items from 0")
-        elif not isinstance(node, dict):
-            raise KohyaWrapError(f"--set {text}: the parent of '{last}' is not a table", "check the key path")
-        node[last] = value
-    return result
 
 
 # ---------------------------------------------------------------------------------------------- errors
@@ -343,14 +308,19 @@ def schema_problems(data: dict[str, Any], schema: OptionSchema) -> list[Problem]
 
 def resolve_spec(
     user: dict[str, Any], spec_file: Path, overrides: Iterable[str] = ()
-) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The user's spec with `--set` overrides and its preset chain merged in. `--set extends=NAME` is
-    applied before the chain is resolved (it chooses the chain); every other override after (so it
-    overrides a preset's value too)."""
-    parsed = [(text, *parse_override(text)) for text in overrides]
-    chooses_chain = [text for text, path, _ in parsed if path == ["extends"]]
+) -> tuple[dict[str, Any], tuple[str, ...], list[str]]:
+    """The user's spec with `--set`/`--unset` overrides and its preset chain merged in, and notes.
+    `--set extends=NAME` is applied before the chain is resolved (it chooses the chain); every other
+    override after (so it overrides a preset's value too), then the spec's own `unset` list; last, a
+    preset value sd-scripts would let overrule what the user set is dropped (spec/overrides.py)."""
+    parsed = [parse_override(text) for text in overrides]
+    chooses_chain = [o for o in parsed if o.path == ["extends"]]
+    rest = [o for o in parsed if o.path != ["extends"]]
     merged, chain = resolve_extends(apply_overrides(user, chooses_chain), str(spec_file), spec_file.parent)
-    return apply_overrides(merged, [text for text, path, _ in parsed if path != ["extends"]]), chain
+    merged, unsets = spec_unsets(apply_overrides(merged, rest), str(spec_file))
+    merged = apply_overrides(merged, unsets)
+    merged, notes = user_wins(merged, user, rest)
+    return merged, chain, notes
 
 
 def load_spec_data(
@@ -358,7 +328,7 @@ def load_spec_data(
 ) -> LoadedSpec:
     """The one loading path (`load_project` reads the file; `init` validates what it is about to write)."""
     layout = ProjectLayout.at(spec_file.parent)
-    merged, chain = resolve_spec(user, spec_file, overrides)
+    merged, chain, notes = resolve_spec(user, spec_file, overrides)
     setting = merged.get("sd_scripts")
     sd = locate_sd_scripts(layout.root, setting if isinstance(setting, dict) else None)
     schema = schema or load_option_schema(sd)
@@ -370,6 +340,7 @@ def load_spec_data(
         schema=schema,
         sd_scripts=sd,
         settings=derive_settings(spec, schema, layout),
+        notes=tuple(notes),
     )
 
 

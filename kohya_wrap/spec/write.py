@@ -35,21 +35,29 @@ def _value_line(key: str, value: Any) -> str:
     return tomli_w.dumps({key: value}).rstrip("\n")
 
 
+def _is_table(value: Any) -> bool:
+    """A table, or an array of tables (written as [[key]] blocks); anything else is a plain value."""
+    return isinstance(value, dict) or (
+        isinstance(value, list) and bool(value) and all(isinstance(v, dict) for v in value)
+    )
+
+
 def render_spec_toml(data: dict[str, Any]) -> str:
     lines = [HEADER]
-    top = [(k, v) for k, v in data.items() if not isinstance(v, (dict, list)) and v is not None]
+    top = [(k, v) for k, v in data.items() if not _is_table(v) and v is not None]
     for key, value in top:
         comment = {
             "extends": "  # preset this spec builds on",
             "name": "  # LoRA file name: ASCII letters, digits, - _ .",
+            "unset": "  # keys the preset sets that this spec removes",
         }.get(key, "")
         lines.append(_value_line(key, value) + comment)
     words = ""
     concepts = data.get("concepts") or []
     if concepts:
         words = " ".join(w for w in (concepts[0].get("token"), concepts[0].get("class")) if w)
-    sections = [k for k in ORDER if k in data] + [
-        k for k in data if k not in ORDER and isinstance(data[k], (dict, list))
+    sections = [k for k in ORDER if k in data and _is_table(data[k])] + [
+        k for k in data if k not in ORDER and _is_table(data[k])
     ]
     for key in sections:
         value = data[key]
