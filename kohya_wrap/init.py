@@ -1,6 +1,6 @@
 """`init`: a new project — the user's `kohya-wrap.toml` (validated before it is written; a previous one
-kept as `.bak`), the kohya folder tree, and each concept's source photos copied in. Returns what it did;
-the CLI says it."""
+kept as `.bak`), the kohya folder tree, and each concept's source photos prepared into it (`prep`), or
+copied verbatim with `--no-prep`. Returns what it did; the CLI says it."""
 
 from __future__ import annotations
 
@@ -10,14 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from kohya_wrap.dataset.importer import ImportResult, import_images
+from kohya_wrap.dataset.prep import ConceptPrep, PrepOptions, prep_project
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import copy_file_atomic, write_text_atomic
 from kohya_wrap.interop.kohya_ss import spec_from_kohya_ss
 from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.sdscripts.naming import safe_name
 from kohya_wrap.spec.load import LoadedSpec, load_project, load_spec_data
+from kohya_wrap.spec.models import HF_PREFIX
 from kohya_wrap.spec.overrides import apply_overrides, parse_override
 from kohya_wrap.spec.write import render_spec_toml
+from kohya_wrap.workers import Progress, no_progress
 
 DEFAULT_PRESET = "sd15-character"
 
@@ -34,6 +37,7 @@ class InitOptions:
     from_kohya_ss: Path | None = None
     force: bool = False
     overrides: tuple[str, ...] = ()
+    no_prep: bool = False  # copy the photos verbatim instead of preparing them
 
 
 @dataclass
@@ -49,13 +53,20 @@ class InitResult:
     wrote_spec: bool  # False: an existing spec was kept
     ignored_options: bool = False  # spec options given while an existing spec was kept
     notes: list[str] = field(default_factory=list)  # what a kohya_ss config held that does not map
-    imports: list[ConceptImport] = field(default_factory=list)
+    imports: list[ConceptImport] = field(default_factory=list)  # copied verbatim (--no-prep)
+    prepared: list[ConceptPrep] = field(default_factory=list)  # prepared by prep
 
 
 def default_name(token: str) -> str:
     """The LoRA name when none is given: `<token>_v1`, in the characters a name may hold."""
     ascii_token = safe_name(token)
     return f"{ascii_token}_v1" if ascii_token else "my_lora"
+
+
+def command_line_model(value: str) -> str:
+    """A model given on the command line: a local path is relative to the current folder (written into
+    the spec absolute, since the spec's own relative paths are relative to the project); hf:// as is."""
+    return value if value.startswith(HF_PREFIX) else str(Path(value).expanduser().absolute())
 
 
 def concept_entry(token: str | None, class_: str, repeats: int, images: Path | None) -> dict[str, Any]:
@@ -76,7 +87,7 @@ def spec_from_options(options: InitOptions) -> dict[str, Any]:
         "name": options.name or default_name(concept["token"]),
     }
     if options.base_model:
-        data["model"] = {"base": options.base_model}
+        data["model"] = {"base": command_line_model(options.base_model)}
     data["concepts"] = [concept]
     return data
 
@@ -108,7 +119,7 @@ def spec_from_kohya_ss_file(options: InitOptions, notes: list[str]) -> dict[str,
     if options.name:
         data["name"] = options.name
     if options.base_model:
-        data.setdefault("model", {})["base"] = options.base_model
+        data.setdefault("model", {})["base"] = command_line_model(options.base_model)
     if options.token:
         data["concepts"] = [
             *data.get("concepts", []),
@@ -141,28 +152,34 @@ def write_new_spec(layout: ProjectLayout, user: dict[str, Any], overrides: tuple
     return loaded
 
 
-def import_concept_images(loaded: LoadedSpec, extra_images: Path | None) -> list[ConceptImport]:
-    """Create every concept folder and copy in its `source`; `extra_images` (init --images on an
-    existing project) go to the first training concept."""
+def fill_concept_folders(
+    loaded: LoadedSpec, extra_images: Path | None, no_prep: bool, progress: Progress = no_progress
+) -> tuple[list[ConceptImport], list[ConceptPrep]]:
+    """Create every concept folder and fill it from its `source`: prepared by `prep` (orientation,
+    alpha, a size sd-scripts trains at; rejected files never enter the folder), or copied verbatim with
+    `no_prep`. `extra_images` (init --images on an existing project) go to the first training concept,
+    and become its source in the spec."""
     layout = loaded.layout
-    imports = []
+    imports: list[ConceptImport] = []
+    prepared: list[ConceptPrep] = []
     first_training = next(c for c in loaded.settings.concepts if not c.is_reg)
     for item in loaded.settings.concepts:
         item.folder.mkdir(parents=True, exist_ok=True)
-        source = Path(item.concept.source).expanduser() if item.concept.source else None
-        if extra_images is not None and item is first_training:
-            source = extra_images
+        extra = extra_images if extra_images is not None and item is first_training else None
+        source = extra or (Path(item.concept.source).expanduser() if item.concept.source else None)
         if source is None:
             continue
         source = source if source.is_absolute() else layout.root / source
         if not source.is_dir():
             imports.append(ConceptImport(item.folder, None, missing_source=source))
-            continue
-        imports.append(ConceptImport(item.folder, import_images(source, item.folder)))
-    return imports
+        elif no_prep:
+            imports.append(ConceptImport(item.folder, import_images(source, item.folder)))
+        else:
+            prepared += prep_project(loaded, PrepOptions(concept=item.label, source=extra), progress)
+    return imports, prepared
 
 
-def init_project(directory: Path, options: InitOptions) -> InitResult:
+def init_project(directory: Path, options: InitOptions, progress: Progress = no_progress) -> InitResult:
     layout = ProjectLayout.at(directory)
     if layout.root.exists() and not layout.root.is_dir():
         raise KohyaWrapError(f"{layout.root}: exists and is not a folder", "choose another project folder")
@@ -175,11 +192,13 @@ def init_project(directory: Path, options: InitOptions) -> InitResult:
         loaded = write_new_spec(layout, user, options.overrides)
     for folder in layout.tree():
         folder.mkdir(parents=True, exist_ok=True)
-    imports = import_concept_images(loaded, extra_images=options.images if kept else None)
+    extra = options.images.expanduser().absolute() if kept and options.images is not None else None
+    imports, prepared = fill_concept_folders(loaded, extra, options.no_prep, progress)
     return InitResult(
         loaded,
         wrote_spec=not kept,
         ignored_options=kept and bool(options.from_kohya_ss or options.token),
         notes=notes,
         imports=imports,
+        prepared=prepared,
     )

@@ -52,6 +52,7 @@ def test_init_check_plan_with_awkward_paths(tmp_path, cli, base_model):
         photos,
         "--base-model",
         base_model,
+        "--no-prep",  # copied as they are (prepared photos: tests/test_init.py)
     )
     assert result.code == 0, result.err
     concept = root / "image" / "10_mytoken woman"
@@ -87,9 +88,9 @@ def test_init_is_idempotent_and_keeps_the_spec(tmp_path, cli, base_model):
     photos = tmp_path / "photos"
     make_images(photos, PHOTOS[:3])
     root = tmp_path / "p"
-    assert cli("init", root, "--token", "t", "--images", photos, "--base-model", base_model).code == 0
+    assert cli("init", root, "--token", "t", "--images", photos, "--base-model", base_model, "--no-prep").code == 0
     spec_text = (root / "kohya-wrap.toml").read_text(encoding="utf-8")
-    again = cli("init", root, "--token", "t", "--images", photos, "--base-model", base_model)
+    again = cli("init", root, "--token", "t", "--images", photos, "--base-model", base_model, "--no-prep")
     assert (
         again.code == 0
         and "kept the existing" in again.out
@@ -99,7 +100,7 @@ def test_init_is_idempotent_and_keeps_the_spec(tmp_path, cli, base_model):
     for path in photos.iterdir():
         path.unlink()
     photos.rmdir()
-    gone = cli("init", root)
+    gone = cli("init", root, "--no-prep")
     assert gone.code == 0 and "is gone; nothing imported" in gone.out
     forced = cli("init", root, "--token", "other", "--base-model", base_model, "--force")
     assert forced.code == 0

@@ -34,7 +34,7 @@ def gui_config(tmp_path: Path, base_model: Path) -> Path:
 
 def test_init_from_a_gui_config_derives_concepts_and_copies_images(tmp_path, cli, base_model):
     root = tmp_path / "from gui"
-    result = cli("init", root, "--from-kohya-ss", gui_config(tmp_path, base_model))
+    result = cli("init", root, "--from-kohya-ss", gui_config(tmp_path, base_model), "--no-prep")
     assert result.code == 0, result.err
     assert "kohya_ss: output_dir" in result.out  # GUI settings the layout replaces are reported, not dropped
     spec = tomllib.loads((root / "kohya-wrap.toml").read_text(encoding="utf-8"))
@@ -77,7 +77,7 @@ def test_export_then_import_keeps_the_settings(tmp_path, cli, project):
     gui = json.loads(out.read_text(encoding="utf-8"))
     assert gui["train_data_dir"] == str(root / "image") and gui["output_name"] == "mytoken_v1"
     assert gui["network_dim"] == 8 and float(gui["learning_rate"]) == 3e-4
-    again = cli("init", tmp_path / "again", "--from-kohya-ss", out)
+    again = cli("init", tmp_path / "again", "--from-kohya-ss", out, "--no-prep")
     assert again.code == 0, again.err
     spec = tomllib.loads((tmp_path / "again" / "kohya-wrap.toml").read_text(encoding="utf-8"))
     assert spec["training"]["network_dim"] == 8 and spec["training"]["learning_rate"] == 3e-4

@@ -146,7 +146,7 @@ def rejections(result_out: str) -> dict[str, str]:
 def test_crop_mode_and_a_second_run_that_does_nothing(prepared, cli):
     root, sources = prepared
     before = fingerprint(sources)
-    result = cli("prep", root, "--json")
+    result = cli("prep", root, "--json", "--mode", "crop")
     assert result.code == 0, result.err
     rejected = rejections(result.out)
     assert rejected["truncated.jpg"].startswith("truncated")
@@ -192,7 +192,7 @@ def test_crop_mode_and_a_second_run_that_does_nothing(prepared, cli):
     assert len(entries["original.png"]["sha256"]) == 64 and entries["original.png"]["output_size"] == [RES, RES]
 
     stamps = fingerprint(folder)
-    again = cli("prep", root)
+    again = cli("prep", root, "--mode", "crop")
     assert again.code == 0 and "0 written" in again.out and "12 unchanged" in again.out
     assert fingerprint(folder) == stamps
 

@@ -141,6 +141,7 @@ def test_preset_project_as_init_writes_it(tmp_path, tiny_model, sd_env, cli):
         photos,
         "--base-model",
         tiny_model[0],
+        "--no-prep",  # the photos as they are: mixed shapes, several buckets
     )
     assert result.code == 0, result.err
     spec = root / "kohya-wrap.toml"

@@ -27,7 +27,7 @@ from kohya_wrap.errors import ExitCode
     type=click.Choice(["auto", "vips", "pillow"]),
     help="Override [prep] engine (auto: libvips for JPEGs when installed).",
 )
-@click.option("--workers", type=click.IntRange(1, 256), help="Processes (default: every core).")
+@click.option("--workers", type=click.IntRange(1, 256), help="Threads (default: every core).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @set_option
 def prep(
@@ -56,34 +56,55 @@ def prep(
         progress=lambda label, total: ImageProgress.for_output("prep", label, total, as_json),
     )
     if as_json:
-        echo_json(
-            {
-                "concepts": [
-                    {
-                        "label": r.label,
-                        "source": str(r.source),
-                        "target": str(r.target),
-                        "written": r.fresh,
-                        "unchanged": r.skipped,
-                        "captions": r.captions,
-                        "kept": sum(x.status == "ok" for x in r.results),
-                        "rejected": [{"source": x.source, "reason": x.reason} for x in r.rejected],
-                        "seconds": round(r.seconds, 3),
-                    }
-                    for r in reports
-                ]
-            }
-        )
+        echo_json({"concepts": [report_dict(r) for r in reports]})
         return ExitCode.OK
+    print_reports(reports, layout.root)
+    echo(f"manifest: {layout.root / MANIFEST}")
+    return ExitCode.OK
+
+
+def report_dict(r) -> dict:
+    """One prepared concept (dataset.prep.ConceptPrep) for --json."""
+    return {
+        "label": r.label,
+        "source": str(r.source),
+        "target": str(r.target),
+        "written": r.fresh,
+        "unchanged": r.skipped,
+        "captions": r.captions,
+        "kept": sum(x.status == "ok" for x in r.results),
+        "rejected": [{"source": x.source, "reason": x.reason} for x in r.rejected],
+        "removed": [str(p) for p in r.removed],
+        "orphans": [str(p) for p in r.orphans],
+        "source_saved": r.source_saved,
+        "seconds": round(r.seconds, 3),
+    }
+
+
+def print_reports(reports, root: Path) -> None:
+    """What prep did per concept: kept, written, rejected (with why), copies replaced, sources gone."""
     for r in reports:
         kept = sum(x.status == "ok" for x in r.results)
         rate = f" ({r.fresh / r.seconds:.1f} img/s)" if r.fresh and r.seconds else ""
         echo(
-            f"{r.label}: {kept} image(s) in {r.target.relative_to(layout.root)} — {r.fresh} written{rate}, "
-            f"{r.skipped} unchanged, "
-            f"{len(r.rejected)} rejected, {r.captions} caption(s) copied"
+            f"{r.label}: {kept} image(s) in {r.target.relative_to(root)} — {r.fresh} written{rate}, "
+            f"{r.skipped} unchanged, {len(r.rejected)} rejected, {r.captions} caption(s) copied"
         )
         for x in r.rejected:
             echo(f"  rejected {Path(x.source).relative_to(r.source)}: {x.reason}", style="yellow")
-    echo(f"manifest: {layout.root / MANIFEST}")
-    return ExitCode.OK
+        if r.removed:
+            names = ", ".join(p.name for p in r.removed[:5]) + (
+                f" and {len(r.removed) - 5} more" if len(r.removed) > 5 else ""
+            )
+            echo(f"  replaced {len(r.removed)} earlier copy(ies) of these sources: {names}")
+        if r.orphans:
+            names = ", ".join(p.name for p in r.orphans[:5]) + (
+                f" and {len(r.orphans) - 5} more" if len(r.orphans) > 5 else ""
+            )
+            echo(
+                f"  kept {len(r.orphans)} image(s) prepared from sources no longer in {r.source}: {names} — "
+                "delete them if they should not train",
+                style="yellow",
+            )
+        if r.source_saved:
+            echo(f"  source = {r.source} saved in the spec (the next `kohya-wrap prep` reads it from there)")

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 @click.option(
     "--images",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of photos to copy (never moved or edited).",
+    help="Folder of photos: remembered as the concept's source and prepared into the project (never changed).",
 )
+@click.option("--no-prep", is_flag=True, help="Copy the --images photos verbatim instead of preparing them.")
 @click.option(
     "--base-model", help="Base model file, diffusers folder or hf://owner/repo[/file] (default: the preset's)."
 )
@@ -53,14 +54,19 @@ if TYPE_CHECKING:
 )
 @set_option
 def init(
-    directory: Path, preset, token, class_, repeats, images, base_model, name, from_kohya_ss, force, overrides
+    directory: Path, preset, token, class_, repeats, images, no_prep, base_model, name, from_kohya_ss, force, overrides
 ) -> int:
-    """Create a project: kohya-wrap.toml, the kohya folder tree, and (with --images) the photos."""
+    """Create a project: kohya-wrap.toml, the kohya folder tree, and (with --images) the photos, prepared
+    for training (`kohya-wrap prep`) unless --no-prep."""
+    from kohya_wrap.cli.prep import print_reports
+    from kohya_wrap.cli.progress import ImageProgress
     from kohya_wrap.init import InitOptions, init_project
 
+    options = InitOptions(
+        preset, token, class_, repeats, images, base_model, name, from_kohya_ss, force, overrides, no_prep
+    )
     result = init_project(
-        directory,
-        InitOptions(preset, token, class_, repeats, images, base_model, name, from_kohya_ss, force, overrides),
+        directory, options, progress=lambda label, total: ImageProgress.for_output("prep", label, total, False)
     )
     layout = result.loaded.layout
     for note in result.notes:
@@ -71,6 +77,7 @@ def init(
         echo(f"kept the existing {layout.spec_file} (--force rewrites it)")
         if result.ignored_options:
             echo("  the spec options given were not applied; edit the spec or pass --force", style="yellow")
+    print_reports(result.prepared, layout.root)
     for item in result.imports:
         folder = item.folder.relative_to(layout.root)
         if item.result is None:

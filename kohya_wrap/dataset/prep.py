@@ -28,7 +28,8 @@ from kohya_wrap.dataset.images import (
     vips,
 )
 from kohya_wrap.errors import KohyaWrapError
-from kohya_wrap.fsutil import copy_file_atomic, dataset_lock, write_text_atomic
+from kohya_wrap.fsutil import copy_file_atomic, dataset_lock, sha256_file, write_text_atomic
+from kohya_wrap.spec.edit import set_concept_source
 from kohya_wrap.spec.load import LoadedSpec
 from kohya_wrap.workers import Progress, no_progress, worker_count
 
@@ -48,6 +49,9 @@ class ConceptPrep:
     fresh: int = 0  # images written this time
     captions: int = 0
     seconds: float = 0.0
+    removed: list[Path] = field(default_factory=list)  # earlier copies replaced (see _remove_stale_copies)
+    orphans: list[Path] = field(default_factory=list)  # prepared earlier from sources that are gone: kept
+    source_saved: bool = False  # --source was written into the spec
 
     @property
     def rejected(self) -> list[PrepResult]:
@@ -147,7 +151,48 @@ def prep_concept(
                 if caption.is_file():
                     copy_file_atomic(caption, Path(result.output).with_suffix(suffix))
                     report.captions += 1
+    report.removed = _remove_stale_copies(
+        target, report.results, previous, {str(p): target / n for p, n in names.items()}
+    )
+    listed = {str(p) for p in sources}
+    report.orphans = [
+        Path(e["output"])
+        for e in previous.get("images", [])
+        if e.get("output") and e.get("source") not in listed and Path(e["output"]).is_file()
+    ]
     return report
+
+
+# a file another tool (or `init --no-prep`) copied in verbatim: these extensions, the source's own bytes
+_COPY_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def _remove_stale_copies(
+    target: Path, results: list[PrepResult], previous: dict[str, Any], outputs: dict[str, Path]
+) -> list[Path]:
+    """A source prepared again must leave one training image, not two: remove this source's earlier
+    output when its name changed (another format) or it is now rejected, and any verbatim copy of the
+    source under its own or its output's stem (byte for byte the source: `init --no-prep`'s copies). Only
+    files recorded as prep's own outputs or identical to a source that is still there are removed."""
+    earlier = {e["source"]: Path(e["output"]) for e in previous.get("images", []) if e.get("output")}
+    removed = []
+    for result in results:
+        keep = Path(result.output) if result.status == "ok" and result.output else None
+        candidates = set()
+        if result.source in earlier:
+            candidates.add(earlier[result.source])
+        own = outputs.get(result.source)
+        if result.sha256 and own is not None:
+            for stem in {own.stem, Path(result.source).stem}:
+                for suffix in _COPY_SUFFIXES:
+                    copy = target / f"{stem}{suffix}"
+                    if copy.is_file() and copy.stat().st_size == result.bytes and sha256_file(copy) == result.sha256:
+                        candidates.add(copy)
+        for path in sorted(candidates):
+            if path != keep and path.parent == target and path.is_file():
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def settings_key(settings: PrepSettings) -> dict[str, Any]:
@@ -201,8 +246,9 @@ def project_settings(loaded: LoadedSpec, overrides: dict[str, Any]) -> tuple[Pre
     size = loaded.settings.resolution
     buckets = loaded.settings.bucket
     aspect = buckets.max_reso / buckets.min_reso if buckets.enable_bucket and buckets.min_reso else 4.0
+    mode = prep.get("mode") or ("bucket" if buckets.enable_bucket else "crop")  # the size sd-scripts trains at
     settings = PrepSettings(
-        mode=prep.get("mode") or "crop",
+        mode=mode,
         size=size,
         out_format=prep.get("format") or "png",
         quality=prep.get("quality") or 95,
@@ -211,7 +257,7 @@ def project_settings(loaded: LoadedSpec, overrides: dict[str, Any]) -> tuple[Pre
         pad_color=color(prep.get("pad_color"), (0, 0, 0)),
         min_size=prep["min_size"] if prep.get("min_size") is not None else min(size) // 2,
         max_aspect=max(aspect, 1.0),
-        buckets=buckets if prep.get("mode") == "bucket" else None,
+        buckets=buckets if mode == "bucket" else None,
         engine=prep.get("engine") or "auto",
     )
     if settings.engine == "vips" and vips() is None:
@@ -269,13 +315,8 @@ def prep_project(loaded: LoadedSpec, options: PrepOptions, progress: Progress = 
         manifest = read_manifest(layout.root)
         for item in concepts:
             concept = item.concept
-            folder = (
-                options.source
-                if options.source is not None
-                else Path(concept.source).expanduser()
-                if concept.source
-                else None
-            )
+            given = options.source.expanduser().absolute() if options.source is not None else None  # from the cwd
+            folder = given if given is not None else Path(concept.source).expanduser() if concept.source else None
             if folder is None:
                 raise KohyaWrapError(
                     f"{layout.spec_file.name}: concept {concept.label!r} has no source folder",
@@ -311,4 +352,6 @@ def prep_project(loaded: LoadedSpec, options: PrepOptions, progress: Progress = 
             report.seconds = time.monotonic() - started
             reports.append(report)
             write_manifest(layout.root, manifest, report, settings)
+            if given is not None and (not concept.source or Path(concept.source).expanduser() != folder):
+                report.source_saved = set_concept_source(layout.spec_file, item.label, str(folder))
     return reports
