@@ -319,3 +319,12 @@ def test_vendor_install_leaves_a_source_checkout_clean(standin_repo, tmp_path):
     assert lock["source"] == str(standin_repo) and lock["ref"] == "v1.0.0"
     assert (copy / "kohya_wrap" / "data" / "sd-scripts.lock").read_text(encoding="utf-8") == shipped
     assert git_out(copy, "status", "--porcelain") == ""
+
+
+def test_a_relative_source_is_relative_to_the_current_folder(standin_repo, tmp_path, monkeypatch, cli):
+    monkeypatch.setenv("KOHYA_WRAP_VENDOR", str(tmp_path / "vendor"))
+    monkeypatch.chdir(standin_repo.parent)
+    result = cli("vendor", "install", "--source", standin_repo.name, "--ref", "v1.0.0", "--torch", "none")
+    assert result.code == 0, result.out + result.err
+    lock = tomllib.loads((tmp_path / "vendor" / "sd-scripts.lock").read_text(encoding="utf-8"))
+    assert lock["source"] == str(standin_repo)  # absolute: a later fetch from another folder still finds it

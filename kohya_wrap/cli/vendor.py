@@ -58,6 +58,14 @@ def vendor(vendor_dir: Path | None) -> None:
         os.environ["KOHYA_WRAP_VENDOR"] = str(vendor_dir.expanduser().absolute())
 
 
+def _source(value: str | None) -> str | None:
+    """--source: a local clone or mirror is relative to the current folder (recorded absolute in the
+    lock, so a later fetch from anywhere finds it); a URL as it is."""
+    if value is None or "://" in value or (":" in value and not Path(value).expanduser().exists()):
+        return value
+    return str(Path(value).expanduser().absolute())
+
+
 def _vendor():
     from kohya_wrap.sdscripts.vendor import Vendor
 
@@ -112,7 +120,7 @@ def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, co
     state = vendor.state()
     options = InstallOptions(
         ref,
-        source,
+        _source(source),
         tuple(exclude),
         torch or state.get("torch") or DEFAULT_TORCH,
         torch_index_url,
@@ -196,7 +204,7 @@ def vendor_upgrade(ref, source, exclude, constraints, force, directory: Path) ->
     except KohyaWrapError:
         before = None
     result = _run_phases(
-        lambda report: upgrade(vendor, ref, source, tuple(exclude), force, tuple(constraints) or None, report)
+        lambda report: upgrade(vendor, ref, _source(source), tuple(exclude), force, tuple(constraints) or None, report)
     )
     after = live_schema(vendor.sd_scripts())
     echo(
