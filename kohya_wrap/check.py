@@ -5,7 +5,6 @@ references, the output folder, and `lint`'s findings about the images and captio
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +16,8 @@ from kohya_wrap.sdscripts.locate import SdScripts
 from kohya_wrap.sdscripts.modelref import ResolvedRef, resolve_model_refs
 from kohya_wrap.sdscripts.stepmath import BucketError, BucketSelector
 from kohya_wrap.spec.load import LoadedSpec
-from kohya_wrap.spec.settings import Settings
+from kohya_wrap.spec.settings import FOLDER_NAME, Settings
 
-FOLDER_NAME = re.compile(r"^(\d+)_(.+)$")
 MAX_LISTED = 5  # per problem kind and folder; the rest are counted
 
 
@@ -171,15 +169,25 @@ def _check_captions(report: CheckReport, item: ConceptScan) -> None:
 
 def _check_stray_folders(report: CheckReport) -> None:
     """Folders under image/ and reg/ that the spec does not train: sd-scripts' folder mode users expect
-    every `N_name` folder (and a forgotten prefix means its images are silently dropped)."""
+    every `N_name` folder (and a forgotten prefix means its images are silently dropped). A concept's
+    folder whose repeats prefix is not the spec's trains with the spec's repeats (settings.concept_folder)."""
     layout = report.loaded.layout
+    trained = {c.folder: c for c in report.settings.concepts}
+    for item in report.settings.concepts:
+        if item.folder.name != item.concept.folder_name:
+            report.add(
+                "info",
+                relative(item.folder, layout.root),
+                f"trains with repeats = {item.concept.repeats} from the spec (sd-scripts reads num_repeats from "
+                "dataset.toml; the folder's prefix is only the kohya_ss GUI's convention)",
+                f"rename it to '{item.concept.folder_name}' if the GUI should show the same",
+            )
     for parent, is_reg in ((layout.image_dir, False), (layout.reg_dir, True)):
         if not parent.is_dir():
             continue
-        expected = {c.folder_name: c for c in report.loaded.spec.concepts if c.is_reg == is_reg}
-        by_words = {c.class_tokens: c for c in expected.values()}
+        by_words = {c.concept.class_tokens: c for c in trained.values() if c.is_reg == is_reg}
         for entry in sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if entry.name in expected:
+            if entry in trained:
                 continue
             where = relative(entry, layout.root)
             match = FOLDER_NAME.match(entry.name)
@@ -189,15 +197,16 @@ def _check_stray_folders(report: CheckReport) -> None:
                 report.add(
                     "error",
                     where,
-                    f"repeats in the folder name ({match.group(1)}) differ from the spec's repeats ({concept.repeats})",
-                    f"rename it to '{concept.folder_name}' or set repeats = {match.group(1)}",
+                    f"a second folder of concept {concept.label!r}, which trains "
+                    f"{relative(concept.folder, layout.root)}, so its images are not trained",
+                    f"move its images into {relative(concept.folder, layout.root)}",
                 )
             elif concept is not None:
                 report.add(
                     "error",
                     where,
                     "folder name lacks the '<repeats>_' prefix, so sd-scripts would skip it",
-                    f"rename it to '{concept.folder_name}'",
+                    f"rename it to '{concept.concept.folder_name}'",
                 )
             elif not match:
                 report.add(

@@ -196,12 +196,27 @@ def test_unreadable_and_skipped_images(project, cli):
 
 
 def test_stray_concept_folder_and_repeat_mismatch(project, cli):
+    """Changing repeats needs no renaming: a concept's only folder trains with the spec's repeats
+    whatever its prefix (sd-scripts reads num_repeats from dataset.toml); a second folder is an error."""
     root = project()
     make_images(root / "image" / "5_other thing", [(64, 64)])
     (root / "image" / "10_mytoken woman").rename(root / "image" / "4_mytoken woman")
     result = cli("check", root)
-    assert "image/4_mytoken woman: repeats in the folder name (4) differ from the spec's repeats (10)" in result.out
+    assert "image/4_mytoken woman: trains with repeats = 10 from the spec" in result.out
     assert "image/5_other thing: is not a concept in the spec" in result.out
+    (root / "image" / "5_other thing").rename(root / "elsewhere")
+    planned = cli("plan", root, "--json", "--set", "concepts.0.repeats=5")  # the README's own example
+    assert planned.code == 0, planned.err
+    plan = json.loads(planned.out)
+    assert plan["concepts"][0]["repeats"] == 5 and plan["train_images_x_repeats"] == 50
+    dataset = (root / "config" / "dataset.toml").read_text(encoding="utf-8")
+    assert "num_repeats = 5" in dataset and "4_mytoken woman" in dataset
+    make_images(root / "image" / "10_mytoken woman", [(512, 512)])  # now two folders for one concept
+    twice = cli("check", root)
+    assert twice.code == 2
+    assert (
+        "image/4_mytoken woman: a second folder of concept 'mytoken', which trains image/10_mytoken woman" in twice.out
+    )
 
 
 def test_check_json(project, cli):

@@ -39,7 +39,7 @@ def one(findings: list[dict], text: str) -> dict:
 
 def test_lint_on_the_prepared_project(prepared, cli):  # noqa: F811
     root, _ = prepared
-    assert cli("prep", root).code == 0
+    assert cli("prep", root, "--mode", "crop").code == 0  # every image at the resolution
     spoil(root)
     spec = root / "kohya-wrap.toml"
     spec.write_text(
@@ -90,7 +90,7 @@ def test_lint_on_the_prepared_project(prepared, cli):  # noqa: F811
 
 def test_shuffled_captions_keep_the_trigger_in_front(prepared, cli):  # noqa: F811
     root, _ = prepared
-    assert cli("prep", root).code == 0
+    assert cli("prep", root, "--mode", "crop").code == 0  # every image at the resolution
     folder = root.joinpath(*FOLDER)
     (folder / "photo.txt").write_text("woman, mytoken, park", encoding="utf-8")
     spec = root / "kohya-wrap.toml"
@@ -249,7 +249,7 @@ def test_clip_token_counts_match_the_slow_tokenizer(tmp_path):
 
 def test_hashes_are_cached(prepared, cli, monkeypatch):  # noqa: F811
     root, _ = prepared
-    assert cli("prep", root).code == 0
+    assert cli("prep", root, "--mode", "crop").code == 0  # every image at the resolution
     assert cli("lint", root).code == 0
     cache = json.loads((root / ".kohya-wrap" / "cache" / "dhash.json").read_text(encoding="utf-8"))
     assert len(cache) == 7

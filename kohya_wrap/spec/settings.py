@@ -8,6 +8,7 @@ them, so two commands cannot disagree about, say, the batch size (sd-scripts tak
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from kohya_wrap.sdscripts.schema import OptionSchema
 from kohya_wrap.sdscripts.stepmath import BucketSettings
 from kohya_wrap.spec.models import ConceptSpec, ProjectSpec
 
+FOLDER_NAME = re.compile(r"^(\d+)_(.+)$")  # <repeats>_<class tokens>, the kohya_ss GUI's folder convention
 DEFAULT_NEAR_DUPLICATE_DISTANCE = 5  # difference-hash bits
 CLIP_FAMILIES = ("sd15", "sd2", "sdxl")  # captions read through CLIP's 75-token window (FLUX reads T5 too)
 
@@ -148,8 +150,20 @@ class Settings:
 
 
 def concept_folder(layout: ProjectLayout, concept: ConceptSpec) -> Path:
-    """image/<repeats>_<token> <class>, or reg/<repeats>_<class> for regularization images."""
-    return (layout.reg_dir if concept.is_reg else layout.image_dir) / concept.folder_name
+    """image/<repeats>_<token> <class> (reg/<repeats>_<class> for regularization images); where only a
+    folder with another repeats prefix exists (the spec's repeats changed), that one: sd-scripts reads
+    the repeats from dataset.toml's num_repeats, the prefix is only the kohya_ss GUI's convention, so
+    changing repeats needs no renaming."""
+    parent = layout.reg_dir if concept.is_reg else layout.image_dir
+    canonical = parent / concept.folder_name
+    if canonical.is_dir() or not parent.is_dir():
+        return canonical
+    others = sorted(
+        p
+        for p in parent.iterdir()
+        if p.is_dir() and (m := FOLDER_NAME.match(p.name)) and m.group(2) == concept.class_tokens
+    )
+    return others[0] if len(others) == 1 else canonical
 
 
 def _value(*candidates: Any) -> Any:
