@@ -38,7 +38,9 @@ def listing(folders: dict[str, list[str]]):
 
 
 def run(gui: dict, folders: dict[str, list[str]] | None = None) -> ImportResult:
-    return spec_from_kohya_ss(gui, subfolders=listing(folders if folders is not None else FOLDERS))
+    """The mapping of the keys a config has: these tests use partial configs, so the GUI defaults for
+    missing keys (gui_defaults) stay off here; tests/test_kohya_ss_presets.py tests them."""
+    return spec_from_kohya_ss(gui, subfolders=listing(folders if folders is not None else FOLDERS), gui_defaults=False)
 
 
 def reasons(result: ImportResult) -> dict[str, str]:
@@ -759,6 +761,103 @@ def test_noise_offset_of_the_other_type_is_reported() -> None:
     assert result.spec["training"]["noise_offset"] == 0.1
     assert "multires_noise_iterations" not in result.spec["training"]
     assert reasons(result)["multires_noise_iterations"] == "inactive: noise_offset_type is Original"
+
+
+# --------------------------------------------------------------------------
+# values sd-scripts takes, LyCORIS dims, the GUI's defaults for missing keys
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keys", "steps", "expected", "script", "multiple"),
+    [
+        ({"enable_bucket": True}, 1, 64, "train_network.py", 64),
+        ({"enable_bucket": True, "v2": True}, 100, 128, "train_network.py", 64),
+        ({"enable_bucket": True, "sdxl": True}, 1, 32, "sdxl_train_network.py", 32),
+        ({"enable_bucket": True, "sdxl": True}, 40, 32, "sdxl_train_network.py", 32),
+        ({"enable_bucket": True, "flux1_checkbox": True, "LoRA_type": "Flux1"}, 8, 32, "flux_train_network.py", 32),
+        ({}, 1, 64, "train_network.py", 64),  # no enable_bucket: the GUI's default is on, and the spec checks it
+    ],
+)
+def test_bucket_steps_sd_scripts_stops_on_become_the_nearest_it_takes(
+    keys: dict, steps: int, expected: int, script: str, multiple: int
+) -> None:
+    gui = minimal(bucket_reso_steps=steps, **keys)
+    result = run(gui)
+    assert result.spec["dataset"]["bucket_reso_steps"] == expected
+    assert (
+        f"bucket_reso_steps {steps}: with bucketing on, {script} stops at start-up unless it is a multiple of "
+        f"{multiple} (sd-scripts' verify_bucket_reso_steps); the spec uses {expected}, the nearest that it accepts."
+    ) in result.notes
+    assert "bucket_reso_steps" not in reasons(result)
+    assert_accounted(gui, result)
+
+
+def test_bucket_steps_with_bucketing_off_are_kept_with_a_note() -> None:
+    result = run(minimal(enable_bucket=False, bucket_reso_steps=1))
+    assert result.spec["dataset"] == {"bucket_reso_steps": 1, "enable_bucket": False}
+    assert (
+        "bucket_reso_steps 1: kept as is. Bucketing is off (enable_bucket false), so sd-scripts ignores it (and "
+        "recommends a multiple of 8); with bucketing on, train_network.py would stop unless it is a multiple of 64."
+    ) in result.notes
+    sdxl = run(minimal(sdxl=True, enable_bucket=False, bucket_reso_steps=16))
+    assert sdxl.spec["dataset"]["bucket_reso_steps"] == 16
+    assert any(n.startswith("bucket_reso_steps 16: kept as is. Bucketing is off") for n in sdxl.notes)
+
+
+@pytest.mark.parametrize(
+    ("keys", "steps"), [({"enable_bucket": True}, 64), ({"sdxl": True, "enable_bucket": True}, 96)]
+)
+def test_bucket_steps_sd_scripts_takes_are_kept_quietly(keys: dict, steps: int) -> None:
+    result = run(minimal(bucket_reso_steps=steps, **keys))
+    assert result.spec["dataset"]["bucket_reso_steps"] == steps
+    assert not [n for n in result.notes if "bucket_reso_steps" in n]
+
+
+def test_lycoris_dims_above_the_networks_cap_are_kept_with_what_they_mean() -> None:
+    gui = minimal(LoRA_type="LyCORIS/LoKr", network_dim=100000, conv_dim=100000, network_alpha=1, factor=6)
+    result = run(gui)
+    assert result.spec["training"]["network_dim"] == 100000
+    assert {"algo=lokr", "conv_dim=100000", "factor=6"} <= set(result.spec["training"]["network_args"])
+    assert any(
+        n.startswith("network_dim 100000 and conv_dim 100000: kept; LyCORIS LoKr's full-dimension convention")
+        and "full matrix" in n
+        for n in result.notes
+    )
+    assert_accounted(gui, result)
+    loha = run(minimal(LoRA_type="LyCORIS/LoHa", network_dim=8192, conv_dim=4))
+    assert "network_dim 8192: kept; LyCORIS loha builds factors of that rank for every layer it trains." in loha.notes
+    assert not [n for n in run(minimal(LoRA_type="LyCORIS/LoKr", network_dim=64)).notes if "kept;" in n]
+
+
+def test_keys_a_spec_needs_take_the_gui_default_when_the_file_lacks_them() -> None:
+    gui = minimal(learning_rate=1e-4, max_train_epochs="")  # no max_resolution, epoch, max_train_steps
+    result = spec_from_kohya_ss(gui)
+    assert result.spec["dataset"] == {"resolution": 512}
+    assert result.spec["training"]["max_train_epochs"] == 1
+    assert (
+        "The config has no max_resolution: the GUI trains at its default '512,512'; the spec says "
+        "dataset.resolution = 512."
+    ) in result.notes
+    assert any("the GUI trains its default epoch = 1; the spec says max_train_epochs = 1" in n for n in result.notes)
+    assert result.unmapped == () and set(result.consumed) == set(gui)
+    raw = spec_from_kohya_ss(gui, gui_defaults=False)
+    assert "dataset" not in raw.spec and "max_train_epochs" not in raw.spec["training"]
+
+
+@pytest.mark.parametrize(
+    ("keys", "dataset", "training"),
+    [
+        ({"max_resolution": "768,768", "epoch": 3}, {"resolution": 768}, {"max_train_epochs": 3}),
+        ({"max_resolution": "1024,1024", "max_train_steps": 500}, {"resolution": 1024}, {"max_train_steps": 500}),
+        ({"max_resolution": "", "max_train_epochs": 4}, None, {"max_train_epochs": 4}),  # "": the GUI passes none
+    ],
+)
+def test_gui_defaults_only_fill_missing_keys(keys: dict, dataset: dict | None, training: dict) -> None:
+    result = spec_from_kohya_ss(minimal(**keys))
+    assert result.spec.get("dataset") == dataset
+    assert {k: v for k, v in result.spec["training"].items() if k.startswith("max_train")} == training
+    assert not [n for n in result.notes if "the GUI trains" in n]
 
 
 # --------------------------------------------------------------------------

@@ -187,7 +187,9 @@ class DatasetSpec(_OpenSection):
     enable_bucket: bool | None = Field(None, description="Aspect-ratio bucketing.")
     min_bucket_reso: int | None = Field(None, ge=64, le=8192)
     max_bucket_reso: int | None = Field(None, ge=64, le=8192)
-    bucket_reso_steps: int | None = Field(None, ge=8, le=1024)
+    # sd-scripts only recommends a multiple of 8 (--bucket_reso_steps help); the multiple its scripts assert is
+    # checked against the family, with bucketing on, in ProjectSpec.check_bucket_steps_fit_the_script
+    bucket_reso_steps: int | None = Field(None, ge=1, le=1024)
     bucket_no_upscale: bool | None = None
     caption_extension: str = Field(
         ".txt", description="Caption sidecar extension (sd-scripts' own default is .caption)."
@@ -230,6 +232,12 @@ class DatasetSpec(_OpenSection):
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 
+# The largest network_dim the networks.* modules of sd-scripts get; LyCORIS reads any dim as its own
+# convention (LoKr: a dim of at least half a layer's factor trains that factor as a full matrix; its
+# docs say to write "arbitrarily large numbers like 100000" for that), so its dims are not capped.
+NETWORK_DIM_MAX = 4096
+LYCORIS_MODULE = "lycoris.kohya"
+
 
 class TrainingSpec(_OpenSection):
     """sd-scripts training arguments by their own names; typed ones get bounds, the rest the live schema."""
@@ -238,7 +246,7 @@ class TrainingSpec(_OpenSection):
     unet_lr: float | None = Field(None, ge=0, le=1.0)
     text_encoder_lr: Union[float, list[float], None] = None
     network_module: str | None = None
-    network_dim: int | None = Field(None, ge=1, le=4096)
+    network_dim: int | None = Field(None, ge=1)  # at most NETWORK_DIM_MAX but with LyCORIS: check_network_dim
     network_alpha: float | None = Field(None, gt=0, le=4096)
     network_args: list[str] | None = None
     network_train_unet_only: bool | None = None
@@ -277,6 +285,17 @@ class TrainingSpec(_OpenSection):
         if any(v < 0 or v > 1 for v in values):
             raise ValueError(f"{value} is out of range — use 0 (frozen text encoder) up to 1, e.g. 5e-5")
         return value
+
+    @model_validator(mode="after")
+    def check_network_dim(self) -> "TrainingSpec":
+        dim = self.network_dim
+        if dim is not None and dim > NETWORK_DIM_MAX and self.network_module != LYCORIS_MODULE:
+            raise ValueError(
+                f"network_dim: {dim} is too large for {self.network_module or 'the default network module'} — use "
+                f'at most {NETWORK_DIM_MAX} (e.g. 32); only LyCORIS (network_module = "{LYCORIS_MODULE}") takes larger '
+                "dims (LoKr's full-matrix convention)"
+            )
+        return self
 
     @model_validator(mode="after")
     def check_attention(self) -> "TrainingSpec":
@@ -518,11 +537,14 @@ class ProjectSpec(_Section):
 
     @model_validator(mode="after")
     def check_bucket_steps_fit_the_script(self) -> "ProjectSpec":
+        # sd-scripts asserts the multiple only with bucketing on (with it off, it sets bucket_reso_steps to None);
+        # unset enable_bucket is checked too, since a bucket step says buckets are meant
         steps, needed = self.dataset.bucket_reso_steps, FAMILIES[self.model.family].bucket_step_multiple
-        if steps is not None and steps % needed:
+        if steps is not None and steps % needed and self.dataset.enable_bucket is not False:
             raise ValueError(
                 f"dataset.bucket_reso_steps: {steps} is not a multiple of {needed}, which {self.model.script} "
-                f"requires — use {needed * max(1, round(steps / needed))}"
+                f"requires with bucketing on — use {needed * max(1, round(steps / needed))} (or set "
+                "dataset.enable_bucket = false: sd-scripts then ignores bucket_reso_steps)"
             )
         return self
 

@@ -45,6 +45,14 @@ The rules
   value the GUI drops (``""``, ``0``, ``False``, ``None``; per key, see
   ``_FIELDS``) is "unset" and left out of the spec. Left-out keys are still
   *consumed*: they carry no setting.
+* A key the spec needs that the file lacks altogether (``max_resolution``; a
+  training length) gets the GUI field's default, which "Open config" keeps for
+  a missing key (``tables._GUI_MISSING_DEFAULTS``), with a note;
+  ``gui_defaults=False`` turns this off.
+* A value sd-scripts would stop on, where the GUI lets it through
+  (``bucket_reso_steps`` that is not the training script's multiple, with
+  bucketing on), becomes the nearest value it accepts, with a note; one it only
+  ignores or advises against is kept, with a note.
 * Every key of the GUI dict ends up in ``ImportResult.consumed`` (mapped, or
   unset) or in ``ImportResult.unmapped`` with a reason; a key can be in both
   when part of it could not be mapped (a concept folder whose name is not

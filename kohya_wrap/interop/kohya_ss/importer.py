@@ -14,6 +14,7 @@ from kohya_wrap.interop.kohya_ss.tables import (
     _CONCEPT_DIR_RE,
     _FIELDS,
     _GUI_HUB_MODELS,
+    _GUI_MISSING_DEFAULTS,
     _NO_FIELD,
     _NOTHING,
     _SPEC_ORDER,
@@ -35,8 +36,10 @@ from kohya_wrap.interop.kohya_ss.values import (
     _blank,
     _inactive,
     _join,
+    _to_bool,
     _to_int,
 )
+from kohya_wrap.sdscripts.families import FAMILIES
 from kohya_wrap.sdscripts.naming import NAME_PATTERN, safe_name
 
 
@@ -235,9 +238,10 @@ def _import_folders(imp: _Import) -> None:
 
 
 def _import_resolution(imp: _Import) -> None:
-    raw = imp.raw("max_resolution")
-    if "max_resolution" not in imp.gui:
+    missing = "max_resolution" not in imp.gui
+    if missing and not imp.gui_defaults:
         return
+    raw = _GUI_MISSING_DEFAULTS["max_resolution"] if missing else imp.raw("max_resolution")
     if _blank(raw):
         imp.take("max_resolution")
         return
@@ -250,8 +254,14 @@ def _import_resolution(imp: _Import) -> None:
         imp.report("max_resolution", raw, _bad(str(exc)))
         return
     width, height = sizes[0], sizes[-1]
-    imp.put("dataset", "resolution", width if width == height else [width, height])
+    resolution = width if width == height else [width, height]
+    imp.put("dataset", "resolution", resolution)
     imp.take("max_resolution")
+    if missing:
+        imp.notes.append(
+            f"The config has no max_resolution: the GUI trains at its default {raw!r}; the spec says "
+            f"dataset.resolution = {resolution}."
+        )
 
 
 def _import_learning_rates(imp: _Import) -> None:
@@ -311,6 +321,14 @@ def _import_duration(imp: _Import) -> None:
     if steps > 0:
         imp.put("training", "max_train_steps", steps)
     imp.take(*(k for k in ("max_train_epochs", "max_train_steps") if k in counts))
+    if "epoch" not in imp.gui and epochs == 0 and steps == 0 and imp.gui_defaults:
+        epoch = _to_int(_GUI_MISSING_DEFAULTS["epoch"])
+        imp.put("training", "max_train_epochs", epoch)
+        imp.notes.append(
+            f"The config sets no training length (no epoch, and no max_train_epochs or max_train_steps): the GUI "
+            f"trains its default epoch = {epoch}; the spec says max_train_epochs = {epoch}. Raise it to train longer."
+        )
+        return
     if "epoch" not in counts:
         return
     if epochs == 0 and steps == 0:
@@ -354,6 +372,43 @@ def _import_warmup(imp: _Import) -> None:
         imp.put("training", "lr_warmup_steps", round(percent / 100, 6))
     if ok_p:
         imp.take("lr_warmup")
+
+
+def _import_bucket_steps(imp: _Import) -> None:
+    """bucket_reso_steps: sd-scripts' scripts stop at start-up unless it is a multiple of the family's step
+    (train_util verify_bucket_reso_steps), but only with bucketing on; with it off they ignore it."""
+    key = "bucket_reso_steps"
+    if key not in imp.gui or imp.family not in FAMILIES:
+        return  # an unsupported family: the one-to-one step takes it
+    ok, steps = imp.value(key, "int", blank=0)
+    if not ok:
+        return
+    imp.take(key)
+    if steps == 0:
+        return  # unset: the GUI drops 0 and ""
+    family = FAMILIES[imp.family]
+    multiple = family.bucket_step_multiple
+    try:
+        bucketing_off = not _blank(imp.raw("enable_bucket")) and not _to_bool(imp.raw("enable_bucket"))
+    except _BadValue:
+        bucketing_off = False  # reported by the one-to-one step; the spec leaves enable_bucket unset
+    if steps % multiple == 0 or steps < 0:
+        imp.put("dataset", key, steps)  # a negative one is refused by the spec, with the reason
+    elif bucketing_off:
+        imp.put("dataset", key, steps)
+        recommended = " (and recommends a multiple of 8)" if steps % 8 else ""
+        imp.notes.append(
+            f"bucket_reso_steps {steps}: kept as is. Bucketing is off (enable_bucket false), so sd-scripts ignores "
+            f"it{recommended}; with bucketing on, {family.script} would stop unless it is a multiple of {multiple}."
+        )
+    else:
+        nearest = multiple * max(1, round(steps / multiple))
+        imp.put("dataset", key, nearest)
+        imp.notes.append(
+            f"bucket_reso_steps {steps}: with bucketing on, {family.script} stops at start-up unless it is a "
+            f"multiple of {multiple} (sd-scripts' verify_bucket_reso_steps); the spec uses {nearest}, the nearest "
+            "that it accepts."
+        )
 
 
 def _import_attention(imp: _Import) -> None:
@@ -548,6 +603,7 @@ _IMPORT_STEPS: tuple[Callable[[_Import], None], ...] = (
     _import_learning_rates,
     _import_duration,
     _import_warmup,
+    _import_bucket_steps,
     _import_attention,
     _import_noise,
     _import_sample,
@@ -558,17 +614,24 @@ _IMPORT_STEPS: tuple[Callable[[_Import], None], ...] = (
 )
 
 
-def spec_from_kohya_ss(gui: dict, *, subfolders: Callable[[str], list[str]] | None = None) -> ImportResult:
+def spec_from_kohya_ss(
+    gui: dict, *, subfolders: Callable[[str], list[str]] | None = None, gui_defaults: bool = True
+) -> ImportResult:
     """Build a kohya-wrap spec dict from a kohya_ss GUI LoRA config dict.
 
     ``subfolders(path)`` lists the subfolder names of a GUI ``train_data_dir``
     or ``reg_data_dir``; with it, each ``<repeats>_<token> <class>`` folder
     becomes a ``[[concepts]]`` entry whose ``source`` is that folder. Without
     it, the folders are reported as unmapped.
+
+    ``gui_defaults``: a key that a spec needs and the file lacks (GUI presets
+    often have no ``max_resolution`` or ``epoch``) gets the value the GUI trains
+    with, its field's default (``tables._GUI_MISSING_DEFAULTS``), with a note.
+    False maps only the keys the file has.
     """
     if not isinstance(gui, dict):
         raise TypeError(f"expected the GUI config as a dict, got {type(gui).__name__}")
-    imp = _Import(gui, subfolders)
+    imp = _Import(gui, subfolders, gui_defaults)
     for step in _IMPORT_STEPS:
         step(imp)
     for key, value in gui.items():

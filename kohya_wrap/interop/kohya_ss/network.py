@@ -28,8 +28,10 @@ from kohya_wrap.interop.kohya_ss.values import (
     _blank,
     _parse_scalar,
     _to_bool,
+    _to_int,
 )
 from kohya_wrap.sdscripts.prompts import format_number
+from kohya_wrap.spec.models import NETWORK_DIM_MAX
 
 # --------------------------------------------------------------------------
 # the rules of tables._NET_TYPES
@@ -191,11 +193,41 @@ def _import_network(imp: _Import) -> None:
             imp.inactive(key, "the GUI passes train_blocks only with split_mode")
         else:
             imp.inactive(key, f"not used by LoRA_type {type_name}")
+    _note_lycoris_dims(imp, nettype, values)
     if nettype.module in ("networks.loha", "networks.lokr"):
         imp.notes.append(
             f"{nettype.module} is a recent sd-scripts module (absent from sd-scripts v0.10.1, kohya-wrap's pin); "
             "check that the sd-scripts you run has it."
         )
+
+
+def _note_lycoris_dims(imp: _Import, nettype: _NetType, values: dict[str, object]) -> None:
+    """LyCORIS dims above the networks.* cap are kept (the spec takes them for lycoris.kohya): say what they mean
+    (LyCORIS 3.2.0.post2, which the GUI installs: lycoris/kohya.py, lycoris/modules/*.py)."""
+    if nettype.module != "lycoris.kohya":
+        return
+    passed = {"network_dim", *(arg for arg, _key, _rule in nettype.args)}
+    big = []
+    for key in ("network_dim", "conv_dim"):
+        raw = values.get(key, imp.gui.get(key))
+        try:
+            dim = 0 if _blank(raw) else _to_int(raw)
+        except _BadValue:
+            continue  # reported where the key is mapped
+        if key in passed and dim > NETWORK_DIM_MAX:
+            big.append(f"{key} {dim}")
+    if not big:
+        return
+    if nettype.algo == "lokr":
+        meaning = (
+            "LyCORIS LoKr's full-dimension convention: a dim of at least half a layer's Kronecker factor trains "
+            "that factor as a full matrix (LyCORIS logs 'using full matrix mode'), and network_alpha then has no effect"
+        )
+    elif nettype.algo in ("ia3", "full"):
+        meaning = f"LyCORIS {nettype.algo} does not use it"
+    else:
+        meaning = f"LyCORIS {nettype.algo} builds factors of that rank for every layer it trains"
+    imp.notes.append(f"{' and '.join(big)}: kept; {meaning}.")
 
 
 # --------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from kohya_wrap.interop.kohya_ss.values import _CONVERT, Unmapped, _bad, _BadVal
 class _Import:
     """The state of one import; the import steps (importer, network, samples) fill it."""
 
-    def __init__(self, gui: dict, subfolders: Callable[[str], list[str]] | None) -> None:
+    def __init__(self, gui: dict, subfolders: Callable[[str], list[str]] | None, gui_defaults: bool = True) -> None:
         self.gui = gui
         self.subfolders = subfolders
+        self.gui_defaults = gui_defaults  # fill a needed key the file lacks with the GUI's default
         self.spec: dict[str, Any] = {}
         self.unmapped: list[Unmapped] = []
         self.notes: list[str] = []

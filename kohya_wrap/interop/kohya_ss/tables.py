@@ -275,6 +275,19 @@ _GUI_FACTORY: dict[str, object] = {
     "max_data_loader_n_workers": 0,
 }
 
+# What the GUI trains with when a file lacks one of the keys a kohya-wrap spec needs: "Open config"
+# keeps the field's current value for a missing key (lora_gui.py open_configuration, `json_value if
+# json_value is not None else value`), which in a fresh GUI is the field's default:
+# kohya_gui/class_basic_training.py `basic.max_resolution` "512,512" and `basic.epoch` 1, the same
+# in "config example.toml" [basic]. A missing max_train_steps / max_train_epochs reads as 0, as in
+# config example.toml and in the 2023 GUI that wrote the presets (empty fields); today's
+# class_basic_training.py defaults max_train_steps to 1600 (kohya_ss 542af989, 2024-04), which a
+# GUI without config.toml keeps for such a file. So epoch decides, as the presets' authors meant.
+_GUI_MISSING_DEFAULTS: dict[str, object] = {
+    "max_resolution": "512,512",
+    "epoch": 1,
+}
+
 
 def _is_gui_default(key: str, value: object) -> bool:
     if _blank(value):
