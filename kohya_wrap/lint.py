@@ -1,9 +1,10 @@
 """`lint`: what is wrong with the training images themselves, found before hours of training on them.
 
 Per concept folder (as sd-scripts will read it): how many images and whether that is enough, their
-resolutions, which ones sd-scripts would upscale, the bucket histogram with single-image buckets,
-near-duplicates, orphan captions, captions missing the trigger token or pushed away from the front
-by shuffling, captions past the CLIP token window, captions sd-scripts will not read because of their
+resolutions, images far below the training size, which ones sd-scripts would upscale, the bucket
+histogram with single-image buckets, EXIF orientations and transparency sd-scripts ignores,
+near-duplicates, orphan captions, captions missing the trigger token or pushed away from the front by
+shuffling, captions past the CLIP token window, captions sd-scripts will not read because of their
 extension, and mixed file formats. `check` runs the same findings; `lint` also shows the statistics.
 """
 
@@ -25,6 +26,17 @@ from kohya_wrap.spec.settings import Settings
 
 MIN_IMAGES = 15  # below this a LoRA mostly memorises its few images
 UPSCALE_TOLERANCE = 1.05  # bucket rounding alone scales by a few per cent
+# how an image with this EXIF orientation trains in sd-scripts, which shows the stored pixels
+ORIENTATIONS = {
+    2: "mirrored",
+    3: "upside down",
+    4: "upside down, mirrored",
+    5: "sideways, mirrored",
+    6: "sideways",
+    7: "sideways, mirrored",
+    8: "sideways",
+}
+ALPHA_BECOMES = {"black": "black", "white": "white", "other": "the colours under them"}
 
 
 @dataclass
@@ -60,7 +72,23 @@ def _names(paths, limit: int = 5) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-# ---------------------------------------------------------------------------------------------- hashes
+def _names_with(images: list[ImageEntry], note, limit: int = 5) -> str:
+    """`a.jpg (note), b.png (note) and N more`."""
+    shown = ", ".join(f"{i.path.name} ({note(i)})" for i in images[:limit])
+    return shown + (f" and {len(images) - limit} more" if len(images) > limit else "")
+
+
+def _small_listing(images: list[ImageEntry], trained: dict[Path, tuple[tuple[int, int], float]]) -> str:
+    def note(image: ImageEntry) -> str:
+        size = f"{image.size[0]}×{image.size[1]}"  # type: ignore[index]
+        if image.path not in trained:
+            return size
+        bucket, scale = trained[image.path]
+        if scale > UPSCALE_TOLERANCE:
+            return f"{size}, upscaled ×{scale:.1f}"
+        return f"{size}, trains as {bucket[0]}×{bucket[1]}"
+
+    return _names_with(images, note)
 
 
 # ---------------------------------------------------------------------------------------------- findings
@@ -115,6 +143,8 @@ def lint_concept(item: ConceptScan, settings: Settings, root: Path, hashes: Hash
     selector = BucketSelector(settings.bucket)
     per_bucket: dict[tuple[int, int], list[ImageEntry]] = {}
     upscaled: list[tuple[float, ImageEntry]] = []
+    trained: dict[Path, tuple[tuple[int, int], float]] = {}  # image → its bucket and the scale to it
+    floor = min(settings.resolution) // 2  # prep's default min_size: what it rejects
     for image in images:
         width, height = image.size  # type: ignore[misc]
         try:
@@ -123,10 +153,22 @@ def lint_concept(item: ConceptScan, settings: Settings, root: Path, hashes: Hash
             continue  # check reports these as errors
         per_bucket.setdefault(bucket, []).append(image)
         scale = max(bucket[0] / width, bucket[1] / height)
+        trained[image.path] = (bucket, scale)
         if scale > UPSCALE_TOLERANCE:
             upscaled.append((scale, image))
     result.buckets = sorted(((b, len(v)) for b, v in per_bucket.items()), key=lambda bn: (-bn[1], bn[0]))
     result.upscaled = len(upscaled)
+    tiny = sorted((i for i in images if min(i.size) < floor), key=lambda i: min(i.size))  # type: ignore[arg-type]
+    if tiny:
+        add(
+            "warning",
+            f"{len(tiny)} image(s) are far below the {settings.resolution[0]}×{settings.resolution[1]} training size "
+            f"(shorter side under {floor} px): {_small_listing(tiny, trained)}; they train blurred or with next to "
+            "no detail",
+            f"replace them with larger originals, or leave them out: `kohya-wrap prep` rejects images whose "
+            f"shorter side is under {floor} px",
+        )
+    upscaled = [(s, i) for s, i in upscaled if min(i.size) >= floor]  # type: ignore[arg-type] # the tiny ones: above
     if upscaled:
         upscaled.sort(key=lambda si: -si[0])
         examples = ", ".join(f"{i.path.name} ({i.size[0]}×{i.size[1]}, ×{s:.1f})" for s, i in upscaled[:3])  # type: ignore[index]
@@ -157,6 +199,35 @@ def lint_concept(item: ConceptScan, settings: Settings, root: Path, hashes: Hash
                     f"{len(single)} bucket(s) hold a single image: {listing}",
                     "fine at a batch size of 1; with larger batches crop them to a common aspect ratio",
                 )
+
+    # --- what sd-scripts' loader gets wrong without a word (library/train_util.py:2948 load_image opens
+    # each file and converts it to RGB: no EXIF orientation applied, the alpha channel dropped)
+    turned = [i for i in images if i.orientation != 1]
+    if turned:
+        add(
+            "warning",
+            f"{len(turned)} image(s) carry an EXIF orientation that sd-scripts does not apply, so they train as "
+            "stored, not as every viewer shows them: "
+            + _names_with(turned, lambda i: ORIENTATIONS.get(i.orientation, "turned")),
+            "run `kohya-wrap prep` (it applies the orientation and writes upright images), or re-save them upright",
+        )
+    transparent = [i for i in images if i.alpha in ("black", "white", "other")]
+    if transparent and own.alpha_mask:
+        add(
+            "info",
+            f"{len(transparent)} image(s) have transparent areas, which alpha_mask leaves out of the loss: "
+            f"{_names(i.path for i in transparent)}",
+        )
+    elif transparent:
+        only_white = all(i.alpha == "white" for i in transparent)
+        add(
+            "info" if only_white else "warning",
+            f"{len(transparent)} image(s) have transparent areas, and sd-scripts drops the alpha channel, so "
+            "those areas train as the colour stored under them: "
+            + _names_with(transparent, lambda i: ALPHA_BECOMES[i.alpha]),
+            "run `kohya-wrap prep` (it composites them on its background colour, white unless [prep] background "
+            "says otherwise), or flatten them on the background you want",
+        )
 
     # --- near-duplicates
     distance = settings.near_duplicate_distance

@@ -7,8 +7,9 @@ import os
 from PIL import Image
 
 from conftest import make_image
+from kohya_wrap.dataset.facts import image_size
 from kohya_wrap.dataset.importer import import_images
-from kohya_wrap.dataset.scan import image_size, scan_folder
+from kohya_wrap.dataset.scan import scan_folder
 
 
 def test_scan_matches_sd_scripts_listing(tmp_path):
@@ -28,13 +29,16 @@ def test_scan_matches_sd_scripts_listing(tmp_path):
     assert not scan_folder(tmp_path / "missing").exists
 
 
-def test_image_size_uses_exif_rotation_for_jpeg_like_sd_scripts(tmp_path):
-    path = tmp_path / "rotated.jpg"
-    image = Image.new("RGB", (80, 40))
-    exif = image.getexif()
-    exif[0x0112] = 6  # rotate 90°: sd-scripts' imagesize reports the rotated size
-    image.save(path, exif=exif)
-    assert image_size(path) == (40, 80)
+def test_image_size_is_the_stored_size_like_sd_scripts(tmp_path):
+    """sd-scripts pins imagesize 1.4.1 (requirements.txt), which never reads the EXIF orientation: its
+    buckets are chosen for the stored shape (imagesize ≥ 2, installed here, would rotate JPEG sizes)."""
+    for fmt in ("JPEG", "WEBP", "PNG"):
+        path = tmp_path / f"rotated.{fmt.lower()}"
+        image = Image.new("RGB", (80, 40))
+        exif = image.getexif()
+        exif[0x0112] = 6  # viewers rotate it 90°; sd-scripts does not
+        image.save(path, fmt, exif=exif)
+        assert image_size(path) == (80, 40), fmt
     (tmp_path / "junk.png").write_bytes(os.urandom(100))
     assert image_size(tmp_path / "junk.png") is None
 

@@ -56,8 +56,9 @@ def test_lint_on_the_prepared_project(prepared, cli):  # noqa: F811
     assert buckets[(256, 256)] == 8 and sum(buckets.values()) == 9
     findings = findings_of(data)
     assert one(findings, "only 9 image(s)")["severity"] == "warning"
-    upscaled = one(findings, "get upscaled")
-    assert "small.png (100×150" in upscaled["what"]
+    small = one(findings, "far below the 256×256 training size")
+    assert "small.png (100×150, upscaled ×2.1)" in small["what"] and "`kohya-wrap prep` rejects" in small["fix"]
+    assert not [f for f in findings if "get upscaled" in f["what"]]  # one finding per image
     single = one(findings, "bucket(s) hold a single image")
     assert single["severity"] == "warning" and "small.png" in single["what"] and "batch size of 2" in single["what"]
     assert "photo again.jpg ≈ photo.png" in one(findings, "near-duplicate pair")["what"]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kohya_wrap.dataset.dhash import dhash
+from kohya_wrap.dataset.facts import failure, orientation_of
 from kohya_wrap.fsutil import write_bytes_atomic
 from kohya_wrap.sdscripts.stepmath import BucketSelector, BucketSettings
 
@@ -196,15 +197,6 @@ def format_support(suffix: str) -> str | None:
     return None
 
 
-def _orientation(image) -> int:
-    try:
-        if image.format == "PNG" and "exif" not in image.info:
-            return 1  # getexif() on a PNG decodes the whole image to look for a late eXIf chunk
-        return int(image.getexif().get(0x0112, 1) or 1)
-    except Exception:  # noqa: BLE001 - a broken EXIF block is not a broken image
-        return 1
-
-
 def _to_rgb(image, settings: PrepSettings, ops: list[str]):
     """Any mode → 8-bit sRGB RGB: ICC profile converted, alpha composited, 16-bit scaled, CMYK converted."""
     from PIL import Image, ImageCms
@@ -307,7 +299,7 @@ def prepare_one(source: str, target: str, settings: PrepSettings) -> PrepResult:
         frames = getattr(image, "n_frames", 1)
         if frames > 1:
             result.ops.append(f"first frame of {frames}")
-        orientation = _orientation(image)
+        orientation = orientation_of(image)
         raw_w, raw_h = image.size
         width, height = (raw_h, raw_w) if orientation in (5, 6, 7, 8) else (raw_w, raw_h)
         result.source_size = (width, height)
@@ -369,10 +361,7 @@ def prepare_one(source: str, target: str, settings: PrepSettings) -> PrepResult:
             result.ops.append(f"fit {out_w}×{out_h}, padded")
         return _finish(result, image, width * height, target, settings)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        message = str(exc) or type(exc).__name__
-        if "truncated" in message:
-            return reject(result, f"truncated: {message}")
-        return reject(result, f"unreadable image: {message}")
+        return reject(result, failure(exc))  # one clean line: never Pillow's `<_io.BytesIO object at 0x…>`
 
 
 def _pad(image, size: tuple[int, int], color: tuple[int, int, int]):

@@ -1,9 +1,10 @@
 """See a concept folder the way sd-scripts will: the same files, the same sizes, the same captions.
 
 sd-scripts lists `<dir>/*<ext>` for an exact-case extension list (so `photo.Jpg` is silently skipped),
-reads sizes with the `imagesize` package (EXIF-rotated for JPEG, raw for WebP) with a Pillow fallback,
-and looks for `<image stem><caption_extension>` next to each image. Matching it exactly is what makes
-our step math equal to its own.
+reads sizes with the `imagesize` package it pins (1.4.1: the stored size, EXIF orientation not applied)
+with a Pillow fallback, and looks for `<image stem><caption_extension>` next to each image. Matching it
+exactly is what makes our step math equal to its own. What else it gets wrong silently about each image
+(orientation, transparency) and whether the file decodes at all is read in dataset/facts.py, cached.
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from kohya_wrap.dataset.facts import facts_for
+from kohya_wrap.paths import SPEC_FILENAME
 
 if TYPE_CHECKING:
     from kohya_wrap.spec.settings import ConceptSettings
@@ -51,8 +55,10 @@ CAPTION_LIKE_SUFFIXES = (".txt", ".caption", ".tags", ".tag", ".cap")
 @dataclass(frozen=True)
 class ImageEntry:
     path: Path
-    size: tuple[int, int] | None  # None: the header could not be read
+    size: tuple[int, int] | None  # as stored (sd-scripts ignores the EXIF orientation); None: unreadable header
     damage: str | None = None  # why the file would fail to decode (truncated, corrupt), if it would
+    orientation: int = 1  # EXIF orientation, which sd-scripts does not apply
+    alpha: str = ""  # "", "opaque", or what its transparent parts train as: "black", "white", "other"
 
     @property
     def stem_path(self) -> str:
@@ -82,49 +88,20 @@ def is_sd_scripts_image(name: str) -> bool:
     return not name.startswith(".") and name.endswith(SD_SCRIPTS_IMAGE_EXTENSIONS)
 
 
-def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) as sd-scripts reads it, or None when neither reader understands the file."""
-    import imagesize
-
-    try:
-        width, height = imagesize.get(str(path))
-    except Exception:  # imagesize raises on some malformed headers; sd-scripts then falls back too
-        width, height = -1, -1
-    if width > 0 and height > 0:
-        return int(width), int(height)
-    try:
-        from PIL import Image
-
-        with Image.open(path) as image:
-            return image.size
-    except Exception:
-        return None
-
-
-def damage(path: Path) -> str | None:
-    """A fast integrity check for a readable header: sd-scripts decodes images only after loading the
-    model (minutes in), so a truncated file must be found here. Pillow's verify() checks PNG/WebP
-    chunks; a JPEG without its end marker is decoded in full to be sure (rare, so cheap overall)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            if image.format == "JPEG":
-                with open(path, "rb") as handle:
-                    handle.seek(max(0, path.stat().st_size - 1024))
-                    if b"\xff\xd9" in handle.read():
-                        return None
-                image.load()
-            else:
-                image.verify()
-    except Exception as exc:  # Pillow raises many kinds for broken files
-        return str(exc) or type(exc).__name__
+def project_of(folder: Path) -> Path | None:
+    """The project a concept folder belongs to: `image/<name>` or `reg/<name>` in a folder that holds a
+    kohya-wrap.toml; None for any other folder."""
+    parent = folder.parent
+    if parent.name in ("image", "reg") and (parent.parent / SPEC_FILENAME).is_file():
+        return parent.parent
     return None
 
 
-def scan_folder(folder: Path, read_sizes: bool = True) -> FolderScan:
-    """The folder as sd-scripts lists it; `read_sizes=False` skips the image headers and the integrity
-    check (for work on captions, which needs only the names)."""
+def scan_folder(folder: Path, read_sizes: bool = True, root: Path | None = None) -> FolderScan:
+    """The folder as sd-scripts lists it. Each image's size, integrity, EXIF orientation and alpha come
+    from the project's cache (`root`, else the project the folder is in; dataset/facts.py) where the file
+    is unchanged, and are read on every core where not. `read_sizes=False` reads no image at all (for work
+    on captions, which needs only the names)."""
     if not folder.is_dir():
         return FolderScan(folder, False, (), (), ())
     images, skipped, sidecars = [], [], []
@@ -141,10 +118,11 @@ def scan_folder(folder: Path, read_sizes: bool = True) -> FolderScan:
             elif suffix.lower() in CAPTION_LIKE_SUFFIXES:
                 sidecars.append(Path(entry.path))
     images.sort(key=str)  # sd-scripts sorts path strings; the order decides which reg images are used
-    entries_ = []
-    for path in images:
-        size = image_size(path) if read_sizes else None
-        entries_.append(ImageEntry(path, size, damage(path) if size is not None else None))
+    if read_sizes:
+        facts = facts_for(images, root if root is not None else project_of(folder), folder)
+        entries_ = [ImageEntry(p, f.size, f.damage, f.orientation, f.alpha) for p, f in zip(images, facts, strict=True)]
+    else:
+        entries_ = [ImageEntry(path, None) for path in images]
     return FolderScan(folder, True, tuple(entries_), tuple(sorted(skipped)), tuple(sorted(sidecars)))
 
 

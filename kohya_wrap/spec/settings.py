@@ -37,6 +37,7 @@ class ConceptSettings:
     shuffle_caption: bool
     keep_tokens: int
     keep_tokens_separator: str
+    alpha_mask: bool  # transparent areas are left out of the loss (the concept's, [dataset]'s or --alpha_mask)
 
     @property
     def label(self) -> str:
@@ -218,6 +219,14 @@ def derive_settings(spec: ProjectSpec, schema: OptionSchema, layout: ProjectLayo
                         default("keep_tokens_separator"),
                     )
                     or ""
+                ),
+                alpha_mask=bool(
+                    _value(
+                        own.get("alpha_mask"),
+                        general.get("alpha_mask"),
+                        training.set_fields().get("alpha_mask"),
+                        default("alpha_mask"),
+                    )
                 ),
             )
         )
