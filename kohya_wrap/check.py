@@ -1,6 +1,8 @@
 """`check`: everything that would make sd-scripts fail or silently train the wrong thing, found before
 any model loads: concept folders, stray folders it would skip, unreadable images, caption files, model
-references, the output folder, and `lint`'s findings about the images and captions themselves."""
+references, the output folder, `lint`'s findings about the images and captions themselves, and the
+environment sd-scripts would run in (its venv's devices, precision, xformers, bitsandbytes, and the hub
+files it downloads at start-up: sdscripts/preflight.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from kohya_wrap.lint import ConceptLint, lint_project
 from kohya_wrap.paths import relative
 from kohya_wrap.sdscripts.locate import SdScripts
 from kohya_wrap.sdscripts.modelref import ResolvedRef, resolve_model_refs
+from kohya_wrap.sdscripts.preflight import preflight
 from kohya_wrap.sdscripts.stepmath import BucketError, BucketSelector
 from kohya_wrap.spec.load import LoadedSpec
 from kohya_wrap.spec.settings import FOLDER_NAME, Settings
@@ -325,6 +328,22 @@ def _check_sd_scripts(report: CheckReport) -> None:
         )
 
 
+def _check_environment(report: CheckReport) -> None:
+    """What fails only after the model loads, from sd-scripts' venv and the network (preflight.py);
+    with no sd-scripts installed there is nothing to probe."""
+    sd = report.sd_scripts
+    if not sd.usable:
+        report.add(
+            "info",
+            "environment",
+            "not checked without an installed sd-scripts: its venv's CUDA devices and mixed precision, xformers, "
+            "bitsandbytes and the tokenizers it downloads at start-up are checked once there is one",
+        )
+        return
+    for found in preflight(sd, report.settings, report.loaded.spec):
+        report.add(found.severity, found.where, found.what, found.fix)
+
+
 def check_project(loaded: LoadedSpec) -> CheckReport:
     concepts = [ConceptScan(concept, scan_folder(concept.folder)) for concept in loaded.settings.concepts]
     report = CheckReport(loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root))
@@ -339,4 +358,5 @@ def check_project(loaded: LoadedSpec) -> CheckReport:
     _check_models(report)
     _check_output(report)
     _check_sd_scripts(report)
+    _check_environment(report)
     return report

@@ -93,6 +93,10 @@ class Scenario:
     pty: bool = False
     interrupt_after_step: int | None = None
     after_plan: Callable[[Path], None] | None = None  # edits to the rendered project before the run
+    # what `kohya-wrap check` would stop is set after plan: extra launch options, environment variables
+    launch_options: dict[str, str] = field(default_factory=dict)  # accelerate launch's own, e.g. --mixed_precision
+    env: dict[str, str] = field(default_factory=dict)  # over the recording's defaults
+    unset: tuple[str, ...] = ()  # default variables this scenario leaves out (e.g. HF_HUB_OFFLINE)
 
 
 def _concept_dir(root: Path) -> Path:
@@ -117,6 +121,32 @@ def point_model_at_missing_folder(root: Path) -> None:
     new, count = re.subn(r"(?m)^(pretrained_model_name_or_path\s*=\s*).*$", lambda m: f'{m.group(1)}"{missing}"', text)
     if count != 1:
         raise SystemExit(f"{config}: expected one pretrained_model_name_or_path line, found {count}")
+    config.write_text(new, encoding="utf-8")
+
+
+def set_training(key: str, value) -> Callable[[Path], None]:
+    """Set (or add) one [training] key of the rendered config/train.toml: a setting `check` refuses."""
+
+    def edit(root: Path) -> None:
+        config = root / "config" / "train.toml"
+        text = config.read_text(encoding="utf-8")
+        line = f"{key} = {toml_value(value)}"
+        new, count = re.subn(rf"(?m)^{re.escape(key)}\s*=.*$", lambda m: line, text)
+        if count == 0:
+            new, count = re.subn(r"(?m)^\[training\]$", lambda m: f"[training]\n{line}", text)
+        if count != 1:
+            raise SystemExit(f"{config}: cannot set {key}")
+        config.write_text(new, encoding="utf-8")
+
+    return edit
+
+
+def drop_tokenizer_cache_dir(root: Path) -> None:
+    """sd-scripts then loads the CLIP tokenizer from the hub (the Hugging Face cache of the recording is empty)."""
+    config = root / "config" / "train.toml"
+    new, count = re.subn(r"(?m)^tokenizer_cache_dir\s*=.*\n", "", config.read_text(encoding="utf-8"))
+    if count != 1:
+        raise SystemExit(f"{config}: expected one tokenizer_cache_dir line, found {count}")
     config.write_text(new, encoding="utf-8")
 
 
@@ -177,6 +207,31 @@ SCENARIOS: dict[str, Scenario] = {
             "piped",
             training={"max_train_steps": 20, "train_batch_size": 1},
             interrupt_after_step=2,
+        ),
+        Scenario(
+            "fail_fp16_on_cpu",
+            'valid project; mixed_precision = "fp16" set in config/train.toml and the launch command after plan, run '
+            "on a machine without a CUDA device (kohya-wrap's check would stop it); piped",
+            training={"max_train_steps": 3, "train_batch_size": 2},
+            after_plan=set_training("mixed_precision", "fp16"),
+            launch_options={"--mixed_precision": "fp16"},
+        ),
+        Scenario(
+            "fail_tokenizer_offline",
+            "valid project; tokenizer_cache_dir removed from config/train.toml after plan, an empty Hugging Face "
+            "cache, HF_HUB_OFFLINE=1 (kohya-wrap's check would stop it); piped",
+            training={"max_train_steps": 3, "train_batch_size": 2},
+            after_plan=drop_tokenizer_cache_dir,
+            env={"HF_HUB_CACHE": "<EMPTY_HF_CACHE>"},
+        ),
+        Scenario(
+            "fail_tokenizer_no_network",
+            "as fail_tokenizer_offline without HF_HUB_OFFLINE, on a machine that cannot resolve huggingface.co (as "
+            "a first real run offline: urllib3's NameResolutionError); piped",
+            training={"max_train_steps": 3, "train_batch_size": 2},
+            after_plan=drop_tokenizer_cache_dir,
+            env={"HF_HUB_CACHE": "<EMPTY_HF_CACHE>"},
+            unset=("HF_HUB_OFFLINE",),
         ),
     )
 }
@@ -478,13 +533,20 @@ def run_scenario(scenario: Scenario, out_dir: Path, keep: bool = False) -> Path:
         argv = plan_command(root)
         if scenario.after_plan:
             scenario.after_plan(root)
+        for option, value in scenario.launch_options.items():
+            argv[argv.index(option) + 1] = value
+        empty_cache = tmp / "empty-hf-cache"
+        empty_cache.mkdir()
 
         overrides = {"HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         if scenario.pty:
             overrides["TERM"] = "xterm-256color"
         else:
             overrides["COLUMNS"] = "250"
-        env = {k: v for k, v in os.environ.items() if k not in ENV_UNSET}
+        overrides.update({k: v.replace("<EMPTY_HF_CACHE>", empty_cache.as_posix()) for k, v in scenario.env.items()})
+        for name in scenario.unset:
+            overrides.pop(name, None)
+        env = {k: v for k, v in os.environ.items() if k not in (*ENV_UNSET, *scenario.unset)}
         env.update(overrides)
 
         placeholders = [
@@ -494,6 +556,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, keep: bool = False) -> Path:
             (SD_VENV.as_posix(), "<SD_VENV>"),
             (MODEL.as_posix(), "<MODEL>"),
             (TOKENIZERS.as_posix(), "<TOKENIZERS>"),
+            (empty_cache.as_posix(), "<EMPTY_HF_CACHE>"),
         ]
         stdlib = sd_python_stdlib()
         if stdlib:
@@ -512,8 +575,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, keep: bool = False) -> Path:
             "scenario": scenario.name,
             "description": scenario.description,
             "argv": [redact(a) for a in argv],
-            "env": overrides,
-            "env_unset": list(ENV_UNSET),
+            "env": {k: redact(v) for k, v in overrides.items()},
+            "env_unset": [*ENV_UNSET, *scenario.unset],
             "sd_scripts": sd_scripts_version(),
             "recorded": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z"),
             "placeholders": {
@@ -523,6 +586,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, keep: bool = False) -> Path:
                 "<SD_VENV>": "sd-scripts' venv",
                 "<MODEL>": "the tiny SD1.5 diffusers folder",
                 "<TOKENIZERS>": "the tokenizer cache dir",
+                "<EMPTY_HF_CACHE>": "an empty Hugging Face cache (HF_HUB_CACHE) where a scenario sets one",
                 "<PY_STDLIB>": "the standard library of sd-scripts' python",
             },
         }
