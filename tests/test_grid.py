@@ -181,3 +181,89 @@ def test_ctrl_c_keeps_the_finished_cells(trainer, tmp_path, base_model):
     assert len(kept) == outcome.rendered and set(kept) <= set(todo)
     for path in cache.glob("*.png"):
         assert Image.open(path).size == (64, 64)
+
+
+def record_run(project: Path, run_id: str, settings: dict | None, **files: str) -> Path:
+    """A run record of the checkpoints in model/ (format 2 with `settings`, else format 1) and files
+    beside it."""
+    run_dir = project / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    outputs = [
+        {"path": str(project / "model" / f"{stem}.safetensors"), "bytes": 1}
+        for stem in (f"{NAME}-step00000002", f"{NAME}-step00000004", NAME)
+    ]
+    record = {
+        "kohya_wrap": "0.1.0",
+        "run_id": run_id,
+        "started": "2026-11-20T10:10:10+00:00",
+        "ended": "2026-11-20T10:12:00+00:00",
+        "duration_s": 110.0,
+        "verdict": "trained",
+        "exit_code": 0,
+        "child_exit_code": 0,
+        "sd_scripts": {"root": "/sd", "python": "/sd/python", "schema": "sd-scripts v0.10.1", "commit": None},
+        "python": "3.11.7",
+        "platform": "Linux",
+        "seed": 42,
+        "steps": {"planned": 4, "reached": 4},
+        "final_loss": 0.1,
+        "outputs": outputs,
+        "dataset": [],
+        **({"format": 2, "settings": settings} if settings is not None else {}),
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(record), encoding="utf-8")
+    for name, text in files.items():
+        (run_dir / name.replace("_", ".")).write_text(text, encoding="utf-8")
+    return run_dir
+
+
+def cell_sizes(result) -> set[tuple[int, int]]:
+    folder = Path(result.out.strip().splitlines()[-1].split(": ", 1)[1])
+    return {(c["width"], c["height"]) for c in json.loads((folder / "grid.json").read_text(encoding="utf-8"))["cells"]}
+
+
+def test_the_size_defaults_to_the_run_s_own(project, cli):
+    """A run trained at 64² while the spec now says 512² (or a `--set` override trained it so): the grid
+    renders at 64² and says where that came from; --size still decides, and without a run the spec does."""
+    spec = project / "kohya-wrap.toml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace("resolution = 64", "resolution = 512"), encoding="utf-8")
+    assert cell_sizes(cli("grid", project, "--checkpoints", "last")) == {(512, 512)}  # no run: the spec's
+
+    record_run(project, "20261120-101010", {"resolution": [64, 64], "sample_size": [64, 64]})
+    result = cli("grid", project, "--checkpoints", "last")
+    assert result.code == 0, result.err
+    assert (
+        "size: 64×64, the resolution run 20261120-101010 trained at (its record); the spec now says 512×512 "
+        "(--size to choose)" in result.out
+    )
+    assert "grid: 1 cell(s) at 64×64: 1 to render (gen_img.py loads the base model first)" in result.out
+    assert cell_sizes(result) == {(64, 64)}
+    chosen = cli("grid", project, "--checkpoints", "last", "--size", "128x96", "--json")
+    assert chosen.code == 0 and json.loads(chosen.out)["size"] == [128, 96] and json.loads(chosen.out)["from_run"] == {}
+
+    # older records have no settings: the run's spec.json, else its dataset.toml
+    record_run(project, "20261121-101010", None, spec_json=json.dumps({"dataset": {"resolution": [96, 80]}}))
+    result = cli("grid", project, "--checkpoints", "last", "--json")
+    assert json.loads(result.out)["size"] == [96, 80]
+    assert json.loads(result.out)["from_run"]["size"].endswith("run 20261121-101010 trained at (its spec.json)")
+    record_run(project, "20261122-101010", None, dataset_toml="[general]\nresolution = 72\n")
+    assert json.loads(cli("grid", project, "--checkpoints", "last", "--json").out)["size"] == [72, 72]
+
+
+def test_piped_grid_shows_progress_before_the_first_cell(project, cli, monkeypatch):
+    """gen_img.py spends its first ~20 s on a CPU loading the model: piped, grid says what it is about to
+    do at once and prints a line every few seconds from the start, not only as cells finish."""
+    from kohya_wrap.cli.progress import ImageProgress
+
+    monkeypatch.setattr(ImageProgress, "PLAIN_EVERY_S", 0.1)
+    monkeypatch.setenv("KOHYA_WRAP_STANDIN_GEN_DELAY", "0.6")  # before each cell, as a model load would be
+    result = cli("grid", project, "--checkpoints", "step 2,step 4")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0] == "grid: 2 cell(s) at 64×64: 2 to render (gen_img.py loads the base model first)"
+    waiting = [line for line in lines if line.startswith(f"grid {NAME}: 0/2 cells · ")]
+    assert len(waiting) >= 2 and all(
+        line.endswith("waiting for the first cell (gen_img.py loads the model first)") for line in waiting
+    )
+    assert any(line.startswith(f"grid {NAME}: 1/2 cells · ") and " · ETA " in line for line in lines)
+    assert "grid: 2 cell(s) — 2 rendered, 0 from the cache, 0 failed" in result.out

@@ -103,3 +103,18 @@ def test_find_and_list_take_the_newest_with_a_record(tmp_path):
     assert find_run(tmp_path / "runs", None) == tmp_path / "runs" / "20261120-101010"
     assert [d.name for d, _ in list_runs(tmp_path / "runs")] == ["20261123-000000", "20261120-101010"]
     assert find_run(tmp_path / "nothing", None) is None
+
+
+def test_runs_never_cuts_a_verdict_mid_word(project, cli):
+    """The listing keeps a column for the verdict; a longer one ends at a word with "…" (`runs show` has
+    it whole)."""
+    root = project()
+    verdict = "failed: no LoRA file was written (sd-scripts exited with 1)"
+    write(root, "20261120-101010", json.dumps({**FORMAT_1, "verdict": verdict, "exit_code": 1, "outputs": []}))
+    write(root, "20261121-101010", json.dumps(FORMAT_1))
+    lines = cli("runs", root).out.splitlines()
+    shown = lines[1].split("  ", 1)[1].split("  steps ")[0].strip()
+    assert shown == "failed: no LoRA file was written…"
+    assert all(word in verdict.split() for word in shown.rstrip("…").split())  # whole words only
+    assert lines[0].index("steps ") == lines[1].index("steps ")  # the columns still line up
+    assert verdict in cli("runs", "show", "20261120-101010", root).out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -107,6 +108,12 @@ def test_json_events(replay, project, cli):
         ("no_data", "sd-scripts found no training images"),
         ("fail_truncated_image", "an image is truncated or corrupt: OSError: image file is truncated"),
         ("fail_missing_model", "the base model was not found"),
+        # the two failures of a first real project: fp16 on a machine without CUDA, the tokenizer offline
+        ("fail_fp16_on_cpu", 'Half != float — fix: without a CUDA device set training.mixed_precision = "no"'),
+        ("fail_tokenizer_no_network", "from the Hugging Face hub (huggingface.co) and could not reach it"),
+        ("fail_tokenizer_no_network", "fix: set training.tokenizer_cache_dir to a folder holding openai_clip-vit"),
+        ("fail_tokenizer_offline", "is not in the Hugging Face cache and HF_HUB_OFFLINE is set"),
+        ("fail_tokenizer_offline", "fix: set training.tokenizer_cache_dir to a folder holding openai_clip-vit"),
     ],
 )
 def test_failures_are_explained(replay, project, cli, fixture, explanation):
@@ -257,3 +264,55 @@ def test_a_crash_in_the_wrapper_leaves_no_training_process(replay, project, trai
 
     assert [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(trainer).encode() in cmdline(p)] == []
     assert lock_is_free(project)
+
+
+def test_plain_output_shows_the_plan_first_and_each_step_with_its_own_loss(replay, project, cli):
+    """Before step 1: the plan (known before launch) and what sd-scripts is doing; then one line per step
+    with the loss metrics.csv keeps for it (sd-scripts first draws a step with the previous step's loss),
+    and each checkpoint after the step it was saved at."""
+    replay("pipe_steps")
+    result = cli("run", project, "--plain")
+    assert result.code == 0, result.out + result.err
+    lines = result.out.splitlines()
+    assert lines[0] == "planned: 6 steps, 2 epoch(s) of 3 step(s) · starting sd-scripts…"
+    steps = [line for line in lines if line.startswith("step ")]
+    assert [line.split(" · ")[0] for line in steps] == [f"step {n}/6" for n in range(1, 7)]
+    before = lines[: lines.index(steps[0])]
+    assert "loading the model…" in before and "caching latents…" in before
+    rows = list(csv.DictReader((only_run(project) / "metrics.csv").open(encoding="utf-8")))
+    assert [line.split(" · ")[1] for line in steps] == [f"loss {float(r['loss']):.4g}" for r in rows]
+    checkpoint = next(i for i, line in enumerate(lines) if line.endswith("rec_lora-step00000003.safetensors"))
+    assert lines[checkpoint - 1].startswith("step 3/6 ")
+    assert lines.index("epoch 2/2") == lines.index(steps[3]) + 1  # after step 4, the last of epoch 1
+
+
+def test_the_dashboard_shows_the_plan_while_the_model_loads(replay, project, cli, monkeypatch):
+    """On a terminal: the planned steps and the phase from the first frame, never `steps 0/?`, and each
+    step's loss once it is its own."""
+    import io
+
+    from rich.console import Console
+
+    from kohya_wrap import console
+    from kohya_wrap.training import dashboard
+
+    frames: list[tuple[int, str]] = []
+
+    def tick(self, state, force=False):
+        text = Console(width=120, record=True, file=io.StringIO())
+        text.print(self.render(state))
+        frames.append((state.step, text.export_text()))
+
+    replay("pipe_steps", speed=20)
+    monkeypatch.setattr(console, "is_interactive", lambda: True)
+    monkeypatch.setattr(dashboard.LiveRenderer, "tick", tick)
+    result = cli("run", project)
+    assert result.code == 0, result.out + result.err
+    loading = [frame for step, frame in frames if step == 0]
+    assert "starting sd-scripts…" in loading[0] and "0/6" in loading[0] and "2 planned" in loading[0]
+    assert any("loading the model…" in frame for frame in loading)
+    assert not any("/?" in frame for _, frame in frames)
+    shown = {(int(m[2]), float(m[1])) for _, frame in frames for m in re.finditer(r"(\S+) at step (\d+)", frame)}
+    rows = list(csv.DictReader((only_run(project) / "metrics.csv").open(encoding="utf-8")))
+    assert shown <= {(int(r["step"]), float(r["loss"])) for r in rows}  # never a step with another's loss
+    assert "1.0600 at step 6" in frames[-1][1]

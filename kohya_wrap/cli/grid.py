@@ -50,7 +50,11 @@ def _numbers(option: str, text: str | None, kind):
 @click.option("--cfg", help="e.g. 5,7 (default: [sample] cfg).")
 @click.option("--steps", help="e.g. 20,30 (default: [sample] steps).")
 @click.option("--sampler", "samplers", help="e.g. euler_a,ddim (default: [sample] sampler).")
-@click.option("--size", help="WxH of each cell (default: [sample] width/height, else the training resolution).")
+@click.option(
+    "--size",
+    help="WxH of each cell (default: the size the run trained with — its [sample] width/height, else its "
+    "resolution; without a run, the spec's).",
+)
 @click.option(
     "--x", "x_axis", help="Axis across: checkpoint, weight, prompt, seed, cfg, steps or sampler (default: weight)."
 )
@@ -99,7 +103,17 @@ def grid(
         batch_size=batch_size,
     )
     result = make_grid(
-        loaded, options, progress=lambda label, total: ImageProgress.for_output("grid", label, total, as_json)
+        loaded,
+        options,
+        progress=lambda label, total: ImageProgress.for_output(
+            "grid",
+            label,
+            total,
+            as_json,
+            waiting="waiting for the first cell (gen_img.py loads the model first)",
+            unit="cell",
+        ),
+        note=None if as_json else echo,
     )
     folder, data = result.folder, result.data
     if result.interrupted:
@@ -112,7 +126,7 @@ def grid(
         echo_json(
             {
                 "folder": str(folder),
-                **{k: data[k] for k in ("axes", "pages", "rendered", "cached", "failed")},
+                **{k: data[k] for k in ("axes", "pages", "rendered", "cached", "failed", "size", "from_run")},
                 "cells": len(data["cells"]),
             }
         )

@@ -200,10 +200,25 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
         final = Path(record.outputs[-1].path).name if record.outputs else "-"
         loss = f"{record.final_loss:.4g}" if record.final_loss is not None else "-"
         echo(
-            f"{record.run_id}  {record.verdict[:30]:<30}  steps {record.steps.reached}/{record.steps.planned:<6}  "
-            f"loss {loss:<8}  {record.duration_s:>6.0f} s  {final}"
+            f"{record.run_id}  {shorten(record.verdict, VERDICT_WIDTH):<{VERDICT_WIDTH}}  steps "
+            f"{record.steps.reached}/{record.steps.planned:<6}  loss {loss:<8}  {record.duration_s:>6.0f} s  {final}"
         )
     return ExitCode.OK
+
+
+VERDICT_WIDTH = 34  # "failed: no LoRA file was written…" fits; `runs show ID` has the whole verdict
+
+
+def shorten(text: str, width: int) -> str:
+    """`text` in at most `width` characters, cut at a word boundary with "…" (a single word too long for
+    the column is cut where it must be)."""
+    if len(text) <= width:
+        return text
+    head = text[: width - 1]
+    if not text[width - 1].isspace():  # the cut falls inside a word: end before it
+        cut = head.rfind(" ")
+        head = head[:cut] if cut > 0 else head
+    return head.rstrip(" (,;:") + "…"
 
 
 @click.command()

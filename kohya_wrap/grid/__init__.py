@@ -10,10 +10,11 @@ cell's settings; grid/cells.py), so a grid with one more column renders only tha
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.grid.cells import (
@@ -32,8 +33,13 @@ from kohya_wrap.grid.pages import write_grid
 from kohya_wrap.grid.render import Generator, RenderOutcome, clear_work, render_cells
 from kohya_wrap.sdscripts.modelref import resolve_model_refs
 from kohya_wrap.spec.load import LoadedSpec
-from kohya_wrap.training.record import RunFiles, find_run, read_record
+from kohya_wrap.training.record import RunFiles, RunRecord, find_run, read_record
 from kohya_wrap.workers import Progress, no_progress
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = [
     "AXES",
@@ -79,6 +85,7 @@ class GridResult:
     failed: dict[str, str]
     interrupted: bool
     pages_axes: list[str]
+    from_run: dict[str, str] = field(default_factory=dict)  # default → where the run's value came from
 
 
 def default_prompts(loaded: LoadedSpec, negative: str | None) -> list[Prompt]:
@@ -96,12 +103,68 @@ def default_prompts(loaded: LoadedSpec, negative: str | None) -> list[Prompt]:
     return prompts
 
 
-def _run_outputs(runs_dir: Path, run_id: str | None) -> tuple[Path | None, list[str] | None]:
-    """The run to take checkpoints (and their order) from: `run_id`, else the newest with a record."""
+def _run_outputs(runs_dir: Path, run_id: str | None) -> tuple[Path | None, RunRecord | None]:
+    """The run to take checkpoints (and their order) and defaults from: `run_id`, else the newest with a
+    record."""
     folder = find_run(runs_dir, run_id)
     if folder is None:
         return None, None
-    return folder, [output.path for output in read_record(folder).outputs]
+    return folder, read_record(folder)
+
+
+def _pair(value: Any) -> tuple[int, int] | None:
+    """A size as specs, records and dataset.toml write it: 512, [512, 768] or "512,768"."""
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    try:
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            width, height = int(value[0]), int(value[1])
+        elif value is not None and not isinstance(value, bool):
+            width = height = int(value)
+        else:
+            return None
+    except (TypeError, ValueError):
+        return None
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def run_sample_size(run_dir: Path, record: RunRecord, dataset_name: str) -> tuple[tuple[int, int], str] | None:
+    """The size a run sampled at — its [sample] width and height, else the resolution it trained at — and
+    what that is: from the record's settings (format 2), else the run's spec.json, else its dataset.toml."""
+    run = f"run {run_dir.name}"
+    settings = record.settings or {}
+    resolution, size = _pair(settings.get("resolution")), _pair(settings.get("sample_size"))
+    if size or resolution:
+        return _described(size or resolution, resolution, run, "its record")
+    try:
+        spec = json.loads(RunFiles(run_dir).spec.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        spec = None
+    if isinstance(spec, dict):
+        sample, dataset = spec.get("sample"), spec.get("dataset")
+        sample = sample if isinstance(sample, dict) else {}
+        resolution = _pair(dataset.get("resolution")) if isinstance(dataset, dict) else None
+        if resolution:
+            size = (_pair(sample.get("width")) or resolution)[0], (_pair(sample.get("height")) or resolution)[1]
+            return _described(size, resolution, run, "its spec.json")
+    try:
+        with open(run_dir / dataset_name, "rb") as handle:
+            dataset_toml = tomllib.load(handle)
+    except (OSError, ValueError):
+        return None
+    general, sets = dataset_toml.get("general") or {}, dataset_toml.get("datasets") or [{}]
+    first = sets[0] if isinstance(sets, list) and sets and isinstance(sets[0], dict) else {}
+    resolution = _pair(first.get("resolution")) or _pair(general.get("resolution"))
+    return _described(resolution, resolution, run, f"its {dataset_name}") if resolution else None
+
+
+def _described(
+    size: tuple[int, int], resolution: tuple[int, int] | None, run: str, source: str
+) -> tuple[tuple[int, int], str]:
+    what = f"the resolution {run} trained at" if size == resolution else f"the [sample] size {run} used"
+    return size, f"{size[0]}×{size[1]}, {what} ({source})"
 
 
 def _generator(loaded: LoadedSpec) -> tuple[Generator, str]:
@@ -125,9 +188,16 @@ def _generator(loaded: LoadedSpec) -> tuple[Generator, str]:
     return Generator(sd.python, sd.root, base.value, settings.family, extra), base.value
 
 
-def make_grid(loaded: LoadedSpec, options: GridOptions, progress: Progress = no_progress) -> GridResult:
+def make_grid(
+    loaded: LoadedSpec,
+    options: GridOptions,
+    progress: Progress = no_progress,
+    note: Callable[[str], None] | None = None,
+) -> GridResult:
     """Render what the cache lacks and write the grid pages, the cells and grid.json into
-    runs/<id>/grids/<time>/ (or grids/<time>/ without a run)."""
+    runs/<id>/grids/<time>/ (or grids/<time>/ without a run). Without `options.size` the cells render at
+    the size the run trained with (sampled at), not the spec's current one; `note` hears which defaults
+    came from the run and, before rendering starts, how many cells there are to render."""
     spec, layout, sd, settings = loaded.spec, loaded.layout, loaded.sd_scripts, loaded.settings
     if settings.family not in FAMILIES:
         raise KohyaWrapError(
@@ -139,7 +209,8 @@ def make_grid(loaded: LoadedSpec, options: GridOptions, progress: Progress = no_
             "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
         )
 
-    run_dir, outputs = _run_outputs(layout.runs_dir, options.run_id)
+    run_dir, record = _run_outputs(layout.runs_dir, options.run_id)
+    outputs = [output.path for output in record.outputs] if record is not None else None
     chosen = select_checkpoints(
         list_checkpoints(layout.model_dir, settings.name, outputs), settings.name, options.checkpoints
     )
@@ -155,7 +226,17 @@ def make_grid(loaded: LoadedSpec, options: GridOptions, progress: Progress = no_
         raise KohyaWrapError(
             "grid: no prompts", 'pass --prompts "…" (or a file), or add prompts to the spec\'s [sample] section'
         )
+    from_run: dict[str, str] = {}
     width, height = options.size or settings.sample_size
+    if options.size is None and run_dir is not None and record is not None:
+        found = run_sample_size(run_dir, record, layout.dataset_config.name)
+        if found:
+            (width, height), from_run["size"] = found
+    if note is not None:
+        for name, value in from_run.items():
+            now = "{}×{}".format(*settings.sample_size)
+            differs = f"; the spec now says {now}" if name == "size" and now != f"{width}×{height}" else ""
+            note(f"{name}: {value}{differs} (--{name} to choose)")
     request = GridRequest(
         checkpoints=chosen,
         weights=options.weights or [1.0],
@@ -186,6 +267,12 @@ def make_grid(loaded: LoadedSpec, options: GridOptions, progress: Progress = no_
     folder.mkdir(parents=True)
     networks = [c for c in chosen if any(cell.checkpoint == c for cell in todo.values())]
     outcome = RenderOutcome()
+    if note is not None:
+        cached = f", {unique - len(todo)} from the cache" if unique > len(todo) else ""
+        note(
+            f"grid: {unique} cell(s) at {width}×{height}: {len(todo)} to render{cached}"
+            + (" (gen_img.py loads the base model first)" if todo else "")
+        )
     if todo:
         with progress(settings.name, len(todo)) as bar:
             outcome = render_cells(
@@ -209,8 +296,10 @@ def make_grid(loaded: LoadedSpec, options: GridOptions, progress: Progress = no_
         "rendered": outcome.rendered,
         "cached": unique - len(todo),
         "failed": len(outcome.failed),
+        "size": [width, height],
+        "from_run": from_run,
     }
     data = write_grid(folder, request, keys, cache, x, y, pages, title, outcome.failed, meta)
     return GridResult(
-        folder, data, unique, outcome.rendered, unique - len(todo), outcome.failed, outcome.interrupted, pages
+        folder, data, unique, outcome.rendered, unique - len(todo), outcome.failed, outcome.interrupted, pages, from_run
     )

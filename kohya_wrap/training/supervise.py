@@ -179,14 +179,20 @@ def supervise(
         written_dir = resume.staging if resume else layout.model_dir
         samples = SampleWatcher(written_dir / "sample")
         schema = loaded.schema
-        state = RunState(
+        state = RunState(  # the plan's totals from the start: the dashboard shows them while the model loads
+            settled_step=resume.state.step if resume else 0,  # a resumed run's steps before it are done
+            total=plan.math.total_steps,
+            epochs=plan.math.epochs,
+            steps_per_epoch=plan.math.steps_per_epoch,
+            samples_after_epochs=bool(plan.rendered.train_args.get("sample_every_n_epochs")),
             lr_at=schedule(
                 plan.rendered.train_args,
                 plan.math.total_steps,
                 settings.num_processes,
                 lambda key: schema.default(settings.script, key),
-            )
+            ),
         )
+        renderer.start(state)
         parsers = {"stdout": EventParser(), "stderr": EventParser()}
         interrupted = False
         child_exit: int | None = None
