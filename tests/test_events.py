@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from kohya_wrap.launch.events import (
     CheckpointSaved,
     Epoch,
@@ -152,3 +154,14 @@ def test_tracebacks_are_followed_to_the_exception():
 def test_simple_console_log_and_events_as_dicts():
     assert parse_line("WARNING no regularization images") == LogMessage("WARNING", "no regularization images")
     assert event_dict(Epoch(1, 2)) == {"event": "Epoch", "epoch": 1, "total": 2}
+
+
+@pytest.mark.parametrize("padding", ["", " ", "   "])
+@pytest.mark.parametrize("stamp", ["2026-11-29 22:30:00", " " * 19])
+def test_a_record_after_a_padded_bar_is_still_a_record(padding, stamp):
+    """tqdm pads a bar that got shorter with spaces, and the next log record starts on the same line: the
+    record after the padding (with or without its time) is still parsed as one — "model saved" was lost."""
+    bar = "steps: 100%|██████████| 4/4 [00:05<00:00,  1.33s/it, avr_loss=1.1]" + padding
+    record = f"{stamp} INFO     model saved.                                  train_network.py:1234\n"
+    events = EventParser().feed(bar + record)
+    assert [type(event).__name__ for event in events] == ["Progress", "ModelSaved"]

@@ -116,6 +116,8 @@ PROGRESS = re.compile(
 EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s*$")
 SAMPLES = re.compile(r"generating sample images at step / [^:]*: (\d+)")
 RICH_LOG = re.compile(r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d| {19}) (DEBUG|INFO|WARNING|ERROR|CRITICAL) +(.*)")
+RICH_DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (?:DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+RICH_LEVEL = re.compile(r"(?:DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
 SOURCE = re.compile(r"[\w.-]+\.py:\d+")  # Rich's "file.py:123" at the right edge
 BAR_END = re.compile(r"\d+/\d+ \[[^\]]*\]")
 OTHER_BAR = re.compile(r"^(.*?):?\s*(\d+)%\|[^|]*\|\s*(\d+)/(\d+) \[")
@@ -259,7 +261,7 @@ class EventParser:
                 if end is None or not raw[end.end() :].strip():
                     break
                 self._add(raw[: end.end()], events)
-                raw = raw[end.end() :]
+                raw = _after_bar(raw[end.end() :])
             self._add(raw, events)
         return events
 
@@ -275,6 +277,15 @@ class EventParser:
                 return
             self._last_progress = key
         events.append(event)
+
+
+def _after_bar(rest: str) -> str:
+    """The text after a tqdm bar on the same line, without the spaces tqdm pads a shorter bar with: a Rich
+    record keeps its 20-column time (blank when the second did not change), so its level lines up."""
+    text = rest.lstrip(" ")
+    if text[:1] in "DIWEC" and RICH_LEVEL.match(text):
+        return " " * 20 + text
+    return text if RICH_DATE.match(text) else rest
 
 
 def event_dict(event: Event) -> dict:
