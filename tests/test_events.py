@@ -165,3 +165,16 @@ def test_a_record_after_a_padded_bar_is_still_a_record(padding, stamp):
     record = f"{stamp} INFO     model saved.                                  train_network.py:1234\n"
     events = EventParser().feed(bar + record)
     assert [type(event).__name__ for event in events] == ["Progress", "ModelSaved"]
+
+
+def test_a_bar_is_read_when_it_is_drawn_not_at_the_next_draw():
+    """tqdm starts each draw with `\\r` and ends it with nothing: the step a bar shows is read as soon as the
+    bar is complete, once, not a whole step later when the next draw begins."""
+    parser = EventParser()
+    draw = "\rsteps:  50%|█████     | 2/4 [00:02<00:02,  1.00s/it, avr_loss=1.2]"
+    assert parser.feed(draw[:30]) == []  # an unfinished bar is not read
+    (progress,) = parser.feed(draw[30:])
+    assert (progress.step, progress.loss) == (2, 1.2)
+    assert parser.feed(draw + "\r") == []  # drawn again unchanged: not again
+    (after,) = parser.feed("steps:  75%|███████▌  | 3/4 [00:03<00:01,  1.00s/it, avr_loss=1.1]")
+    assert (after.step, after.loss) == (3, 1.1)

@@ -236,13 +236,29 @@ class EventParser:
         cut = max(text.rfind("\n"), text.rfind("\r"))
         if cut < 0:
             self._pending = text
-            return []
+            return self._finished_bar()
         # the unfinished line stays raw: a control sequence may be split across chunks
         self._pending = text[cut + 1 :]
         complete = text[:cut]
         if "\x1b" in complete:
             complete = ANSI.sub("", complete)
-        return self._events(complete)
+        return self._events(complete) + self._finished_bar()
+
+    def _finished_bar(self) -> list[Event]:
+        """The training bar tqdm just drew: it stays unterminated until its next draw (`\r` comes first), a
+        whole step later, so a complete one is read now (and not again when its `\r` comes)."""
+        pending = self._pending
+        if "%|" not in pending or "steps:" not in pending or self._in_traceback:
+            return []
+        if "\x1b" in pending:
+            pending = ANSI.sub("", pending)
+        if not pending.rstrip().endswith("]"):
+            return []
+        event = parse_progress(pending.rstrip())
+        if event is None or (event.step, event.loss) == self._last_progress:
+            return []
+        self._last_progress = (event.step, event.loss)
+        return [event]
 
     def close(self) -> list[Event]:
         """The last line, if the stream ended without a newline."""
