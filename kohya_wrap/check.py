@@ -347,6 +347,8 @@ def _check_environment(report: CheckReport) -> None:
 def check_project(loaded: LoadedSpec) -> CheckReport:
     concepts = [ConceptScan(concept, scan_folder(concept.folder)) for concept in loaded.settings.concepts]
     report = CheckReport(loaded, concepts, resolve_model_refs(loaded.spec.model, loaded.layout.root))
+    for note in loaded.notes:  # what loading decided (e.g. a preset's epochs dropped for the spec's steps)
+        report.add("info", "spec", note)
     for item in concepts:
         _check_concept(report, item)
     _check_bucket_range(report)

@@ -111,6 +111,7 @@ def test_json_events(replay, project, cli):
         # the two failures of a first real project: fp16 on a machine without CUDA, the tokenizer offline
         ("fail_fp16_on_cpu", 'Half != float — fix: without a CUDA device set training.mixed_precision = "no"'),
         ("fail_tokenizer_no_network", "from the Hugging Face hub (huggingface.co) and could not reach it"),
+        ("fail_tokenizer_no_network", "sd-scripts tried to download openai/clip-vit-large-patch14 (the CLIP tokenizer"),
         ("fail_tokenizer_no_network", "fix: set training.tokenizer_cache_dir to a folder holding openai_clip-vit"),
         ("fail_tokenizer_offline", "is not in the Hugging Face cache and HF_HUB_OFFLINE is set"),
         ("fail_tokenizer_offline", "fix: set training.tokenizer_cache_dir to a folder holding openai_clip-vit"),
@@ -316,3 +317,19 @@ def test_the_dashboard_shows_the_plan_while_the_model_loads(replay, project, cli
     rows = list(csv.DictReader((only_run(project) / "metrics.csv").open(encoding="utf-8")))
     assert shown <= {(int(r["step"]), float(r["loss"])) for r in rows}  # never a step with another's loss
     assert "1.0600 at step 6" in frames[-1][1]
+
+
+def test_run_says_what_loading_decided_before_it_trains(replay, project, cli):
+    """A preset's epochs dropped for the spec's steps is said by check, plan and run — the first-run user
+    who only types `run` sees why it trains 6 steps and not the preset's 10 epochs."""
+    (project / "team.toml").write_text("[training]\nmax_train_epochs = 10\n", encoding="utf-8")
+    spec = project / "kohya-wrap.toml"
+    spec.write_text('extends = "team.toml"\n' + spec.read_text(encoding="utf-8"), encoding="utf-8")
+    said = "the preset's training.max_train_epochs = 10 is dropped: the spec's training.max_train_steps = 6 wins"
+    checked = cli("check", project)
+    assert checked.code == 0, checked.out + checked.err
+    assert said in checked.out
+    replay("pipe_steps")
+    result = cli("run", project, "--plain")
+    assert result.code == 0, result.out + result.err
+    assert said in result.out and result.out.index(said) < result.out.index("step 1/6")

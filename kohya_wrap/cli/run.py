@@ -80,7 +80,7 @@ def train(
             f"no sd-scripts to train with (looked in {sd.root})",
             "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
         )
-    resuming, notes = None, []
+    resuming, notes = None, [f"note: {note}" for note in plan.notes]
     if resume:
         import os
         import time

@@ -75,6 +75,7 @@ class RunState:
     exception: str | None = None
     model_saved: bool = False
     recent: deque = field(default_factory=lambda: deque(maxlen=6))
+    traceback: deque = field(default_factory=lambda: deque(maxlen=400))  # the last traceback's lines, for diagnose
     # each step's own loss (see the module's docstring)
     reported: deque = field(default_factory=lambda: deque(maxlen=64))  # settled steps' last reports, in order
     settled_step: int = 0  # the newest step whose own loss is known (before any: the step a resumed run starts at)
@@ -139,6 +140,7 @@ class RunState:
             if event.exception and self.exception is None:
                 self.exception = event.exception
             self.recent.append(event.text)
+            self.traceback.append(event.text)
         elif isinstance(event, Line):
             self.recent.append(event.text)
             self._phase_of(event.text)

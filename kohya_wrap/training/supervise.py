@@ -280,7 +280,9 @@ def supervise(
                 + (f" (sd-scripts exited with {child_exit})" if child_exit else " although sd-scripts exited with 0"),
             )
         diagnosis = (
-            [] if code in (ExitCode.OK, ExitCode.INTERRUPTED) else diagnose(state.exception, state.errors, verdict)
+            []
+            if code in (ExitCode.OK, ExitCode.INTERRUPTED)
+            else diagnose(state.exception, state.errors, verdict, state.traceback)
         )
         sd = report.sd_scripts
         record = RunRecord(
