@@ -24,6 +24,11 @@ class ProjectLayout:
     def at(cls, directory: str | os.PathLike[str]) -> "ProjectLayout":
         return cls(Path(directory).expanduser().absolute())
 
+    def path(self, value: str | os.PathLike[str]) -> Path:
+        """A path the spec names: `~` expanded, a relative one relative to the project folder."""
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.root / path
+
     @property
     def spec_file(self) -> Path:
         return self.root / SPEC_FILENAME

@@ -155,3 +155,23 @@ def test_square_resolution_and_family_defaults():
 def test_unscheduled_prompts_are_not_sampled_during_training():
     configs, _, _ = render({**SPEC, "sample": {"prompts": ["mytoken woman, portrait"]}})
     assert configs.sample_prompts is None and "sample_prompts" not in configs.train_args
+
+
+def test_relative_paths_in_training_are_the_project_folders():
+    """sd-scripts runs in its own folder: a relative tokenizer_cache_dir (or network_weights, base_weights, …)
+    in the spec — relative to the project folder, where `check` looks — is written absolute, or sd-scripts
+    would look beside train_network.py."""
+    training = {
+        "tokenizer_cache_dir": "tokenizers",
+        "network_weights": "earlier/lora.safetensors",
+        "base_weights": ["a.safetensors", "/abs/b.safetensors"],
+        "log_tracker_config": "~/tracker.toml",
+    }
+    configs, _, settings = render({**SPEC, "training": {**SPEC["training"], **training}})
+    section = configs.train_args
+    assert section["tokenizer_cache_dir"] == str(ROOT / "tokenizers") == str(settings.tokenizer_cache_dir)
+    assert section["network_weights"] == str(ROOT / "earlier" / "lora.safetensors")
+    assert section["base_weights"] == [str(ROOT / "a.safetensors"), "/abs/b.safetensors"]
+    assert section["log_tracker_config"] == str(Path("~/tracker.toml").expanduser())
+    hub = render({**SPEC, "training": {**SPEC["training"], "resume": "me/state", "resume_from_huggingface": True}})
+    assert hub[0].train_args["resume"] == "me/state"  # a repo on the hub, not a path

@@ -28,6 +28,23 @@ HEADER = (
 )
 
 
+# sd-scripts' [training] options that name a file or folder: a relative one in the spec is relative to the
+# project folder (docs/spec.md), while sd-scripts runs in its own folder
+PATH_OPTIONS = frozenset(
+    {
+        "tokenizer_cache_dir",
+        "network_weights",
+        "base_weights",
+        "resume",
+        "conditioning_data_dir",
+        "console_log_file",
+        "log_tracker_config",
+        "offload_optimizer_nvme_path",
+        "offload_param_nvme_path",
+    }
+)
+
+
 @dataclass(frozen=True)
 class RenderedConfigs:
     train_sections: dict[str, dict[str, Any]]  # section → sd-scripts args (sd-scripts flattens sections)
@@ -96,6 +113,14 @@ def render_configs(
     if spec.training.mixed_precision or spec.launch.mixed_precision:
         training["mixed_precision"] = settings.mixed_precision
     training.pop("save_model_as", None)
+    for key in PATH_OPTIONS.intersection(training):  # sd-scripts runs in its own folder: make them absolute
+        if key == "resume" and training.get("resume_from_huggingface"):
+            continue  # a repo on the hub
+        value = training[key]
+        if isinstance(value, (list, tuple)):
+            training[key] = [str(layout.path(item)) for item in value]
+        elif isinstance(value, str) and value:
+            training[key] = str(layout.path(value))
     training = {
         key: coerce_option_value(options[key], value) if key in options else value
         for key, value in sorted(training.items())

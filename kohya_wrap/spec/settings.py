@@ -257,7 +257,7 @@ def derive_settings(spec: ProjectSpec, schema: OptionSchema, layout: ProjectLayo
         concepts=tuple(concepts),
         sample_size=(spec.sample.width or size[0], spec.sample.height or size[1]),
         token_window=(training.max_token_length or 75) if family.name in CLIP_FAMILIES else None,
-        tokenizer_cache_dir=layout.root / Path(str(cache_dir)).expanduser() if cache_dir else None,
+        tokenizer_cache_dir=layout.path(str(cache_dir)) if cache_dir else None,
         near_duplicate_distance=DEFAULT_NEAR_DUPLICATE_DISTANCE if near is None else near,
         seed=training.seed,
     )
