@@ -31,6 +31,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_prep import photo  # noqa: E402 - the same photo-like images as the prep benchmark
 
 SPEC = """\
 extends = "sd15-character"
@@ -44,23 +47,6 @@ token = "mytoken"
 class = "woman"
 repeats = 10
 """
-
-
-def photo(size: tuple[int, int], seed: int):
-    """A photo-like RGB image: smooth colour fields plus fine grain (JPEG q90 → ~2.7 MB at 4000×3000)."""
-    from PIL import Image, ImageFilter
-
-    small = Image.effect_noise((size[0] // 16, size[1] // 16), 60 + seed % 30).convert("RGB")
-    small = small.filter(ImageFilter.GaussianBlur(2)).resize(size, Image.Resampling.BICUBIC)
-    image = Image.merge(
-        "RGB",
-        [
-            small.getchannel(0),
-            small.getchannel(1).rotate(180),
-            small.getchannel(2).transpose(Image.Transpose.FLIP_LEFT_RIGHT),
-        ],
-    )
-    return Image.blend(image, Image.effect_noise(size, 40).convert("RGB"), 0.12)
 
 
 def make_one(folder: Path, index: int, kind: str, size: tuple[int, int]) -> None:

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, make_images
-from kohya_wrap.errors import SpecError
 from kohya_wrap.interop.kohya_ss import KOHYA_SS_COMMIT
-from kohya_wrap.sdscripts.schema import load_option_schema
-from kohya_wrap.spec.load import deep_merge, validate_spec
+from kohya_wrap.spec.load import validate_spec
+from test_spec import SCHEMA, problems
+from test_spec import minimal as spec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -136,25 +136,6 @@ def test_missing_resolution_and_training_length_take_the_gui_defaults(tmp_path, 
 # --------------------------------------------------------------------------
 # the spec rules the presets needed (kohya_wrap/spec/models.py)
 # --------------------------------------------------------------------------
-
-SCHEMA = load_option_schema()
-
-
-def spec(**overrides) -> dict:
-    data = {
-        "name": "tok_v1",
-        "model": {"base": "/models/base.safetensors"},
-        "concepts": [{"token": "tok", "class": "woman", "repeats": 10}],
-        "dataset": {"resolution": 512},
-        "training": {"max_train_epochs": 10},
-    }
-    return deep_merge(data, overrides)
-
-
-def problems(data: dict) -> dict[str, str]:
-    with pytest.raises(SpecError) as info:
-        validate_spec(data, "kohya-wrap.toml", SCHEMA)
-    return {p.where: p.line() for p in info.value.problems}
 
 
 def test_lycoris_takes_network_dims_above_4096_the_networks_modules_do_not():

@@ -44,6 +44,13 @@ def test_real_install_diff_and_upgrade(tmp_path, monkeypatch, cli):
         encoding="utf-8",
     )
     make_images(project / "image" / "2_tok", [(512, 512)] * 2)
+    # the tokenizer sd-scripts loads at start-up, where it looks first (check's pre-flight, offline here)
+    tokenizer = project / "tokenizers" / "openai_clip-vit-large-patch14"
+    tokenizer.mkdir(parents=True)
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        (tokenizer / name).write_text("{}", encoding="utf-8")
+    spec = project / "kohya-wrap.toml"
+    spec.write_text(spec.read_text(encoding="utf-8") + 'tokenizer_cache_dir = "tokenizers"\n', encoding="utf-8")
     check = cli("check", project)
     assert check.code == 0 and f"sd-scripts {NEW} (vendor)" in check.out
 
