@@ -9,8 +9,8 @@ own loss is therefore settled by a second report of it, by a first report whose 
 last one (tqdm skipped the first draw), or by the events sd-scripts emits only after `set_postfix`, on
 the same stream as the bar (Rich logging goes to stderr): a later step, the next epoch's dataset
 message, epoch-end sampling. `reported` holds the settled steps in order; the renderers print those,
-never a loss that belongs to the step before. (The parser emits a bar draw when the next one begins,
-so a step's own loss is known as the next step starts, the last one's by the end of the run.)"""
+never a loss that belongs to the step before. (The parser reads a bar as soon as it is drawn, so a step's
+own loss is known at the step's end, or, when it reads the same as the one before, as the next begins.)"""
 
 from __future__ import annotations
 
@@ -75,7 +75,9 @@ class RunState:
     exception: str | None = None
     model_saved: bool = False
     recent: deque = field(default_factory=lambda: deque(maxlen=6))
-    traceback: deque = field(default_factory=lambda: deque(maxlen=400))  # the last traceback's lines, for diagnose
+    traceback: deque = field(
+        default_factory=lambda: deque(maxlen=400)
+    )  # traceback lines (the newest 400), for diagnose
     # each step's own loss (see the module's docstring)
     reported: deque = field(default_factory=lambda: deque(maxlen=64))  # settled steps' last reports, in order
     settled_step: int = 0  # the newest step whose own loss is known (before any: the step a resumed run starts at)
