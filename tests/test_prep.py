@@ -352,3 +352,17 @@ def test_ctrl_c_leaves_only_whole_images(tmp_path):
     assert 3 <= len(written) <= 12
     for path in written:
         assert path.suffix == ".png" and Image.open(path).size == (128, 128)
+
+
+def test_of_two_near_duplicates_of_one_size_the_better_file_is_kept(tmp_path):
+    """A phone's photo and a re-saved copy of it: same size, so the copy (first by name) used to win;
+    the larger file — the less compressed one — is kept."""
+    from kohya_wrap.dataset.images import PrepResult
+    from kohya_wrap.dataset.prep import _dedupe
+
+    original = PrepResult("IMG_0001 照片.jpg", "a", dhash=0b1011, pixels=1200 * 900, bytes=180_000)
+    copy = PrepResult("IMG_0001 copy.jpg", "b", dhash=0b1011, pixels=1200 * 900, bytes=60_000)
+    results = sorted([original, copy], key=lambda r: r.source)
+    _dedupe(results, 5)
+    assert original.status == "ok" and copy.status == "rejected"
+    assert copy.reason.startswith("near-duplicate of IMG_0001 照片.jpg")

@@ -210,7 +210,7 @@ def _from_entry(entry: dict[str, Any]) -> PrepResult:
 
 def _dedupe(results: list[PrepResult], near_distance: int) -> None:
     """Exact duplicates (same bytes): the first by path stays. Near-duplicates (difference hashes
-    within `near_distance` bits): the larger image stays."""
+    within `near_distance` bits): the larger image stays, of two of one size the larger file (less compressed)."""
     first_by_hash: dict[str, PrepResult] = {}
     for result in results:
         if result.status != "ok":
@@ -226,7 +226,7 @@ def _dedupe(results: list[PrepResult], near_distance: int) -> None:
             continue
         for b in alive[i + 1 :]:
             if b.status == "ok" and hamming(a.dhash, b.dhash) <= near_distance:  # type: ignore[arg-type]
-                loser, winner = (b, a) if a.pixels >= b.pixels else (a, b)
+                loser, winner = (b, a) if (a.pixels, a.bytes) >= (b.pixels, b.bytes) else (a, b)
                 reject(
                     loser,
                     f"near-duplicate of {Path(winner.source).name} (difference hash within "
