@@ -267,3 +267,17 @@ def test_piped_grid_shows_progress_before_the_first_cell(project, cli, monkeypat
     )
     assert any(line.startswith(f"grid {NAME}: 1/2 cells · ") and " · ETA " in line for line in lines)
     assert "grid: 2 cell(s) — 2 rendered, 0 from the cache, 0 failed" in result.out
+
+
+def test_without_sample_prompts_the_trigger_and_class_are_the_prompt(project, cli):
+    """The spec `init` writes has no [sample] prompts: the README's `grid` step still renders, with what
+    the LoRA learned ("mytoken woman"), and says so."""
+    spec = project / "kohya-wrap.toml"
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(text[: text.index("[sample]")], encoding="utf-8")
+    result = cli("grid", project, "--checkpoints", "last", "--weights", "0,1")
+    assert result.code == 0, result.err
+    assert 'prompts: "mytoken woman", each concept\'s trigger and class' in result.out
+    folder = Path(result.out.strip().splitlines()[-1].split(": ", 1)[1])
+    grid = json.loads((folder / "grid.json").read_text(encoding="utf-8"))
+    assert {c["prompt"] for c in grid["cells"]} == {"mytoken woman"} and len(grid["cells"]) == 2

@@ -88,11 +88,15 @@ def grid(
     from kohya_wrap.spec.load import load_project
 
     loaded = load_project(directory, overrides)
+    chosen_prompts = _prompts(prompt_args, negative)
+    if not chosen_prompts and not loaded.spec.sample.prompts and not as_json:
+        shown = ", ".join(f'"{p.text}"' for p in default_prompts(loaded, negative))
+        echo(f"prompts: {shown}, each concept's trigger and class (--prompts or the spec's [sample] prompts to choose)")
     options = GridOptions(
         run_id=run_id,
         checkpoints=checkpoints,
         weights=_numbers("--weights", weights, float),
-        prompts=_prompts(prompt_args, negative) or default_prompts(loaded, negative),
+        prompts=chosen_prompts or default_prompts(loaded, negative),
         seeds=_numbers("--seeds", seeds, int),
         cfgs=_numbers("--cfg", cfg, float),
         steps=_numbers("--steps", steps, int),

@@ -89,8 +89,12 @@ class GridResult:
 
 
 def default_prompts(loaded: LoadedSpec, negative: str | None) -> list[Prompt]:
-    """The [sample] prompts, each with its own negative prompt, else `negative`, else the section's."""
+    """The [sample] prompts, each with its own negative prompt, else `negative`, else the section's;
+    without any, each training concept's trigger and class ("mytoken woman"), what the LoRA learned."""
     sample = loaded.spec.sample
+    if not sample.prompts:
+        texts = dict.fromkeys(c.class_tokens for c in loaded.spec.concepts if not c.is_reg and c.class_tokens)
+        return [Prompt(text, (negative if negative is not None else sample.negative) or "") for text in texts]
     prompts = []
     for item in sample.prompts:
         text = item if isinstance(item, str) else item.text
