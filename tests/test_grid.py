@@ -281,3 +281,24 @@ def test_without_sample_prompts_the_trigger_and_class_are_the_prompt(project, cl
     folder = Path(result.out.strip().splitlines()[-1].split(": ", 1)[1])
     grid = json.loads((folder / "grid.json").read_text(encoding="utf-8"))
     assert {c["prompt"] for c in grid["cells"]} == {"mytoken woman"} and len(grid["cells"]) == 2
+
+
+def test_the_piped_pace_holds_still_while_the_next_cell_renders(monkeypatch):
+    """One cell done after 100 s (the model load included): 400 s later the line still says ~100 s a
+    cell, and the ETA counts down from the time the next cell began — not a pace that grows with the wait."""
+    from kohya_wrap.cli import progress
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: now[0])
+    bar = progress.ImageProgress("grid", "g", 3, "quiet", waiting="loading", unit="cell")
+    bar.started = 0.0
+    now[0] = 100.0
+    bar.advance()
+    now[0] = 150.0
+    assert bar.line().endswith("1/3 cells · 2:30 · 100 s/cell · ETA 2:30")
+    now[0] = 500.0
+    assert bar.line().endswith("1/3 cells · 8:20 · 100 s/cell · ETA 0:00")
+    now[0] = 560.0
+    bar.advance()  # the second took 460 s
+    now[0] = 600.0
+    assert bar.line().endswith("2/3 cells · 10:00 · 460 s/cell · ETA 7:00")

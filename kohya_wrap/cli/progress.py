@@ -86,14 +86,22 @@ class ImageProgress:
         head = f"{self.verb} {self.label}: {self.done}/{self.total}"
         if self.waiting is None:
             return f"{head} ({self.rate:.1f} img/s)"
-        elapsed = time.monotonic() - self.started
+        now = time.monotonic()
+        elapsed = now - self.started
         if not self.done:
             return f"{head} {self.unit}s · {_clock(elapsed)} · {self.waiting}"
-        # the pace from the first image on: the start-up before it (a model load) is not paid again
+        # the pace from the first image on: the start-up before it (a model load) is not paid again; with
+        # only the first done, the time it took (start-up included: an upper bound), not a pace that falls
+        # while the next one renders
         since_first = self.last_done - self.first_done
-        rate = max((self.done - self.first_count) / since_first if since_first > 0 else self.rate, 1e-9)
+        if since_first > 0:
+            rate = (self.done - self.first_count) / since_first
+        else:
+            rate = self.first_count / max(self.first_done - self.started, 1e-9)
+        rate = max(rate, 1e-9)
         speed = f"{rate:.1f} {self.unit}s/s" if rate >= 1 else f"{1 / rate:.0f} s/{self.unit}"
-        return f"{head} {self.unit}s · {_clock(elapsed)} · {speed} · ETA {_clock((self.total - self.done) / rate)}"
+        eta = max((self.total - self.done) / rate - (now - self.last_done), 0.0)  # the one in hand has begun
+        return f"{head} {self.unit}s · {_clock(elapsed)} · {speed} · ETA {_clock(eta)}"
 
     def _print_line(self) -> None:
         from kohya_wrap.cli.output import echo
