@@ -366,3 +366,20 @@ def test_of_two_near_duplicates_of_one_size_the_better_file_is_kept(tmp_path):
     _dedupe(results, 5)
     assert original.status == "ok" and copy.status == "rejected"
     assert copy.reason.startswith("near-duplicate of IMG_0001 照片.jpg")
+
+
+def test_a_duplicate_comes_back_when_the_photo_it_duplicated_is_gone(prepared, cli):
+    """Which of two duplicates trains depends on the set of sources: a photo rejected as a duplicate is
+    decided again on every prep, so removing the kept one from the source brings the other in (it was
+    skipped as "unchanged, rejected" forever)."""
+    root, sources = prepared
+    first = rejections(cli("prep", root, "--json", "--mode", "crop").out)
+    assert first["copy.png"] == "exact duplicate of original.png"
+    assert first["smaller.jpg"].startswith("near-duplicate of original.png")
+    (sources / "original.png").unlink()
+    second = cli("prep", root, "--json", "--mode", "crop")
+    assert "copy.png" not in rejections(second.out)
+    assert rejections(second.out)["smaller.jpg"].startswith("near-duplicate of copy.png")
+    (sources / "sub" / "copy.png").unlink()
+    third = cli("prep", root, "--json", "--mode", "crop")
+    assert "smaller.jpg" not in rejections(third.out) and "smaller.png" in outputs(root)

@@ -104,42 +104,38 @@ def prep_concept(
     names = output_names(source, sources, OUTPUT_SUFFIX[settings.out_format])
     same_settings = previous.get("settings") == settings_key(settings)
     known = {entry["source"]: entry for entry in previous.get("images", [])} if same_settings else {}
-    jobs, results = [], []
+    jobs, results, undecided = [], [], []
     for path in sources:
         stat = path.stat()
         entry = known.get(str(path))
         output = target / names[path]
-        if (
-            entry
-            and entry.get("bytes") == stat.st_size
-            and entry.get("mtime_ns") == stat.st_mtime_ns
-            and (entry["status"] == "rejected" or output.is_file())
-        ):
-            results.append(_from_entry(entry))
-            report.skipped += 1
-        else:
-            jobs.append((str(path), str(output), settings))
+        if entry and entry.get("bytes") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+            if entry["status"] == "rejected" and is_duplicate(entry):
+                # decided again below: the photo it duplicated may be gone
+                result = _from_entry(entry)
+                result.status, result.reason, result.output = "ok", "", str(output)
+                undecided.append(result)
+                results.append(result)
+                report.skipped += 1
+                continue
+            if entry["status"] == "rejected" or output.is_file():
+                results.append(_from_entry(entry))
+                report.skipped += 1
+                continue
+        jobs.append((str(path), str(output), settings))
     target.mkdir(parents=True, exist_ok=True)
-    fresh: list[PrepResult] = []
-    if len(jobs) <= 1 or workers <= 1:
-        for job in jobs:
-            fresh.append(prepare_job(job))
-            if on_done:
-                on_done(fresh[-1])
-    else:
-        # threads, not processes: libvips, Pillow (decode, resize, encode) and hashlib release the GIL
-        # for all their heavy work, and threads start in no time where a spawned process pool costs
-        # ~0.15 s to start and import (measured 6 % faster over 100 photos; docs/BENCHMARKS.md)
-        pool = ThreadPoolExecutor(workers, thread_name_prefix="prep")
-        try:
-            for future in as_completed([pool.submit(prepare_job, job) for job in jobs]):
-                fresh.append(future.result())
-                if on_done:
-                    on_done(fresh[-1])
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: finish the images in hand, start no more
+    fresh = _run_jobs(jobs, workers, on_done)
     report.results = sorted(results + fresh, key=lambda r: Path(r.source).relative_to(source).as_posix())
     _dedupe(report.results, near_distance)
+    for result in undecided:
+        if result.status == "rejected":
+            result.output = ""  # still a duplicate: nothing was or is written for it
+    winners = [(r.source, r.output, settings) for r in undecided if r.status == "ok"]
+    if winners:  # no longer a duplicate (the photo it duplicated is gone): prepare it now
+        again = {r.source: r for r in _run_jobs(winners, workers, on_done)}
+        report.results = [again.get(r.source, r) for r in report.results]
+        report.skipped -= len(winners)
+        fresh += list(again.values())
     for result in fresh:
         if result.status == "rejected" and result.output:
             Path(result.output).unlink(missing_ok=True)  # our own output of a duplicate
@@ -161,6 +157,28 @@ def prep_concept(
         if e.get("output") and e.get("source") not in listed and Path(e["output"]).is_file()
     ]
     return report
+
+
+def _run_jobs(jobs: list[tuple[str, str, PrepSettings]], workers: int, on_done=None) -> list[PrepResult]:
+    results: list[PrepResult] = []
+    if len(jobs) <= 1 or workers <= 1:
+        for job in jobs:
+            results.append(prepare_job(job))
+            if on_done:
+                on_done(results[-1])
+        return results
+    # threads, not processes: libvips, Pillow (decode, resize, encode) and hashlib release the GIL for all
+    # their heavy work, and threads start in no time where a spawned process pool costs ~0.15 s to start
+    # and import (measured 6 % faster over 100 photos; docs/BENCHMARKS.md)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="prep")
+    try:
+        for future in as_completed([pool.submit(prepare_job, job) for job in jobs]):
+            results.append(future.result())
+            if on_done:
+                on_done(results[-1])
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C: finish the images in hand, start no more
+    return results
 
 
 # a file another tool (or `init --no-prep`) copied in verbatim: these extensions, the source's own bytes
@@ -206,6 +224,15 @@ def _from_entry(entry: dict[str, Any]) -> PrepResult:
     for key in ("source_size", "output_size"):
         fields[key] = tuple(entry[key]) if entry.get(key) else None
     return PrepResult(**fields)
+
+
+DUPLICATE_REASONS = ("exact duplicate of ", "near-duplicate of ")
+
+
+def is_duplicate(entry: dict[str, Any]) -> bool:
+    """Rejected as a duplicate: decided again on every prep, since it depends on the other sources (the
+    photo it duplicated may be gone)."""
+    return entry.get("reason", "").startswith(DUPLICATE_REASONS)
 
 
 def _dedupe(results: list[PrepResult], near_distance: int) -> None:
