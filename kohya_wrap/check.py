@@ -340,8 +340,7 @@ def _check_environment(report: CheckReport) -> None:
             "bitsandbytes and the tokenizers it downloads at start-up are checked once there is one",
         )
         return
-    for found in preflight(sd, report.settings, report.loaded.spec):
-        report.add(found.severity, found.where, found.what, found.fix)
+    report.findings.extend(preflight(sd, report.settings, report.loaded.spec))
 
 
 def check_project(loaded: LoadedSpec) -> CheckReport:
