@@ -11,7 +11,7 @@ from typing import Any
 
 from kohya_wrap.dataset.importer import ImportResult, import_images
 from kohya_wrap.dataset.prep import ConceptPrep, PrepOptions, prep_project
-from kohya_wrap.errors import KohyaWrapError
+from kohya_wrap.errors import KohyaWrapError, clip, file_error, shown
 from kohya_wrap.fsutil import copy_file_atomic, write_text_atomic
 from kohya_wrap.interop.kohya_ss import spec_from_kohya_ss
 from kohya_wrap.paths import ProjectLayout
@@ -98,7 +98,9 @@ def spec_from_kohya_ss_file(options: InitOptions, notes: list[str]) -> dict[str,
     assert path is not None
     try:
         gui = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:  # no access, not UTF-8, [[[[…]]]]
+        raise file_error(exc, path) from None
+    except json.JSONDecodeError as exc:
         raise KohyaWrapError(
             f"{path}: not a readable kohya_ss JSON config ({exc})", "export it again from the GUI's Save config"
         ) from None
@@ -109,10 +111,14 @@ def spec_from_kohya_ss_file(options: InitOptions, notes: list[str]) -> dict[str,
 
     def subfolders(folder: str) -> list[str]:
         directory = Path(folder).expanduser()
-        return sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
+        try:
+            return sorted(p.name for p in directory.iterdir() if p.is_dir()) if directory.is_dir() else []
+        except OSError:  # unreadable, or no real path (a 10 MB string): it holds no concept folders here
+            return []
 
     result = spec_from_kohya_ss(gui, subfolders=subfolders)
-    notes += [f"{item.key} = {item.value!r}: {item.reason}" for item in result.unmapped] + list(result.notes)
+    notes += [clip(f"{item.key} = {shown(item.value)}: {item.reason}") for item in result.unmapped]
+    notes += [clip(note) for note in result.notes]
     data = dict(result.spec)
     if options.preset:
         data["extends"] = options.preset

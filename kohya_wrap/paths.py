@@ -10,6 +10,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from kohya_wrap.errors import KohyaWrapError
+
 SPEC_FILENAME = "kohya-wrap.toml"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -95,6 +97,12 @@ def user_cache_dir() -> Path:
     return Path(base) / "kohya-wrap"
 
 
+def trusted_sd_scripts_file() -> Path:
+    """The sd-scripts checkouts and Pythons the user trusted with `kohya-wrap vendor use` (per user: a
+    project can name one, but only the user can trust it)."""
+    return user_config_dir() / "trusted-sd-scripts.json"
+
+
 def user_preset_dirs() -> list[Path]:
     """KOHYA_WRAP_PRESETS (os.pathsep-separated) first, then the user config dir's presets/."""
     dirs = [Path(p).expanduser() for p in os.environ.get("KOHYA_WRAP_PRESETS", "").split(os.pathsep) if p]
@@ -111,13 +119,23 @@ def builtin_presets_dir() -> Path:
 def vendor_dir() -> Path:
     """Home of the sd-scripts checkout, its venv and the lock: KOHYA_WRAP_VENDOR, the source checkout's
     vendor/ (a pyproject.toml and a vendor/ folder beside the package; all it holds but its README is
-    git-ignored), or (installed as a package) the user data dir."""
+    git-ignored), or (installed as a package) the user data dir. One that exists but is no folder (e.g.
+    KOHYA_WRAP_VENDOR naming a file) is an error that says so."""
     if os.environ.get("KOHYA_WRAP_VENDOR"):
-        return Path(os.environ["KOHYA_WRAP_VENDOR"]).expanduser().absolute()
-    source_vendor = PACKAGE_DIR.parent / "vendor"
-    if (PACKAGE_DIR.parent / "pyproject.toml").is_file() and source_vendor.is_dir():
-        return source_vendor
-    return user_data_dir() / "vendor"
+        found, named = Path(os.environ["KOHYA_WRAP_VENDOR"]).expanduser().absolute(), "KOHYA_WRAP_VENDOR"
+    else:
+        source_vendor = PACKAGE_DIR.parent / "vendor"
+        if (PACKAGE_DIR.parent / "pyproject.toml").is_file() and source_vendor.is_dir():
+            return source_vendor
+        found, named = user_data_dir() / "vendor", "the vendor folder"
+    if os.path.lexists(found) and not found.is_dir():
+        raise KohyaWrapError(
+            f"{named} ({found}) is a file, where kohya-wrap keeps sd-scripts and its venv in a folder",
+            "point KOHYA_WRAP_VENDOR at a folder (`vendor install` creates it), or unset it to use the default"
+            if named == "KOHYA_WRAP_VENDOR"
+            else "move or remove that file, then run the command again",
+        )
+    return found
 
 
 def relative(path: Path, root: Path) -> str:

@@ -19,8 +19,13 @@ class Preset:
 
     @property
     def summary(self) -> str:
-        """The preset's first comment line that is not the command heading it."""
-        for line in self.path.read_text(encoding="utf-8").splitlines():
+        """The preset's first comment line that is not the command heading it ("" where the file cannot be
+        read: the listing still shows the others, and using the preset names what is wrong with it)."""
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        for line in text.splitlines():
             text = line.lstrip("# ").strip()
             if line.startswith("#") and text and not text.startswith("kohya-wrap ") and not text.startswith("Use:"):
                 return text

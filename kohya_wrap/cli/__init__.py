@@ -3,8 +3,14 @@ returning data), registered here from one list, and the one error boundary in `m
 
 from __future__ import annotations
 
-from kohya_wrap.cli import caption, grid, lint, prep, presets, project, report, run, tags, vendor
-from kohya_wrap.cli.base import cli, main
+import sys
+
+try:
+    from kohya_wrap.cli import caption, grid, lint, prep, presets, project, report, run, tags, vendor, watch
+    from kohya_wrap.cli.base import cli, main
+except KeyboardInterrupt:  # Ctrl-C while the command line loads, before `main` can catch it: exit as it does
+    sys.stderr.write("\nerror: interrupted\n")
+    raise SystemExit(130) from None
 
 COMMANDS = (
     project.init,
@@ -19,6 +25,7 @@ COMMANDS = (
     run.run,
     run.runs,
     run.demo,
+    watch.watch,
     grid.grid,
     report.report,
     vendor.vendor,

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from kohya_wrap import __version__
-from kohya_wrap.errors import ExitCode, KohyaWrapError
+from kohya_wrap.errors import ExitCode, clip, user_error
 
 UNSET_HELP = "Remove a value the spec or its preset sets, e.g. --unset training.max_train_epochs (repeatable)."
 SET_HELP = "Override a spec value for this command, e.g. --set training.learning_rate=2e-4 (repeatable)."
@@ -75,39 +75,59 @@ def print_error(lines: list[str]) -> None:
     from kohya_wrap.console import err
 
     first, *rest = lines
-    err().print(Text("error: ", style="bold red") + Text(first))
+    err().print(Text("error: ", style="bold red") + Text(clip(first)))
     for line in rest:
-        err().print(Text(line))
+        err().print(Text(clip(line)))
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The one error boundary: a KohyaWrapError — or a failure of the machine or the user's files (a full
+    disk, no permission, a file that is not UTF-8, …: `errors.user_error`) — is one line per problem on
+    stderr and its exit code; Ctrl-C is exit 130 (a stop signal 128 + its number), never a traceback;
+    anything else is an internal error, exit 1 (the traceback with --debug)."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
     try:
-        code = cli.main(args=args, prog_name="kohya-wrap", standalone_mode=False)
-    except click.exceptions.Abort:
-        code = ExitCode.INTERRUPTED
+        code = _run(args, "--debug" in args)
+    except KeyboardInterrupt as exc:  # another Ctrl-C while the first (or an error) was being reported
+        code = getattr(exc, "exit_code", ExitCode.INTERRUPTED)
+    sys.exit(int(code or 0))
+
+
+def _run(args: list[str], debug: bool) -> int:
+    try:
+        return cli.main(args=args, prog_name="kohya-wrap", standalone_mode=False)
+    except click.exceptions.Abort as exc:  # click's form of a Ctrl-C (or a stop signal) during a command
+        return _interrupted(exc.__cause__ or exc.__context__)
     except click.ClickException as exc:
         exc.show()
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        print_error(["interrupted"])
-        code = ExitCode.INTERRUPTED
-    except KohyaWrapError as exc:
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
+    except BrokenPipeError:  # the reader of our output went away (`kohya-wrap … | head`): nothing to say
+        return ExitCode.FAILED
+    except Exception as exc:  # the boundary: what the user can fix is one line; anything else is a bug
+        error = user_error(exc)
+        if error is None:
+            if debug:
+                raise
+            print_error(
+                [
+                    f"internal error: {type(exc).__name__}: {exc}",
+                    "run again with --debug for the traceback, and please report it",
+                ]
+            )
+            return ExitCode.FAILED
         if debug:
             import traceback
 
             traceback.print_exc()
-        print_error(exc.lines())
-        code = exc.exit_code
-    except Exception as exc:  # the boundary: anything unexpected is a bug, shown briefly
-        if debug:
-            raise
-        print_error(
-            [
-                f"internal error: {type(exc).__name__}: {exc}",
-                "run again with --debug for the traceback, and please report it",
-            ]
-        )
-        code = ExitCode.FAILED
-    sys.exit(int(code or 0))
+        print_error(error.lines())
+        return error.exit_code
+
+
+def _interrupted(exc: BaseException | None) -> int:
+    """Ctrl-C (or SIGTERM/SIGHUP during a run: launch.signals.Signalled) as one line and its exit code:
+    130, or 128 + the signal's number."""
+    name = getattr(exc, "name", None) if isinstance(exc, KeyboardInterrupt) else None
+    print_error([f"stopped by {name}" if isinstance(name, str) else "interrupted"])
+    return int(getattr(exc, "exit_code", ExitCode.INTERRUPTED))

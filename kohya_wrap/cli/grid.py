@@ -125,7 +125,7 @@ def grid(
             f"interrupted: {result.rendered} cell(s) rendered and kept in the cache; the grid so far is in {folder}",
             style="yellow",
         )
-        raise KeyboardInterrupt
+        return ExitCode.INTERRUPTED  # said in full above: not the boundary's bare "interrupted" too
     if as_json:
         echo_json(
             {

@@ -8,6 +8,7 @@ in the Hugging Face cache, since sd-scripts only opens local files. Nothing here
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,13 @@ from kohya_wrap.errors import Problem
 from kohya_wrap.spec.models import ModelSpec, parse_model_ref
 
 MODEL_PARTS = ("base", "vae", "clip_l", "t5xxl", "ae")
+
+# Files no model is ever saved as (sd-scripts reads .safetensors, else torch.load's .ckpt/.pt/.bin/.pth):
+# a photo, a caption or a config named by mistake. Any other suffix is left to sd-scripts.
+NOT_MODEL_SUFFIXES = frozenset(
+    ".jpg .jpeg .png .webp .bmp .gif .tif .tiff .avif .heic .jxl .txt .caption .md .json .jsonl .toml .yaml .yml "
+    ".csv .html .py .sh .zip .tar .gz .7z .rar .log".split()
+)
 
 
 @dataclass(frozen=True)
@@ -45,18 +53,46 @@ def _cached(repo: str, filename: str) -> str | None:
     return found if isinstance(found, str) else None
 
 
+def _not_a_model(where: str, path: Path) -> Problem | None:
+    """What makes a local path no model file or folder at all: missing, unreadable, a device, pipe or
+    socket (`/dev/null`), an empty file (an interrupted download), or a photo, caption or config."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        return Problem(where, f"{path} does not exist", "fix the path, or use hf://owner/repo for a hub model")
+    except OSError as exc:
+        return Problem(where, f"{path} cannot be read ({exc.strerror or exc})", "fix the path or its permissions")
+    if stat.S_ISDIR(info.st_mode):
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        return Problem(
+            where,
+            f"{path} is not a model file (it is a device, pipe or socket)",
+            "point at the .safetensors file or the diffusers folder",
+        )
+    if info.st_size == 0:
+        return Problem(
+            where,
+            f"{path} is empty (0 bytes), not a model",
+            "download it again (an interrupted download leaves an empty file), or point at the model file",
+        )
+    if path.suffix.lower() in NOT_MODEL_SUFFIXES:
+        return Problem(
+            where,
+            f"{path} is not a model file (a {path.suffix} file)",
+            "point at the .safetensors (or .ckpt) file or the diffusers folder",
+        )
+    return None
+
+
 def resolve_ref(field: str, raw: str, project_root: Path) -> ResolvedRef:
     where = f"model.{field}"
     ref = parse_model_ref(raw)
     if not ref.is_hub:
         path = ref.local_path(project_root)
-        if not path.exists():
-            return ResolvedRef(
-                field,
-                raw,
-                None,
-                Problem(where, f"{path} does not exist", "fix the path, or use hf://owner/repo for a hub model"),
-            )
+        problem = _not_a_model(where, path)
+        if problem is not None:
+            return ResolvedRef(field, raw, None, problem)
         if (
             field == "base"
             and path.is_dir()

@@ -15,6 +15,7 @@ from typing import Any
 import tomli_w
 
 from kohya_wrap import __version__
+from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
 from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.sdscripts.prompts import PromptLine
@@ -177,6 +178,7 @@ def render_dataset(spec: ProjectSpec, settings: Settings, schema: OptionSchema) 
 def write_configs(rendered: RenderedConfigs, layout: ProjectLayout) -> list[Path]:
     """Write the rendered files atomically; a stale sample prompt file is removed when sampling is off."""
     written = [layout.train_config, layout.dataset_config]
+    _writable(layout)
     write_text_atomic(layout.train_config, rendered.train_toml(layout.spec_file))
     write_text_atomic(layout.dataset_config, rendered.dataset_toml(layout.spec_file))
     if rendered.sample_prompts is not None:
@@ -185,3 +187,19 @@ def write_configs(rendered: RenderedConfigs, layout: ProjectLayout) -> list[Path
     else:
         layout.sample_prompts.unlink(missing_ok=True)
     return written
+
+
+def _writable(layout: ProjectLayout) -> None:
+    """A file or folder in the way of the configs, named before anything is written."""
+    config = layout.config_dir
+    if config.exists() and not config.is_dir():
+        raise KohyaWrapError(
+            f"{config} is a file, where kohya-wrap writes sd-scripts' configs into a folder",
+            "move or remove that file, then run the command again",
+        )
+    for path in (layout.train_config, layout.dataset_config, layout.sample_prompts):
+        if path.is_dir():
+            raise KohyaWrapError(
+                f"{path} is a folder, where kohya-wrap writes sd-scripts' {path.name}",
+                "move or remove that folder, then run the command again",
+            )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
-from kohya_wrap.errors import KohyaWrapError, Problem, SpecError
+from kohya_wrap.errors import KohyaWrapError, Problem, SpecError, file_error, shown
 from kohya_wrap.paths import SPEC_FILENAME, ProjectLayout
 from kohya_wrap.presets import find_preset
 from kohya_wrap.sdscripts.families import FAMILIES
@@ -61,8 +61,8 @@ def read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise KohyaWrapError(f"{path}: not valid TOML ({exc})", "fix the syntax at that line") from None
-    except OSError as exc:
-        raise KohyaWrapError(f"{path}: cannot be read ({exc.strerror})", "check the path and its permissions") from None
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:  # no access, a folder, not UTF-8, [[[[…]]]]
+        raise file_error(exc, path) from None
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -184,8 +184,8 @@ def _describe(value: Any) -> str:
         list: "a list",
         dict: "a table",
     }.get(type(value), type(value).__name__)
-    shown = repr(value) if not isinstance(value, (dict, list)) else kind
-    return f"{shown} ({kind})" if shown != kind else kind
+    text = shown(value) if not isinstance(value, (dict, list)) else kind
+    return f"{text} ({kind})" if text != kind else kind
 
 
 def problems_from_validation(exc: "ValidationError", root: "type[BaseModel]") -> list[Problem]:

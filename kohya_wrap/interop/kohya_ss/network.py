@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from kohya_wrap.errors import shown
 from kohya_wrap.interop.kohya_ss.state import _Export, _Import
 from kohya_wrap.interop.kohya_ss.tables import (
     _ALGO_TO_TYPE,
@@ -47,7 +48,7 @@ def _fmt_arg(key: str, value: object) -> str:
     if key in _COMMA_LISTS:
         text = re.sub(r"\s+", "", text)
     if re.search(r"\s", text):
-        raise _BadValue(f"{text!r} contains blanks, which the GUI splits into separate network args")
+        raise _BadValue(f"{shown(text)} contains blanks, which the GUI splits into separate network args")
     return text
 
 
@@ -91,7 +92,7 @@ def _lora_type(imp: _Import) -> tuple[str, _NetType] | None:
     raw_type = imp.raw("LoRA_type")
     type_name = "Standard" if _blank(raw_type) else str(raw_type).strip()
     if type_name in _LEGACY_TYPES:
-        imp.notes.append(f"LoRA_type {type_name!r} is the old name of {_LEGACY_TYPES[type_name]!r}.")
+        imp.notes.append(f"LoRA_type {shown(type_name)} is the old name of {shown(_LEGACY_TYPES[type_name])}.")
         type_name = _LEGACY_TYPES[type_name]
     nettype = _NET_TYPES.get(type_name)
     if nettype is None:
@@ -107,12 +108,12 @@ def _lora_type(imp: _Import) -> tuple[str, _NetType] | None:
     imp.take("LoRA_type")
     if nettype.requires and nettype.requires != imp.family:
         imp.notes.append(
-            f"LoRA_type {type_name!r} needs the {_WHEN[nettype.requires][1]} model checkbox; the GUI refuses to train "
-            "this config."
+            f"LoRA_type {shown(type_name)} needs the {_WHEN[nettype.requires][1]} model checkbox; "
+            "the GUI refuses to train this config."
         )
     if imp.family == "flux" and nettype.requires != "flux" and nettype.module != "lycoris.kohya":
         imp.notes.append(
-            f"FLUX.1 needs LoRA_type Flux1, Flux1 OFT or LyCORIS; the GUI refuses to train with {type_name!r}."
+            f"FLUX.1 needs LoRA_type Flux1, Flux1 OFT or LyCORIS; the GUI refuses to train with {shown(type_name)}."
         )
     return type_name, nettype
 
@@ -142,7 +143,7 @@ def _network_args(imp: _Import, nettype: _NetType, values: dict[str, object]) ->
             if values["split_mode"]:
                 used.add(key)
                 if values.get(key) not in ("single", "all", None, ""):
-                    imp.notes.append(f"split_mode is on: the GUI trains train_blocks=single, not {values[key]!r}.")
+                    imp.notes.append(f"split_mode is on: the GUI trains train_blocks=single, not {shown(values[key])}.")
                 args.append("train_blocks=single")
             continue
         if key in values:

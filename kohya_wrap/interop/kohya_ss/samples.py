@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from kohya_wrap.errors import shown
 from kohya_wrap.interop.kohya_ss.state import _Export, _Import
 from kohya_wrap.interop.kohya_ss.tables import _NOTHING, _gui_value
 from kohya_wrap.interop.kohya_ss.values import (
@@ -100,7 +101,7 @@ def _import_sample(imp: _Import) -> None:
             ok = False
         else:
             for option in dropped:
-                imp.notes.append(f"Sample prompt option {option!r} has no place in the spec; left out.")
+                imp.notes.append(f"Sample prompt option {shown(option)} has no place in the spec; left out.")
     if ok:
         imp.take("sample_prompts")
     has_schedule = bool(schedule.get("every_n_epochs") or schedule.get("every_n_steps"))

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kohya_wrap.errors import shown
 from kohya_wrap.interop.kohya_ss.values import (
     R_GUI_ONLY,
     R_NO_EQUIV,
@@ -822,6 +823,6 @@ def _gui_value(key: str, value: object) -> object:
     if isinstance(value, (list, tuple)):
         items = [str(v) for v in value]
         if any(re.search(r"\s|\"", v) for v in items):
-            raise _BadValue(f"{value!r}: an item contains blanks or quotes, which the GUI cannot keep")
+            raise _BadValue(f"{shown(value)}: an item contains blanks or quotes, which the GUI cannot keep")
         return " ".join(items)
     return _to_str(value)

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kohya_wrap.errors import shown
 from kohya_wrap.sdscripts.prompts import format_number
 
 
@@ -57,18 +58,18 @@ def _blank(value: object) -> bool:
 
 def _to_float(value: object) -> float:
     if isinstance(value, bool):
-        raise _BadValue(f"{value!r} is not a number")
+        raise _BadValue(f"{shown(value)} is not a number")
     if isinstance(value, (int, float)):
         result = float(value)
     elif isinstance(value, str):
         try:
             result = float(value.strip())
         except ValueError:
-            raise _BadValue(f"{value!r} is not a number") from None
+            raise _BadValue(f"{shown(value)} is not a number") from None
     else:
-        raise _BadValue(f"{value!r} is not a number")
+        raise _BadValue(f"{shown(value)} is not a number")
     if not math.isfinite(result):
-        raise _BadValue(f"{value!r} is not a finite number")
+        raise _BadValue(f"{shown(value)} is not a finite number")
     return result
 
 
@@ -77,7 +78,7 @@ def _to_int(value: object) -> int:
         return value
     number = _to_float(value)
     if not number.is_integer():
-        raise _BadValue(f"{value!r} is not a whole number")
+        raise _BadValue(f"{shown(value)} is not a whole number")
     return int(number)
 
 
@@ -88,17 +89,17 @@ def _to_bool(value: object) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
         return value.strip().lower() in ("true", "1")
-    raise _BadValue(f"{value!r} is not true/false")
+    raise _BadValue(f"{shown(value)} is not true/false")
 
 
 def _to_str(value: object) -> str:
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, bool) or value is None:
-        raise _BadValue(f"{value!r} is not text")
+        raise _BadValue(f"{shown(value)} is not text")
     if isinstance(value, (int, float)):
         return format_number(value)
-    raise _BadValue(f"{value!r} is not text")
+    raise _BadValue(f"{shown(value)} is not text")
 
 
 def _to_args(value: object) -> list[str]:
@@ -107,7 +108,7 @@ def _to_args(value: object) -> list[str]:
         return value.replace('"', "").split()
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return [v for v in value if v.strip()]
-    raise _BadValue(f"{value!r} is not a list of arguments")
+    raise _BadValue(f"{shown(value)} is not a list of arguments")
 
 
 _CONVERT: dict[str, Callable[[object], Any]] = {

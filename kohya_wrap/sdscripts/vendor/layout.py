@@ -62,11 +62,13 @@ class Vendor:
         return shipped_lock()
 
     def state(self) -> dict[str, Any]:
-        """What was installed into the venv (install-state.json; empty before the first install)."""
+        """What was installed into the venv (install-state.json; empty before the first install, and where
+        the file is damaged: not JSON, or not a JSON object)."""
         try:
-            return json.loads(self.state_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(self.state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
             return {}
+        return data if isinstance(data, dict) else {}
 
 
 def write_state(vendor: Vendor, **values: Any) -> None:

@@ -50,13 +50,13 @@ def read_lock(path: Path) -> Lock:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         return Lock(str(data["source"]), str(data["ref"]), str(data["commit"]), tuple(data.get("exclude", ())))
-    except (OSError, KeyError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, KeyError, TypeError, ValueError, RecursionError) as exc:  # ValueError: bad TOML, not UTF-8
         hint = (
             "reinstall kohya-wrap (the pin it ships is damaged)"
             if path == SHIPPED_LOCK
             else "delete it to start again from the pin kohya-wrap ships, then run `kohya-wrap vendor install`"
         )
-        raise KohyaWrapError(f"{path}: not a readable sd-scripts lock ({exc})", hint) from None
+        raise KohyaWrapError(f"{path}: not a readable sd-scripts lock ({type(exc).__name__}: {exc})", hint) from None
 
 
 def shipped_lock() -> Lock | None:

@@ -5,6 +5,8 @@ reinstall only what changed), status, and the options of any ref without touchin
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 import tempfile
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from kohya_wrap.sdscripts.vendor.repo import (
     describe,
     dirty_files,
     fetch_or_clone,
+    never_checked_out,
     open_repo,
     resolve_commit,
     resolve_or_fetch,
@@ -42,6 +45,8 @@ PLATFORM_EXCLUDES: tuple[str, ...] = () if sys.platform == "win32" else ("bitsan
 
 
 def refuse_local_changes(vendor: Vendor, exclude: tuple[str, ...], force: bool) -> None:
+    if never_checked_out(vendor.checkout):
+        return  # an install that stopped before its checkout: nothing of the user's to keep
     changed = dirty_files(vendor.checkout, ignore=exclude)
     if changed and not force:
         raise KohyaWrapError(
@@ -83,7 +88,7 @@ def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], Non
     if vendor.installed:
         refuse_local_changes(vendor, exclude, options.force)
     lock = Lock(source, ref, "", exclude)
-    with PhaseLog(new_log(vendor, "install"), report, total=6) as log:
+    with PhaseLog(new_log(vendor, "install"), report, total=6) as log, _unfinished_clone_removed(vendor) as checked_out:
         log.phase("fetch sd-scripts", lambda: fetch_or_clone(vendor, source, log))
 
         def pick_commit() -> str:
@@ -98,6 +103,7 @@ def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], Non
             return checkout_commit(vendor, commit, exclude, log)
 
         log.phase(f"check out {ref}", pick_commit)
+        checked_out()
         log.phase("create venv", lambda: create_venv(vendor, options.python, log))
         log.phase("install torch", lambda: install_torch(vendor, options.torch, options.torch_index_url, log))
         log.phase("install requirements", lambda: install_requirements(vendor, options.torch, options.constraints, log))
@@ -107,6 +113,21 @@ def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], Non
         vendor, commit=lock.commit, torch=options.torch, torch_index_url=options.torch_index_url, python=options.python
     )
     return lock
+
+
+@contextmanager
+def _unfinished_clone_removed(vendor: Vendor) -> Iterator[Callable[[], None]]:
+    """A first install that fails (or is stopped) before its checkout is done removes the clone it made,
+    so the next install starts afresh instead of finding a checkout without files ("local changes").
+    Call the function it gives once the checkout is done: a later failure (the venv, pip) keeps it."""
+    fresh = not os.path.lexists(vendor.checkout)
+    done = []
+    try:
+        yield lambda: done.append(True)
+    except BaseException:
+        if fresh and not done:
+            shutil.rmtree(vendor.checkout, ignore_errors=True)
+        raise
 
 
 @dataclass(frozen=True)

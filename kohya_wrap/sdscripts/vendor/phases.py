@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Callable
 
-from kohya_wrap.errors import ExitCode, KohyaWrapError
+from kohya_wrap.errors import ExitCode, KohyaWrapError, os_error
 from kohya_wrap.launch.process import child_env, run
 from kohya_wrap.sdscripts.vendor.layout import Vendor
 
@@ -66,10 +66,13 @@ class PhaseLog:
                 f"{name} failed: `{shlex.join(map(str, exc.cmd))}` exited with {exc.returncode}",
                 f"see {self.path}:\n{self.tail()}",
             ) from None
+        except OSError as exc:  # the vendor folder: no permission, a full disk, …
+            self.write(f"FAILED: {type(exc).__name__}: {exc}")
+            error = os_error(exc)
+            raise PhaseFailed(f"{name} failed: {error.message}", error.hint) from None
         except Exception as exc:  # git errors and the like: keep the log, name the phase
             self.write(f"FAILED: {type(exc).__name__}: {exc}")
-            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-            raise PhaseFailed(f"{name} failed: {type(exc).__name__}: {last}", f"the log is {self.path}") from None
+            raise PhaseFailed(f"{name} failed: {failure_reason(exc)}", f"the log is {self.path}") from None
         self.report(f"[{self.done}/{self.total}] {name}: {detail or 'done'} ({time.monotonic() - start:.1f} s)")
 
     def run(self, argv: list[str], cwd: Path | None = None) -> None:
@@ -83,6 +86,21 @@ class PhaseLog:
     def tail(self, lines: int = 12) -> str:
         text = self.path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
         return "\n".join("    " + line for line in text)
+
+
+def failure_reason(exc: Exception) -> str:
+    """What went wrong, in one line: for a git command, git's own reason (the `fatal:` or `error:` line of
+    its stderr, which gitpython wraps in quotes and a `stderr:` label), else the exception's last line."""
+    stderr = getattr(exc, "stderr", None)
+    if type(exc).__name__ == "GitCommandError" and isinstance(stderr, str):
+        text = stderr.strip().removeprefix("stderr:").strip().strip("'").strip()
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        reason = next((line for line in reversed(lines) if line.startswith(("fatal:", "error:"))), None)
+        if reason or lines:
+            return f"git: {reason or lines[-1]}"
+        return f"git exited with {getattr(exc, 'status', '?')}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip().strip("'")]
+    return f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
 
 
 def new_log(vendor: Vendor, action: str) -> Path:

@@ -90,6 +90,14 @@ def dirty_files(checkout: Path, ignore: tuple[str, ...] = ()) -> list[str]:
     return [p for p in paths if not is_excluded(p, ignore)]
 
 
+def never_checked_out(checkout: Path) -> bool:
+    """A clone whose files were never checked out (an install that stopped between `git clone
+    --no-checkout` and the checkout: a ref that does not exist, Ctrl-C): its index is empty, so git lists
+    every file as deleted, yet nothing in it can be a change of the user's."""
+    result = run(["git", "-C", str(checkout), "ls-files"])
+    return result.returncode == 0 and not result.stdout.strip()
+
+
 def describe(checkout: Path) -> str:
     """The nearest tag (and the commits since), else the short commit; empty where git cannot say."""
     return run(["git", "-C", str(checkout), "describe", "--tags", "--always"]).stdout.strip()
