@@ -14,7 +14,7 @@ from kohya_wrap.dataset.scan import ConceptScan, scan_folder
 from kohya_wrap.errors import Finding, Severity
 from kohya_wrap.lint import ConceptLint, lint_project
 from kohya_wrap.paths import relative
-from kohya_wrap.sdscripts.locate import SdScripts
+from kohya_wrap.sdscripts.locate import SdScripts, trust_command
 from kohya_wrap.sdscripts.modelref import ResolvedRef, resolve_model_refs
 from kohya_wrap.sdscripts.preflight import preflight
 from kohya_wrap.sdscripts.stepmath import BucketError, BucketSelector
@@ -325,6 +325,15 @@ def _check_sd_scripts(report: CheckReport) -> None:
             where,
             f"found at {sd.root} but not its Python {sd.python}",
             "`kohya-wrap vendor use PATH --python PY` names it",
+        )
+    elif not sd.trusted:
+        report.add(
+            "warning",
+            where,
+            f"names sd-scripts at {sd.root} run by {sd.python}, which you have not trusted: kohya-wrap runs no "
+            f"program a project names, so options were checked against {report.loaded.schema.source} and "
+            "`run` will not start",
+            f"if you trust them, run `{trust_command(sd, report.loaded.layout.root)}` once",
         )
 
 

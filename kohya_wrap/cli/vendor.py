@@ -373,11 +373,12 @@ def _project_breaks(directory: Path, schema: "OptionSchema") -> dict[str, Any] |
 @click.argument("directory", required=False, default=".", type=click.Path(path_type=Path))
 def vendor_use(path: Path, python: Path | None, directory: Path) -> int:
     """Train the project in DIRECTORY (default: here) with an existing sd-scripts checkout at PATH, e.g.
-    the one inside a kohya_ss GUI install; recorded in its spec's [sd_scripts] (old spec kept as .bak)."""
-    from kohya_wrap.sdscripts.locate import SdScripts, guess_python
+    the one inside a kohya_ss GUI install; recorded in its spec's [sd_scripts] (old spec kept as .bak).
+    Also trusts PATH with that Python for you: kohya-wrap runs a checkout a spec names only once trusted."""
+    from kohya_wrap.sdscripts.locate import SdScripts, guess_python, trust, trust_key
     from kohya_wrap.sdscripts.schema import live_schema
     from kohya_wrap.spec.edit import set_table
-    from kohya_wrap.spec.load import find_spec_file
+    from kohya_wrap.spec.load import find_spec_file, read_toml
 
     spec_file = find_spec_file(directory)
     root = path.expanduser().absolute()
@@ -390,11 +391,30 @@ def vendor_use(path: Path, python: Path | None, directory: Path) -> int:
         raise KohyaWrapError(
             f"no Python found for {root} (looked for {interpreter})", "pass --python /path/to/its/venv/bin/python"
         )
-    schema = live_schema(SdScripts(root, interpreter, "project"))
-    set_table(spec_file, "sd_scripts", {"path": str(root), "python": str(interpreter)})
+    # The user names these on the command line: reading their options runs them, and trusts them.
+    schema = live_schema(SdScripts(root, interpreter, "project", trusted=True))
+    trust(root, interpreter)
     count = sum(len(o) for o in schema.scripts.values())
+    named = read_toml(spec_file).get("sd_scripts")
+    if _names(named, spec_file.parent) == trust_key(root, interpreter):
+        echo(
+            f"{spec_file}: [sd_scripts] already names {root}; trusted it with {interpreter} ({schema.source}, "
+            f"{count} options)"
+        )
+        return ExitCode.OK
+    set_table(spec_file, "sd_scripts", {"path": str(root), "python": str(interpreter)})
     echo(
-        f"{spec_file}: [sd_scripts] now uses {root} ({schema.source}, {count} options); previous spec kept as "
-        f"{spec_file.name}.bak"
+        f"{spec_file}: [sd_scripts] now uses {root} ({schema.source}, {count} options), trusted with "
+        f"{interpreter}; previous spec kept as {spec_file.name}.bak"
     )
     return ExitCode.OK
+
+
+def _names(setting: Any, project_root: Path) -> tuple[str, str] | None:
+    """The trust key of the pair a spec's raw [sd_scripts] names, or None."""
+    from kohya_wrap.sdscripts.locate import locate_sd_scripts, trust_key
+
+    if not isinstance(setting, dict) or not setting.get("path"):
+        return None
+    sd = locate_sd_scripts(project_root, setting)
+    return trust_key(sd.root, sd.python)

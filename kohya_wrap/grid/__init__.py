@@ -31,6 +31,7 @@ from kohya_wrap.grid.cells import (
 )
 from kohya_wrap.grid.pages import write_grid
 from kohya_wrap.grid.render import Generator, RenderOutcome, clear_work, render_cells
+from kohya_wrap.sdscripts.locate import require_trusted
 from kohya_wrap.sdscripts.modelref import resolve_model_refs
 from kohya_wrap.spec.load import LoadedSpec
 from kohya_wrap.training.record import RunFiles, RunRecord, find_run, read_record
@@ -212,6 +213,7 @@ def make_grid(
             f"grid needs sd-scripts' gen_img.py and its Python (looked in {sd.root})",
             "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
         )
+    require_trusted(sd, layout.root, "render a grid")
 
     run_dir, record = _run_outputs(layout.runs_dir, options.run_id)
     outputs = [output.path for output in record.outputs] if record is not None else None

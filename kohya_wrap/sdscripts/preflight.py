@@ -118,7 +118,10 @@ def run_probe(python: Path, parts: list[str], cwd: Path | None = None) -> dict[s
 
 def probe_environment(sd: SdScripts, parts: Iterable[str]) -> dict[str, Any]:
     """The probe's answers for `parts`, from the cache where it has them; the missing parts are probed
-    in one child process and added to the cache."""
+    in one child process and added to the cache. Never for an sd-scripts the user has not trusted, not
+    even from the cache (its Python is a program a project names)."""
+    if not sd.trusted:
+        raise ProbeError(f"{sd.python} is named by the spec and not trusted, so it is not run")
     path = probe_cache_dir() / f"{probe_key(sd.python)}.json"
     try:
         cached = json.loads(path.read_text(encoding="utf-8"))
@@ -296,8 +299,20 @@ def bitsandbytes_checks(sd: SdScripts, spec: ProjectSpec, bnb: dict[str, Any] | 
 
 
 def preflight(sd: SdScripts, settings: Settings, spec: ProjectSpec) -> list[Finding]:
-    """Every pre-flight finding for this project with the installed sd-scripts (`sd.usable`)."""
+    """Every pre-flight finding for this project with the installed sd-scripts (`sd.usable`). An
+    sd-scripts the spec names and the user has not trusted is neither probed nor read (the tokenizers it
+    names would come from the project): only the base model is checked."""
     network = Network()
+    if not sd.trusted:
+        untrusted = Finding(
+            "environment",
+            "not probed: sd-scripts' venv is named by the spec's [sd_scripts] and you have not trusted it, and "
+            "kohya-wrap runs no program a project names; its CUDA devices and mixed precision, xformers, "
+            "bitsandbytes and the tokenizers it downloads are checked once you do",
+            "see sd_scripts.path above for the command that trusts it",
+            "info",
+        )
+        return [untrusted, *base_model_checks(spec, network)]
     found: list[Finding] = []
     parts = probe_parts(spec)
     try:

@@ -4,7 +4,8 @@ sd-scripts silently ignores unknown keys in `--config_file` (a misspelt `network
 default and exits 0) and never converts value types, so every key we render is checked here first.
 `load_option_schema()` is the one place that decides where the schema comes from: the installed
 sd-scripts' own, read by running `introspect.py` inside its venv (cached per version), or, when none is
-installed, the snapshot shipped in `kohya_wrap/data/option_schema/` for the pinned version.
+installed — or a spec names one the user has not trusted (locate.py), which is never run — the snapshot
+shipped in `kohya_wrap/data/option_schema/` for the pinned version.
 """
 
 from __future__ import annotations
@@ -402,7 +403,13 @@ def run_introspection(python: Path, tree: Path, out: Path) -> None:
 
 
 def live_schema(sd: "SdScripts") -> OptionSchema:
-    """The options of the installed sd-scripts, introspected once per version and cached."""
+    """The options of the installed sd-scripts, introspected once per version and cached. Never for an
+    sd-scripts the user has not trusted: that would run a program a project names."""
+    if not sd.trusted:
+        raise KohyaWrapError(
+            f"not reading the options of {sd.root} with {sd.python}: a spec names them and you have not trusted them",
+            "`kohya-wrap vendor use PATH --python PY` trusts them",
+        )
     path = schema_cache_dir() / f"{fingerprint(sd)}.json"
     if not path.is_file():
         run_introspection(sd.python, sd.root, path)
@@ -414,7 +421,8 @@ def live_schema(sd: "SdScripts") -> OptionSchema:
 
 def load_option_schema(sd: "SdScripts | None" = None) -> OptionSchema:
     """The schema to validate against: the installed sd-scripts' own when there is one (read live,
-    cached per version), else the snapshot shipped for the pinned version."""
-    if sd is not None and sd.usable:
+    cached per version), else the snapshot shipped for the pinned version. An sd-scripts a spec names
+    and the user has not trusted is never run: the snapshot then (`check` says why)."""
+    if sd is not None and sd.runnable:
         return live_schema(sd)
     return shipped_schema()
