@@ -9,9 +9,15 @@ from typing import Any
 from kohya_wrap.check import CheckReport, check_project
 from kohya_wrap.errors import Finding, KohyaWrapError
 from kohya_wrap.launch.command import build_launch_command, command_line
+from kohya_wrap.sdscripts.naming import MAX_EPOCHS, MAX_STEPS
 from kohya_wrap.sdscripts.render import RenderedConfigs, render_configs, write_configs
-from kohya_wrap.sdscripts.stepmath import BucketSettings, EpochMath, SubsetImages, epoch_math
+from kohya_wrap.sdscripts.stepmath import BucketSettings, CheckpointSchedule, EpochMath, SubsetImages, epoch_math
 from kohya_wrap.spec.load import load_project
+from kohya_wrap.spec.settings import Settings
+
+# `plan --json` lists every checkpoint name up to this many; past it, the first and last halves
+# (checkpoint_count says how many there are): a save every step of a long run is millions of names.
+JSON_CHECKPOINTS = 1000
 
 
 @dataclass(frozen=True)
@@ -34,13 +40,14 @@ class TrainingPlan:
     gradient_accumulation_steps: int
     num_processes: int
     bucket: BucketSettings
-    checkpoints: tuple[str, ...]
+    checkpoints: CheckpointSchedule  # a sequence of names, worked out on demand
     rendered: RenderedConfigs
     command: tuple[str, ...]
     notes: tuple[str, ...]
 
     def as_dict(self, config_paths: list[Path] | None = None) -> dict[str, Any]:
         math = self.math
+        half = JSON_CHECKPOINTS // 2
         return {
             "name": self.name,
             "script": self.script,
@@ -70,7 +77,8 @@ class TrainingPlan:
                 {"resolution": list(b.resolution), "images": b.images, "images_x_repeats": b.samples}
                 for b in math.buckets
             ],
-            "checkpoints": list(self.checkpoints),
+            "checkpoint_count": len(self.checkpoints),
+            "checkpoints": [name for part in self.checkpoints.shown(half, half) for name in part],
             "configs": [str(p) for p in config_paths or []],
             "command": list(self.command),
             "command_line": command_line(list(self.command)),
@@ -104,6 +112,7 @@ def build_plan(report: CheckReport) -> TrainingPlan:
         max_train_epochs=settings.max_train_epochs,
         max_train_steps=settings.max_train_steps,
     )
+    check_run_length(settings, math)
     checkpoints = settings.checkpoint_names(math.total_steps, math.epochs, math.steps_per_epoch)
     notes = [*loaded.notes, *(ref.note for ref in report.models if ref.note)]
     if (spec.dataset.model_extra or {}).get("validation_split"):
@@ -130,11 +139,31 @@ def build_plan(report: CheckReport) -> TrainingPlan:
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         num_processes=settings.num_processes,
         bucket=settings.bucket,
-        checkpoints=tuple(checkpoints),
+        checkpoints=checkpoints,
         rendered=rendered,
         command=tuple(command),
         notes=tuple(notes),
     )
+
+
+def check_run_length(settings: Settings, math: EpochMath) -> None:
+    """The spec bounds max_train_steps and max_train_epochs (sdscripts/naming.py: MAX_STEPS, MAX_EPOCHS);
+    the one sd-scripts works out from the other with this data must stay within them too."""
+    per_epoch = math.steps_per_epoch
+    if settings.max_train_epochs is not None and math.total_steps > MAX_STEPS:
+        raise KohyaWrapError(
+            f"training.max_train_epochs = {settings.max_train_epochs} is {math.total_steps:,} steps with this data "
+            f"({per_epoch:,} per epoch): more than {MAX_STEPS:,}, the most sd-scripts' 8-digit step file names hold",
+            f"use at most max_train_epochs = {MAX_STEPS // per_epoch:,} for this data (a LoRA trains in thousands of "
+            "steps)",
+        )
+    if settings.max_train_epochs is None and math.epochs > MAX_EPOCHS:
+        raise KohyaWrapError(
+            f"training.max_train_steps = {settings.max_train_steps} is {math.epochs:,} epochs with this data "
+            f"({per_epoch:,} step(s) per epoch): more than {MAX_EPOCHS:,}, the most sd-scripts' 6-digit epoch file "
+            "names hold",
+            f"use at most max_train_steps = {MAX_EPOCHS * per_epoch:,} for this data, or more repeats per epoch",
+        )
 
 
 class CheckFailed(KohyaWrapError):

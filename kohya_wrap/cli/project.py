@@ -12,7 +12,7 @@ import click
 
 from kohya_wrap.cli.base import print_findings, project_dir_argument, set_option
 from kohya_wrap.cli.output import echo, echo_json
-from kohya_wrap.errors import ExitCode
+from kohya_wrap.errors import ExitCode, shown
 
 if TYPE_CHECKING:
     from kohya_wrap.check import CheckReport
@@ -178,9 +178,9 @@ def _print_plan(plan: "TrainingPlan", written: list[Path], root: Path) -> None:
         + f" → {math.steps_per_epoch} steps/epoch"
     )
     echo(f"  {math.epochs} epoch(s) → {math.total_steps} total optimization steps", style="bold")
-    shown = list(plan.checkpoints)
-    listing = ", ".join(shown if len(shown) <= 6 else [*shown[:3], "…", *shown[-2:]])
-    echo(f"  checkpoints ({len(shown)}): {listing}")
+    head, tail = plan.checkpoints.shown(3, 2)  # every name up to 6, else the first 3, …, the last 2
+    listing = ", ".join([*head, "…", *tail] if tail else head)
+    echo(f"  checkpoints ({len(plan.checkpoints)}): {listing}")
     for note in plan.notes:
         echo(f"  note: {note}", style="cyan")
     echo("configs: " + ", ".join(str(p.relative_to(root)) for p in written))
@@ -244,5 +244,5 @@ def export(directory: Path, kohya_ss_out: Path, overrides: tuple[str, ...]) -> i
     write_text_atomic(kohya_ss_out.expanduser().absolute(), json.dumps(gui, ensure_ascii=False, indent=2) + "\n")
     echo(f"wrote {kohya_ss_out}")
     for item in unmapped:
-        echo(f"  not in the GUI: {item.key} = {item.value!r} ({item.reason})", style="yellow")
+        echo(f"  not in the GUI: {item.key} = {shown(item.value)} ({item.reason})", style="yellow")
     return ExitCode.OK

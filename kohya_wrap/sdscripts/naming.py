@@ -15,15 +15,23 @@ from __future__ import annotations
 import re
 
 STATE_SUFFIX = "-state"
+
+# The most steps and epochs a run may have: sd-scripts numbers step saves with 8 digits (-step%08d) and
+# epoch saves with 6 (-%06d). Past these its names grow a digit, stop sorting in training order and
+# stop matching STEP_NAME (so a resume could not renumber them) — and no real run comes near: 99,999,999
+# steps are over 115 days at 10 steps a second, where a LoRA trains in thousands of steps.
+MAX_STEPS = 99_999_999
+MAX_EPOCHS = 999_999
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9._-]+$")  # what `name` may hold: it ends up in file names and metadata
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
-# renumbering after a resume: the step in a step-named checkpoint or state, and in a sample image
+# renumbering after a resume: the step in a step-named checkpoint or state, and in a sample image (sd-scripts
+# writes its step with 6 digits, 7 or 8 past step 999,999: MAX_STEPS)
 STEP_NAME = re.compile(r"^(?P<head>.*-step)(?P<step>\d{8})(?P<tail>(?:-state)?(?:\.[^.]+)?)$")
-SAMPLE_NAME = re.compile(r"^(?P<head>.*_)(?P<step>\d{6})(?P<tail>_\d{2}_.*)$")
+SAMPLE_NAME = re.compile(r"^(?P<head>.*_)(?P<step>\d{6,})(?P<tail>_\d{2}_.*)$")
 # a sample image's parts: step (or e + epoch), prompt index, time stamp, seed
 SAMPLE_FILE = re.compile(
-    r"^(?P<head>.*?)_(?P<tag>e\d{6}|\d{6})_(?P<index>\d{2})_(?P<stamp>\d{14})(?:_(?P<seed>\d+))?\.[A-Za-z]+$"
+    r"^(?P<head>.*?)_(?P<tag>e\d{6}|\d{6,})_(?P<index>\d{2})_(?P<stamp>\d{14})(?:_(?P<seed>\d+))?\.[A-Za-z]+$"
 )
 _STEP_STEM = re.compile(r"-step(\d+)$")
 _EPOCH_STEM = re.compile(r"-(\d{6})$")

@@ -9,8 +9,10 @@ reports exactly the "total optimization steps" sd-scripts will print.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Sequence
+
+from kohya_wrap.sdscripts import naming
 
 
 @dataclass(frozen=True)
@@ -118,27 +120,21 @@ class SubsetImages:
 def balanced_reg_repeats(train_images_x_repeats: int, reg_subsets: Sequence[SubsetImages]) -> list[list[int]]:
     """Per reg image, how often it is used per epoch: sd-scripts registers reg images in order with their
     repeats until they match the training images × repeats, then adds one repeat at a time round-robin.
-    Images never reached get 0."""
+    Images never reached get 0. Worked out arithmetically (sd-scripts loops once per added repeat), so it
+    costs one pass over the reg images whatever the counts."""
     used = [[0] * len(s.sizes) for s in reg_subsets]
-    if not any(s.sizes for s in reg_subsets):
+    images = [(s_index, i_index) for s_index, s in enumerate(reg_subsets) for i_index in range(len(s.sizes))]
+    if not images or train_images_x_repeats <= 0:
         return used
-    n, first_loop = 0, True
-    while n < train_images_x_repeats:
-        for s_index, subset in enumerate(reg_subsets):
-            stop = False
-            for i_index in range(len(subset.sizes)):
-                if first_loop:
-                    used[s_index][i_index] = subset.repeats
-                    n += subset.repeats
-                else:
-                    used[s_index][i_index] += 1
-                    n += 1
-                if n >= train_images_x_repeats:
-                    stop = True
-                    break
-            if stop:
-                break
-        first_loop = False
+    n = 0
+    for s_index, i_index in images:  # the first loop: each image with its subset's repeats, in order
+        used[s_index][i_index] = reg_subsets[s_index].repeats
+        n += reg_subsets[s_index].repeats
+        if n >= train_images_x_repeats:
+            return used
+    rounds, rest = divmod(train_images_x_repeats - n, len(images))  # then one repeat each, round-robin
+    for index, (s_index, i_index) in enumerate(images):
+        used[s_index][i_index] += rounds + (1 if index < rest else 0)
     return used
 
 
@@ -196,8 +192,102 @@ def epoch_math(
         max_train_steps = max_train_epochs * math.ceil(dataset_batches / num_processes / gradient_accumulation_steps)
     batches_per_process = math.ceil(dataset_batches / num_processes)
     steps_per_epoch = math.ceil(batches_per_process / gradient_accumulation_steps)
-    epochs = math.ceil(max_train_steps / steps_per_epoch) if steps_per_epoch else 0
+    epochs = -(-max_train_steps // steps_per_epoch) if steps_per_epoch else 0  # math.ceil(a / b), exact for any size
     return EpochMath(train_x, reg_x, buckets, batches_per_process, steps_per_epoch, max_train_steps, epochs)
+
+
+@dataclass(frozen=True, eq=False)
+class CheckpointSchedule(Sequence[str]):
+    """The files sd-scripts writes to output_dir, in order — step saves and epoch saves (not the last
+    epoch) by the step they are written at, a step save first where both fall on one step, then the
+    final `<name><ext>` — held as two arithmetic progressions and a count, never as a list: a name, its
+    length and its first and last names cost the same for 10 checkpoints as for 100 million.
+
+    train_network.py saves `-step%08d` when global_step % save_every_n_steps == 0 (the last step too),
+    and `-%06d` after each epoch e with e % save_every_n_epochs == 0 and e < the number of epochs."""
+
+    name: str
+    extension: str
+    step_every: int  # steps between step saves (0: none)
+    step_saves: int
+    epoch_every: int  # epochs between epoch saves (0: none)
+    epoch_saves: int
+    steps_per_epoch: int
+
+    def __len__(self) -> int:
+        return self.step_saves + self.epoch_saves + 1
+
+    def _saved_by(self, step: int) -> int:
+        """How many saves (step and epoch ones) are written at or before `step`."""
+        count = min(step // self.step_every, self.step_saves) if self.step_every else 0
+        epoch_stride = self.epoch_every * self.steps_per_epoch
+        return count + (min(step // epoch_stride, self.epoch_saves) if epoch_stride else 0)
+
+    def _step_name(self, k: int) -> str:  # the k-th step save, from 1
+        return naming.step_checkpoint(self.name, k * self.step_every, self.extension)
+
+    def _epoch_name(self, k: int) -> str:  # the k-th epoch save, from 1
+        return naming.epoch_checkpoint(self.name, k * self.epoch_every, self.extension)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        size = len(self)
+        if index < 0:
+            index += size
+        if not 0 <= index < size:
+            raise IndexError("checkpoint index out of range")
+        if index == size - 1:
+            return naming.final_checkpoint(self.name, self.extension)
+        if not self.epoch_saves:
+            return self._step_name(index + 1)
+        if not self.step_saves:
+            return self._epoch_name(index + 1)
+        # the first step at which more than `index` saves are written: a binary search, O(log steps)
+        low, high = (
+            1,
+            max(self.step_saves * self.step_every, self.epoch_saves * self.epoch_every * self.steps_per_epoch),
+        )
+        while low < high:
+            middle = (low + high) // 2
+            if self._saved_by(middle) > index:
+                high = middle
+            else:
+                low = middle + 1
+        step, rank = low, index - self._saved_by(low - 1)
+        if rank == 0 and step % self.step_every == 0 and step // self.step_every <= self.step_saves:
+            return self._step_name(step // self.step_every)
+        return self._epoch_name(step // (self.epoch_every * self.steps_per_epoch))
+
+    def __iter__(self) -> Iterator[str]:
+        steps = iter(range(1, self.step_saves + 1))
+        epochs = iter(range(1, self.epoch_saves + 1))
+        next_step, next_epoch = next(steps, None), next(epochs, None)
+        while next_step is not None or next_epoch is not None:
+            if next_epoch is None or (
+                next_step is not None
+                and next_step * self.step_every <= next_epoch * self.epoch_every * self.steps_per_epoch
+            ):
+                yield self._step_name(next_step)  # type: ignore[arg-type]
+                next_step = next(steps, None)
+            else:
+                yield self._epoch_name(next_epoch)
+                next_epoch = next(epochs, None)
+        yield naming.final_checkpoint(self.name, self.extension)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, str):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def shown(self, head: int, tail: int) -> tuple[list[str], list[str]]:
+        """Every name when there are at most head + tail + 1, as ([all], []); else the first `head` and
+        the last `tail` (what is left out lies between them)."""
+        if len(self) <= head + tail + 1:
+            return list(self), []
+        return self[:head], self[len(self) - tail :]
 
 
 def checkpoint_names(
@@ -208,18 +298,17 @@ def checkpoint_names(
     steps_per_epoch: int,
     save_every_n_epochs: int | None,
     save_every_n_steps: int | None,
-) -> list[str]:
+) -> CheckpointSchedule:
     """Files sd-scripts writes to output_dir, in order: step saves, epoch saves (not the last epoch),
-    then the final `<name><ext>`."""
-    saves: list[tuple[int, str]] = []
-    if save_every_n_steps:
-        saves += [
-            (step, f"{output_name}-step{step:08d}{extension}")
-            for step in range(save_every_n_steps, total_steps + 1, save_every_n_steps)
-        ]
-    if save_every_n_epochs:
-        for epoch in range(1, epochs):
-            if epoch % save_every_n_epochs == 0:
-                saves.append((min(epoch * steps_per_epoch, total_steps), f"{output_name}-{epoch:06d}{extension}"))
-    saves.sort(key=lambda item: item[0])
-    return [name for _, name in saves] + [f"{output_name}{extension}"]
+    then the final `<name><ext>` — as a CheckpointSchedule, whose size costs nothing."""
+    step_every = save_every_n_steps or 0
+    epoch_every = (save_every_n_epochs or 0) if steps_per_epoch else 0
+    return CheckpointSchedule(
+        name=output_name,
+        extension=extension,
+        step_every=step_every,
+        step_saves=max(0, total_steps) // step_every if step_every else 0,
+        epoch_every=epoch_every,
+        epoch_saves=max(0, epochs - 1) // epoch_every if epoch_every else 0,
+        steps_per_epoch=steps_per_epoch,
+    )

@@ -18,7 +18,7 @@ from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.sdscripts import naming
 from kohya_wrap.sdscripts.families import FAMILIES
 from kohya_wrap.sdscripts.schema import OptionSchema
-from kohya_wrap.sdscripts.stepmath import BucketSettings
+from kohya_wrap.sdscripts.stepmath import BucketSettings, CheckpointSchedule, checkpoint_names
 from kohya_wrap.spec.models import ConceptSpec, ProjectSpec
 
 FOLDER_NAME = re.compile(r"^(\d+)_(.+)$")  # <repeats>_<class tokens>, the kohya_ss GUI's folder convention
@@ -77,26 +77,19 @@ class Settings:
     def final_checkpoint(self) -> str:
         return naming.final_checkpoint(self.name, self.checkpoint_extension)
 
-    def checkpoint_names(self, total_steps: int, epochs: int, steps_per_epoch: int) -> list[str]:
+    def checkpoint_names(self, total_steps: int, epochs: int, steps_per_epoch: int) -> CheckpointSchedule:
         """Files sd-scripts writes to output_dir, in order: step saves, epoch saves (not the last
-        epoch), then the final `<name><ext>`."""
-        saves: list[tuple[int, str]] = []
-        if self.save_every_n_steps:
-            saves += [
-                (step, naming.step_checkpoint(self.name, step, self.checkpoint_extension))
-                for step in range(self.save_every_n_steps, total_steps + 1, self.save_every_n_steps)
-            ]
-        if self.save_every_n_epochs:
-            saves += [
-                (
-                    min(epoch * steps_per_epoch, total_steps),
-                    naming.epoch_checkpoint(self.name, epoch, self.checkpoint_extension),
-                )
-                for epoch in range(1, epochs)
-                if epoch % self.save_every_n_epochs == 0
-            ]
-        saves.sort(key=lambda item: item[0])
-        return [name for _, name in saves] + [self.final_checkpoint]
+        epoch), then the final `<name><ext>`; a sequence worked out on demand, never a list of every
+        step (its length and its first and last names cost the same for any number of steps)."""
+        return checkpoint_names(
+            self.name,
+            self.checkpoint_extension,
+            total_steps,
+            epochs,
+            steps_per_epoch,
+            self.save_every_n_epochs,
+            self.save_every_n_steps,
+        )
 
     def select_concepts(self, label: str | None, spec_file: Path, training_only: bool = False) -> list[ConceptSettings]:
         """The concept called `label` (its token, or class for regularization), or all of them (only
