@@ -6,19 +6,52 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 from kohya_wrap.errors import KohyaWrapError
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux: /proc; os.umask() can
+    only be read by setting it, a moment in which another thread's new file would get mode 0666)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _new_file_mode(path: Path) -> int:
+    """The mode a plain open() would leave: a replaced file keeps its own, a new one gets 0666 less the
+    umask. (mkstemp's temporary file is 0600, which left every caption, config and training image
+    unreadable to sd-scripts run as another user or in a container.)"""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return 0o666 & ~_umask()
+
 
 def _replace_from_temp(path: Path, fill) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _new_file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
             fill(handle)
             handle.flush()
@@ -61,7 +94,8 @@ def sha256_file(path: Path) -> str:
 @contextmanager
 def exclusive_lock(path: Path, busy: str, hint: str) -> Iterator[None]:
     """Hold an OS file lock (filelock) at `path` for the block, or fail at once with `busy` (plus the
-    holder's pid and command). The OS releases it when the holder dies, so a lock is never stale."""
+    holder's pid and command). The OS releases it when the holder dies, even by SIGKILL, so a lock is
+    never stale; the `.owner` record a killed holder leaves behind is only shown while its pid lives."""
     from filelock import FileLock, Timeout
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,10 +104,14 @@ def exclusive_lock(path: Path, busy: str, hint: str) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
+        holder = ""
         try:
             holder = owner.read_text(encoding="utf-8").strip()
-        except OSError:
-            holder = ""
+            os.kill(int(holder.split(":", 1)[0].removeprefix("pid ")), 0)  # signal 0: is it alive?
+        except ProcessLookupError:
+            holder = ""  # the record of a killed holder, read before the new holder wrote its own
+        except (OSError, ValueError, OverflowError):
+            pass
         raise KohyaWrapError(f"{busy} ({holder})" if holder else busy, hint) from None
     try:
         owner.write_text(f"pid {os.getpid()}: kohya-wrap {' '.join(sys.argv[1:])}".strip() + "\n", encoding="utf-8")

@@ -77,6 +77,7 @@ def report_dict(r) -> dict:
         "removed": [str(p) for p in r.removed],
         "orphans": [str(p) for p in r.orphans],
         "source_saved": r.source_saved,
+        "excluded": str(r.excluded) if r.excluded else None,
         "seconds": round(r.seconds, 3),
     }
 
@@ -90,6 +91,8 @@ def print_reports(reports, root: Path) -> None:
             f"{r.label}: {kept} image(s) in {r.target.relative_to(root)} — {r.fresh} written{rate}, "
             f"{r.skipped} unchanged, {len(r.rejected)} rejected, {r.captions} caption(s) copied"
         )
+        if r.excluded:
+            echo(f"  left out {r.excluded}: the project is inside the source folder, and its images are not sources")
         for x in r.rejected:
             echo(f"  rejected {Path(x.source).relative_to(r.source)}: {x.reason}", style="yellow")
         if r.removed:

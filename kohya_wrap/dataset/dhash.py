@@ -34,9 +34,13 @@ class HashCache:
     def __init__(self, root: Path) -> None:
         self.file = root / ".kohya-wrap" / "cache" / "dhash.json"
         try:
-            self.entries: dict[str, list] = json.loads(self.file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            self.entries = {}
+            data = json.loads(self.file.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            data = {}
+        # entries of another shape (a damaged or foreign file) are as good as absent: hashed again
+        self.entries: dict[str, list] = (
+            {key: entry for key, entry in data.items() if _well_formed(entry)} if isinstance(data, dict) else {}
+        )
         self.seen: set[str] = set()
         self.changed = False
 
@@ -77,6 +81,21 @@ class HashCache:
             )
         except OSError:
             pass  # a read-only project still lints; it just hashes again next time
+
+
+def _well_formed(entry: object) -> bool:
+    """[size, mtime_ns, 16 hex digits or "" (not an image)], as HashCache writes it."""
+    if not (isinstance(entry, list) and len(entry) == 3):
+        return False
+    size, mtime, value = entry
+    if not all(isinstance(n, int) and not isinstance(n, bool) for n in (size, mtime)) or not isinstance(value, str):
+        return False
+    if value == "":
+        return True
+    try:
+        return len(value) <= 16 and int(value, 16) >= 0
+    except ValueError:
+        return False
 
 
 def image_dhash(path: Path) -> int | None:

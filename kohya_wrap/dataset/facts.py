@@ -192,16 +192,22 @@ def _encode(stat: os.stat_result, facts: ImageFacts) -> list:
 
 def _decode(entry: object, stat: os.stat_result) -> ImageFacts | None:
     """The cached facts when the entry is well-formed and the file unchanged, else None (read again)."""
-    try:
-        size, mtime, width, height, damage_, orientation, alpha = entry  # type: ignore[misc]
-        if size != stat.st_size or mtime != stat.st_mtime_ns:
-            return None
-        if alpha not in ALPHA_KINDS or not (damage_ is None or isinstance(damage_, str)):
-            return None
-        dims = None if width is None else (int(width), int(height))
-        return ImageFacts(dims, damage_, int(orientation), alpha)
-    except (TypeError, ValueError):
+    if not isinstance(entry, list) or len(entry) != 7:
         return None
+    size, mtime, width, height, damage_, orientation, alpha = entry
+    if size != stat.st_size or mtime != stat.st_mtime_ns or not isinstance(alpha, str) or alpha not in ALPHA_KINDS:
+        return None
+    if not (damage_ is None or isinstance(damage_, str)) or not (_count(orientation) and 1 <= orientation <= 8):
+        return None
+    if width is None and height is None:
+        return ImageFacts(None, damage_, orientation, alpha)
+    if not (_count(width) and _count(height) and width > 0 and height > 0):
+        return None
+    return ImageFacts((width, height), damage_, orientation, alpha)
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def cache_file(root: Path) -> Path:
@@ -211,7 +217,7 @@ def cache_file(root: Path) -> Path:
 def _load(file: Path) -> dict[str, object]:
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or not isinstance(data.get("images"), dict):
         return {}

@@ -51,6 +51,16 @@ class PrepSettings:
     engine: str = "auto"  # auto (libvips for JPEGs when pyvips is installed) | vips | pillow
 
 
+class WriteError(Exception):
+    """A training image could not be written (disk full, no permission, read-only file system): the
+    folder's problem, never the photo's, so it stops `prep` instead of rejecting the photo."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"{path}: {error.strerror or error}")
+        self.path = path
+        self.error = error
+
+
 @dataclass
 class PrepResult:
     source: str
@@ -278,7 +288,8 @@ def _encode(image, settings: PrepSettings) -> bytes:
 
 
 def prepare_one(source: str, target: str, settings: PrepSettings) -> PrepResult:
-    """One source → one training image at `target` (written atomically), or a rejection with a reason."""
+    """One source → one training image at `target` (written atomically), or a rejection with a reason;
+    WriteError when `target` cannot be written."""
     from PIL import Image, ImageFile, UnidentifiedImageError
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -376,7 +387,11 @@ def _finish(result: PrepResult, image, pixels: int, target: str, settings: PrepS
     result.dhash = dhash(image)
     result.pixels = pixels
     result.output_size = image.size
-    write_bytes_atomic(Path(target), _encode(image, settings))
+    encoded = _encode(image, settings)
+    try:
+        write_bytes_atomic(Path(target), encoded)
+    except OSError as exc:  # not the photo's fault: never a rejection (prepare_one turns OSError into one)
+        raise WriteError(Path(target), exc) from exc
     result.output = target
     result.ops.append(f"saved {settings.out_format}")
     return result

@@ -84,6 +84,15 @@ class FolderScan:
         return pairs
 
 
+def _is_file(entry: os.DirEntry) -> bool:
+    """A file as sd-scripts' glob lists it: a symbolic link that leads nowhere (dangling, or a loop) is
+    listed too, and then fails to open (check reports it as an unreadable image), never a crash here."""
+    try:
+        return entry.is_file() or (entry.is_symlink() and not os.path.isdir(entry.path))
+    except OSError:  # ELOOP and the like, on the link's target
+        return entry.is_symlink()
+
+
 def is_sd_scripts_image(name: str) -> bool:
     return not name.startswith(".") and name.endswith(SD_SCRIPTS_IMAGE_EXTENSIONS)
 
@@ -107,7 +116,7 @@ def scan_folder(folder: Path, read_sizes: bool = True, root: Path | None = None)
     images, skipped, sidecars = [], [], []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if not entry.is_file():
+            if not _is_file(entry):
                 continue
             name = entry.name
             suffix = os.path.splitext(name)[1]
