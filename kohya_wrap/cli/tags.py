@@ -136,10 +136,11 @@ def _run_edit(
     if dry_run:
         echo("dry run — nothing written", style="bold")
     verb = "would change" if dry_run else "changed"
+    left = set(result.left)
     for plan in result.plans:
         created = f" ({plan.created} created)" if plan.created else ""
         echo(
-            f"{plan.label} · {plan.folder}: {len(plan.changes)} file(s) {verb}{created}, "
+            f"{plan.label} · {plan.folder}: {sum(c.rel not in left for c in plan.changes)} file(s) {verb}{created}, "
             f"{plan.added} item(s) added, {plan.removed} removed"
         )
         for path, why in plan.unreadable:
@@ -156,6 +157,13 @@ def _run_edit(
                 echo(f"  {Path(change.rel).name}: {shown} → {_short(after)}")
     for line in result.warnings:
         echo(f"warning: {line}", style="yellow")
+    if result.left:
+        more = f" and {len(result.left) - 5} more" if len(result.left) > 5 else ""
+        echo(
+            f"warning: {len(result.left)} caption file(s) changed by another program after they were read, left as "
+            f"they are (run the edit again to edit them): {', '.join(Path(p).name for p in result.left[:5])}{more}",
+            style="yellow",
+        )
     if result.snapshot:
         echo(f"snapshot {result.snapshot} — `kohya-wrap tags undo` reverts it")
     elif not dry_run:
@@ -369,6 +377,10 @@ def tags_undo(directory: Path, as_json: bool) -> int:
         return ExitCode.OK
     deleted = f", {len(result.deleted)} created file(s) deleted" if result.deleted else ""
     echo(f"undid {result.id} ({result.command}): {len(result.restored)} file(s) restored{deleted}")
+    if result.untouched:
+        echo(f"  {len(result.untouched)} file(s) the edit had not rewritten yet (it was stopped) were left as they are")
+    if result.temporaries:
+        echo(f"  removed {result.temporaries} temporary file(s) the stopped edit had left")
     if result.changed_since:
         echo(
             f"  {len(result.changed_since)} of them had been edited since; those edits are gone too: "

@@ -4,6 +4,7 @@
     captions  caption files (BOM and line endings kept), the chosen concepts with their caption settings
     edit      planning an edit and applying it under the project's dataset lock (`edit_captions`)
     commands  the edit behind each `tags` command (`add_tags`, `remove_tags`, …)
+    pattern   a `--regex` matched under a time limit (`TagPattern`)
     history   snapshots under `.kohya-wrap/caption-history` and `undo`
     stats     `tag_stats`
 
@@ -31,7 +32,15 @@ from kohya_wrap.tags.commands import (
     trigger_tag,
 )
 from kohya_wrap.tags.edit import EXAMPLES, Change, ConceptPlan, EditResult, TagEdit, edit_captions, plan_edit
-from kohya_wrap.tags.history import HISTORY_DIR, EditInterrupted, UndoResult, apply_changes, undo, undo_last
+from kohya_wrap.tags.history import (
+    HISTORY_DIR,
+    Applied,
+    EditInterrupted,
+    UndoResult,
+    apply_changes,
+    undo,
+    undo_last,
+)
 from kohya_wrap.tags.items import (
     dedupe_items,
     insert_items,
@@ -43,11 +52,13 @@ from kohya_wrap.tags.items import (
     sort_items,
     trigger_first,
 )
+from kohya_wrap.tags.pattern import TagPattern
 from kohya_wrap.tags.stats import ConceptStats, TagStats, tag_stats
 
 __all__ = [
     "EXAMPLES",
     "HISTORY_DIR",
+    "Applied",
     "NOT_UTF8",
     "Caption",
     "CaptionFile",
@@ -58,6 +69,7 @@ __all__ = [
     "EditInterrupted",
     "EditResult",
     "TagEdit",
+    "TagPattern",
     "TagStats",
     "UndoResult",
     "add_tags",

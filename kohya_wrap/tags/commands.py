@@ -1,11 +1,12 @@
 """The edit behind each editing `tags` command (add, remove, replace, dedupe, prune, trigger, sort) as
 a `TagEdit`, with the checks on its arguments, so Python callers get exactly what the CLI does:
 `edit_captions(loaded, add_tags(["white background"]), dry_run=True)`.
+
+A `--regex` is matched under a time limit (tags/pattern.py).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Iterable
 
 from kohya_wrap.errors import KohyaWrapError
@@ -20,6 +21,7 @@ from kohya_wrap.tags.items import (
     sort_items,
     trigger_first,
 )
+from kohya_wrap.tags.pattern import TagPattern
 
 
 def clean_tags(values: Iterable[str]) -> list[str]:
@@ -38,14 +40,8 @@ def clean_tags(values: Iterable[str]) -> list[str]:
     return found
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    try:
-        return re.compile(pattern)
-    except re.error as exc:
-        raise KohyaWrapError(
-            f"--regex: {pattern!r} is not a valid regular expression ({exc})",
-            'check the pattern; it must match a whole tag, e.g. ".* hair"',
-        ) from None
+def compile_pattern(pattern: str) -> TagPattern:
+    return TagPattern(pattern)
 
 
 def _same_for_all(edit):
@@ -86,12 +82,7 @@ def replace_tag(old: str, new: str, regex: bool = False) -> TagEdit:
 
         def change(key: str) -> str | None:
             match = pattern.fullmatch(key)
-            if match is None:
-                return None
-            try:
-                return match.expand(new)
-            except (re.error, IndexError) as exc:
-                raise KohyaWrapError(f"NEW {new!r}: {exc}", "refer only to groups the pattern has, e.g. \\1") from None
+            return None if match is None else pattern.expand(match, new)
     else:
         old_key = item_key(old)
         if not old_key:

@@ -181,6 +181,7 @@ class EditResult:
     plans: list[ConceptPlan]
     warnings: list[str]
     snapshot: str | None = None  # the snapshot `tags undo` restores; None: dry run, or nothing changed
+    left: list[str] = field(default_factory=list)  # changed by another program after they were read: not rewritten
 
     @property
     def changes(self) -> list[Change]:
@@ -193,7 +194,8 @@ class EditResult:
             "dry_run": self.dry_run,
             "snapshot": self.snapshot,
             "warnings": self.warnings,
-            "files_changed": len(self.changes),
+            "files_changed": len(self.changes) - len(self.left),
+            "changed_meanwhile": self.left,
             "concepts": [p.as_dict() for p in self.plans],
         }
 
@@ -220,15 +222,17 @@ def edit_captions(
 ) -> EditResult:
     """Plan `edit` over the chosen concepts (all without a name) and, unless `dry_run`, snapshot and
     rewrite the captions that change, all under the project's dataset lock (a KohyaWrapError at once
-    when another command holds it). `command_line` is what the snapshot records. Ctrl-C while
-    rewriting raises `EditInterrupted` (the snapshot is complete: `undo` puts the old files back)."""
+    when another command holds it). A caption another program changed after it was read is left as it
+    is (`result.left`). `command_line` is what the snapshot records. Ctrl-C while rewriting raises
+    `EditInterrupted` (the snapshot is complete: `undo` puts the old files back)."""
     root = loaded.layout.root
     with nullcontext() if dry_run else dataset_lock(root, f"tags {edit.command}"):
         concepts = _chosen(loaded, concept_name, edit.skip_reg)
         plans = plan_edit(root, concepts, edit.make(concepts), edit.fill, edit.create)
         result = EditResult(edit.command, dry_run, plans, edit.notes(concepts) if edit.notes else [])
         if not dry_run:
-            result.snapshot = apply_changes(
+            applied = apply_changes(
                 root, result.changes, edit.command, command_line or f"kohya-wrap tags {edit.command}"
             )
+            result.snapshot, result.left = applied.snapshot, applied.left
     return result

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from kohya_wrap.errors import shorten, shown
 from kohya_wrap.interop.kohya_ss.network import _import_network
 from kohya_wrap.interop.kohya_ss.samples import _import_sample
 from kohya_wrap.interop.kohya_ss.state import _Import
@@ -41,6 +42,7 @@ from kohya_wrap.interop.kohya_ss.values import (
 )
 from kohya_wrap.sdscripts.families import FAMILIES
 from kohya_wrap.sdscripts.naming import NAME_PATTERN, safe_name
+from kohya_wrap.spec.models import caption_extension_problem
 
 
 @dataclass(frozen=True)
@@ -136,14 +138,16 @@ def _import_model_and_name(imp: _Import) -> None:
             imp.take("pretrained_model_name_or_path")
             if base in _GUI_HUB_MODELS:
                 imp.put("model", "base", f"hf://{base}")
-                imp.notes.append(f"Base model {base!r} is a Hugging Face repository; written as hf://{base}.")
+                imp.notes.append(
+                    f"Base model {shown(base)} is a Hugging Face repository; written as hf://{shorten(base)}."
+                )
             elif base:
                 imp.put("model", "base", base)
                 if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", base) and not re.search(
                     r"\.(safetensors|ckpt|pt|bin)$", base
                 ):
                     imp.notes.append(
-                        f"Base model {base!r} looks like a Hugging Face repository id; if it is one, write it as hf://{base}."
+                        f"Base model {shown(base)} looks like a Hugging Face repository id; if it is one, write it as hf://{shorten(base)}."
                     )
             else:
                 imp.notes.append("The config names no base model; set model.base.")
@@ -156,7 +160,8 @@ def _import_model_and_name(imp: _Import) -> None:
                 return
             if clean != name:
                 imp.notes.append(
-                    f"output_name {name!r} has characters kohya-wrap names do not allow; the spec uses {clean!r}."
+                    f"output_name {shown(name)} has characters kohya-wrap names do not allow; "
+                    f"the spec uses {shown(clean)}."
                 )
             imp.put("name", "name", clean)
             imp.take("output_name")
@@ -189,7 +194,7 @@ def _concepts_from(imp: _Import, key: str, root: str, is_reg: bool) -> list[dict
             token, klass = words[0], (words[1] if len(words) > 1 else "")
             concept = {"token": token, "class": klass, "repeats": repeats, "source": path}
             if not klass:
-                imp.notes.append(f"Concept folder {name!r} has only one word: token {token!r}, no class.")
+                imp.notes.append(f"Concept folder {shown(name)} has only one word: token {shown(token)}, no class.")
         if repeats == 0:
             imp.report(key, path, "0 repeats: sd-scripts uses none of its images (kohya-wrap needs repeats >= 1)")
             continue
@@ -223,7 +228,7 @@ def _import_folders(imp: _Import) -> None:
         else:
             found = _concepts_from(imp, key, root, is_reg)
             if not found:
-                imp.notes.append(f"{key} {root!r} holds no <repeats>_<name> folders.")
+                imp.notes.append(f"{key} {shown(root)} holds no <repeats>_<name> folders.")
             concepts.extend(found)
             imp.take(key)
     if concepts:
@@ -259,7 +264,7 @@ def _import_resolution(imp: _Import) -> None:
     imp.take("max_resolution")
     if missing:
         imp.notes.append(
-            f"The config has no max_resolution: the GUI trains at its default {raw!r}; the spec says "
+            f"The config has no max_resolution: the GUI trains at its default {shown(raw)}; the spec says "
             f"dataset.resolution = {resolution}."
         )
 
@@ -561,6 +566,16 @@ def _import_no_field(imp: _Import) -> None:
             imp.inactive("model_type", "only used with the FLUX.1 checkbox")
 
 
+def _import_caption_extension(imp: _Import) -> None:
+    """An image extension (or one without its dot) is a data error, reported, never carried into the spec:
+    sd-scripts would read each photo's same-stem image as its caption."""
+    raw = imp.gui.get("caption_extension")
+    if isinstance(raw, str) and not _blank(raw) and not imp.done("caption_extension"):
+        problem = caption_extension_problem(raw.strip())
+        if problem:
+            imp.report("caption_extension", raw, _bad(problem))
+
+
 def _import_fields(imp: _Import) -> None:
     for key, field in _FIELDS.items():
         if key not in imp.gui or imp.done(key):
@@ -610,6 +625,7 @@ _IMPORT_STEPS: tuple[Callable[[_Import], None], ...] = (
     _import_mixed_precision,
     _import_legacy,
     _import_no_field,
+    _import_caption_extension,
     _import_fields,
 )
 
