@@ -44,6 +44,7 @@ ALL_COMMANDS = {
     "tags",
     "run",
     "runs",
+    "watch",
     "demo",
     "grid",
     "report",

@@ -8,7 +8,7 @@ import click
 
 from kohya_wrap.cli.base import project_dir_argument, set_option
 from kohya_wrap.cli.output import echo
-from kohya_wrap.errors import ChildFailed, ExitCode, KohyaWrapError
+from kohya_wrap.errors import ExitCode, KohyaWrapError
 
 
 @click.command()
@@ -22,8 +22,14 @@ from kohya_wrap.errors import ChildFailed, ExitCode, KohyaWrapError
     default=30.0,
     show_default=True,
     type=click.FloatRange(0, 3600),
-    help="Seconds Ctrl-C waits for sd-scripts to stop before SIGTERM/SIGKILL.",
+    help="Seconds Ctrl-C (or SIGTERM, SIGHUP) waits for sd-scripts to stop before SIGTERM/SIGKILL.",
 )
+@click.option(
+    "--detach",
+    is_flag=True,
+    help="Train in the background, on after the terminal goes away; `kohya-wrap watch` follows it.",
+)
+@click.option("--detached-child", "detached_child", is_flag=True, hidden=True)
 @click.option(
     "--resume",
     "resume",
@@ -42,6 +48,8 @@ def run(
     plain: bool,
     as_json: bool,
     grace: float,
+    detach: bool,
+    detached_child: bool,
     resume: bool,
     resume_from: Path | None,
     overrides: tuple[str, ...],
@@ -51,11 +59,13 @@ def run(
     return train(
         directory,
         overrides,
-        plain=plain,
+        plain=plain or detached_child,
         as_json=as_json,
         grace=grace,
         resume=resume or resume_from is not None,
         resume_from=resume_from,
+        detach=detach,
+        detached_child=detached_child,
     )
 
 
@@ -67,9 +77,12 @@ def train(
     grace: float,
     resume: bool = False,
     resume_from: Path | None = None,
+    detach: bool = False,
+    detached_child: bool = False,
 ) -> int:
     from kohya_wrap.cli.project import checked_plan
     from kohya_wrap.console import is_interactive
+    from kohya_wrap.sdscripts.locate import require_trusted
     from kohya_wrap.training.dashboard import JsonRenderer, LiveRenderer, PlainRenderer
     from kohya_wrap.training.supervise import supervise
 
@@ -80,6 +93,11 @@ def train(
             f"no sd-scripts to train with (looked in {sd.root})",
             "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
         )
+    require_trusted(sd, report.loaded.layout.root, "train")
+    if detach:
+        from kohya_wrap.cli.watch import detach_run
+
+        return detach_run(report.loaded.layout.root, overrides, grace, resume, resume_from)
     resuming, notes = None, [f"note: {note}" for note in plan.notes]
     if resume:
         import os
@@ -107,20 +125,21 @@ def train(
         renderer = LiveRenderer(f"{plan.name} · {plan.script} · {report.loaded.schema.source}")
     for note in notes:
         renderer.note(note)
-    outcome = supervise(report, plan, renderer, grace, resuming)
-    root = report.loaded.layout.root
-    if not as_json:
-        echo(f"run {outcome.run_id}: {outcome.verdict} · record in {outcome.run_dir.relative_to(root)}")
-        for path in outcome.checkpoints:
-            echo(f"  {path.relative_to(root)} ({path.stat().st_size / 1e6:.1f} MB)")
-    if outcome.exit_code == ExitCode.INTERRUPTED:
-        kept = outcome.checkpoints[-1].name if outcome.checkpoints else "nothing (no checkpoint was saved yet)"
-        echo(f"interrupted; sd-scripts saves nothing on interrupt, so the progress kept is {kept}", style="yellow")
-        return ExitCode.INTERRUPTED
-    if outcome.exit_code != ExitCode.OK:
-        first, *rest = outcome.diagnosis or [outcome.verdict]
-        raise ChildFailed(first, "; ".join(rest) + f" (log: {outcome.run_dir / 'train.log'})")
-    return ExitCode.OK
+    from kohya_wrap.cli.watch import report_outcome
+
+    outcome = supervise(report, plan, renderer, grace, resuming, detached=detached_child)
+    try:
+        return report_outcome(
+            report.loaded.layout.root,
+            outcome.run_id,
+            outcome.verdict,
+            outcome.exit_code,
+            outcome.checkpoints,
+            outcome.diagnosis,
+            as_json,
+        )
+    except OSError:  # the output went away (the terminal hung up, a closed pipe); the record is written
+        return outcome.exit_code
 
 
 @click.command()
@@ -130,6 +149,7 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
     """The run history of a project (`kohya-wrap runs [DIR]`), or one run (`kohya-wrap runs show ID [DIR]`)."""
     from kohya_wrap.cli.output import echo_json
     from kohya_wrap.spec.load import find_spec_file
+    from kohya_wrap.training.live import run_status, supervisor
     from kohya_wrap.training.record import RecordError, RunFiles, find_run, list_runs, read_record
 
     if args[:1] == ("show",):
@@ -183,7 +203,7 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
             [
                 record.to_dict()
                 if not isinstance(record, (RecordError, type(None)))
-                else {"run_id": run_dir.name, "verdict": "incomplete" if record is None else "unreadable"}
+                else {"run_id": run_dir.name, "verdict": run_status(run_dir) if record is None else "unreadable"}
                 for run_dir, record in history
             ]
         )
@@ -192,7 +212,15 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
         echo("no runs yet — `kohya-wrap run` starts one")
     for run_dir, record in history:
         if record is None:
-            echo(f"{run_dir.name}  incomplete (running, or ended without a record)")
+            live = supervisor(run_dir)
+            status = run_status(run_dir)
+            if live is not None and status == "running":
+                where = "in the background, " if live.detached else ""
+                echo(f"{run_dir.name}  running ({where}pid {live.pid}) — `kohya-wrap watch` follows it")
+            elif status == "incomplete":
+                echo(f"{run_dir.name}  incomplete (no record, no supervisor file)", style="yellow")
+            else:
+                echo(f"{run_dir.name}  ended without a record (its supervisor is gone)", style="yellow")
             continue
         if isinstance(record, RecordError):
             echo(f"{run_dir.name}  unreadable record: {record.message}", style="yellow")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Union
+from typing import Union, get_args
 
 
 @dataclass(frozen=True)
@@ -302,6 +302,22 @@ def _after_bar(rest: str) -> str:
     if text[:1] in "DIWEC" and RICH_LEVEL.match(text):
         return " " * 20 + text
     return text if RICH_DATE.match(text) else rest
+
+
+EVENT_TYPES: dict[str, type] = {cls.__name__: cls for cls in get_args(Event)}
+
+
+def event_from_dict(data: object) -> Event | None:
+    """An event back from its `event_dict` (a line of events.jsonl); None for any other object."""
+    if not isinstance(data, dict):
+        return None
+    kind = EVENT_TYPES.get(data.get("event"))  # type: ignore[arg-type]
+    if kind is None:
+        return None
+    try:
+        return kind(**{key: value for key, value in data.items() if key != "event"})
+    except TypeError:
+        return None
 
 
 def event_dict(event: Event) -> dict:

@@ -199,6 +199,31 @@ def run(
     return result.check() if check else result
 
 
+def spawn_detached(
+    argv: list[str], log_path: Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start `argv` in a session of its own with no terminal (stdin from /dev/null, stdout and stderr
+    into `log_path`), not waited for: it outlives this process and the terminal (no SIGHUP reaches it).
+    For `run --detach`, whose child is kohya-wrap's own supervisor."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    _DETACHED.append(process)  # not waited for; kept so no finalizer warns that it still runs
+    return process
+
+
+_DETACHED: list[subprocess.Popen] = []
+
+
 def child_env(overrides: dict[str, str]) -> dict[str, str]:
     """The environment for anything run in sd-scripts' venv: kohya-wrap's own PYTHONPATH must not leak in."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

@@ -226,6 +226,37 @@ class JsonRenderer(PlainRenderer):
         pass
 
 
+class Resilient:
+    """A renderer whose output may go away (the terminal hung up, a pipe closed): the first OSError
+    silences it, and supervising and recording go on."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.silenced = inner, False
+
+    def _call(self, name: str, *args) -> None:
+        if self.silenced:
+            return
+        try:
+            getattr(self.inner, name)(*args)
+        except OSError:
+            self.silenced = True
+
+    def start(self, state: RunState) -> None:
+        self._call("start", state)
+
+    def handle(self, event: Event, state: RunState) -> None:
+        self._call("handle", event, state)
+
+    def tick(self, state: RunState) -> None:
+        self._call("tick", state)
+
+    def note(self, text: str) -> None:
+        self._call("note", text)
+
+    def close(self, state: RunState) -> None:
+        self._call("close", state)
+
+
 class LiveRenderer:
     """The terminal dashboard (Rich Live), redrawn at most `fps` times a second."""
 

@@ -22,15 +22,18 @@ from pathlib import Path
 from kohya_wrap import __version__
 from kohya_wrap.check import CheckReport
 from kohya_wrap.errors import ExitCode
-from kohya_wrap.fsutil import exclusive_lock, sha256_file, write_text_atomic
+from kohya_wrap.fsutil import dataset_lock, exclusive_lock, sha256_file, write_text_atomic
 from kohya_wrap.launch.diagnose import diagnose
 from kohya_wrap.launch.events import CheckpointSaved, Event, EventParser, Progress, SampleSaved, event_dict
 from kohya_wrap.launch.process import Child, Exited, Output, child_env
+from kohya_wrap.launch.signals import Signalled, StopSignals
 from kohya_wrap.paths import relative
 from kohya_wrap.plan import TrainingPlan
 from kohya_wrap.sdscripts.lrsched import schedule
 from kohya_wrap.sdscripts.naming import renumbered
+from kohya_wrap.training.dashboard import Resilient
 from kohya_wrap.training.environment import environment
+from kohya_wrap.training.live import plan_event, write_supervisor
 from kohya_wrap.training.record import (
     DatasetFile,
     LaunchedCommand,
@@ -60,6 +63,7 @@ class Outcome:
     final: Path | None
     checkpoints: list[Path] = field(default_factory=list)
     diagnosis: list[str] = field(default_factory=list)
+    stopped_by: str | None = None  # SIGTERM / SIGHUP, when one stopped the run (Ctrl-C: None)
 
 
 def new_run_id(runs_dir: Path) -> str:
@@ -146,19 +150,32 @@ class Numbering:
 
 
 def supervise(
-    report: CheckReport, plan: TrainingPlan, renderer, grace_s: float, resume: Resume | None = None
+    report: CheckReport,
+    plan: TrainingPlan,
+    renderer,
+    grace_s: float,
+    resume: Resume | None = None,
+    detached: bool = False,
 ) -> Outcome:
-    """Launch, stream, record; Ctrl-C stops the child's whole group (SIGINT, then after `grace_s`
-    SIGTERM and SIGKILL; a second Ctrl-C skips the grace). With `resume`, sd-scripts writes into its
-    staging folder and the files move to the output folder under true step numbers at the end."""
+    """Launch, stream, record; Ctrl-C, SIGTERM or SIGHUP stops the child's whole group (SIGINT, then
+    after `grace_s` SIGTERM and SIGKILL; a second one skips the grace), and the record is written
+    however it ends. With `resume`, sd-scripts writes into its staging folder and the files move to the
+    output folder under true step numbers at the end. The run holds the project's run lock and its
+    dataset lock (no prep, caption or tags edit changes the images while they train)."""
     loaded = report.loaded
     layout, settings = loaded.layout, loaded.settings
-    with exclusive_lock(
-        layout.runs_dir / ".lock", f"{layout.root}: a run is already in progress", "wait for it, or stop it first"
+    signals = StopSignals()  # disarmed until the child runs: a signal before is raised as it starts
+    with (
+        signals,
+        exclusive_lock(
+            layout.runs_dir / ".lock", f"{layout.root}: a run is already in progress", "wait for it, or stop it first"
+        ),
+        dataset_lock(layout.root, "run"),
     ):
         run_id = new_run_id(layout.runs_dir)
         run_dir = layout.runs_dir / run_id
         run_dir.mkdir(parents=True)
+        write_supervisor(run_dir, detached)
         argv = list(plan.command) + (resume.args() if resume else [])
         overrides = dict(CHILD_ENV)
         files = RunFiles(run_dir)
@@ -192,9 +209,11 @@ def supervise(
                 lambda key: schema.default(settings.script, key),
             ),
         )
+        renderer = Resilient(renderer)  # a terminal that hangs up must not stop the supervising
         renderer.start(state)
         parsers = {"stdout": EventParser(), "stderr": EventParser()}
         interrupted = False
+        stopped_by: Signalled | None = None
         child_exit: int | None = None
         with (
             open(files.log, "wb") as log,
@@ -203,6 +222,9 @@ def supervise(
         ):
             metrics = csv.writer(metrics_file)
             metrics.writerow(["step", "epoch", "loss", "lr", "seconds_per_step", "elapsed_s"])
+            # the plan first, so `watch` can show the totals from the start (training/live.py)
+            events_file.write(json.dumps(plan_event(state, plan)) + "\n")
+            events_file.flush()
             # one row per step, its last report: sd-scripts' bar shows a step first with the previous
             # step's loss, then with its own, so a row is written once the next step begins
             pending: list[list] = []
@@ -223,14 +245,18 @@ def supervise(
                             [event.step, state.epoch, event.loss, state.lr, event.seconds_per_step, event.elapsed_s]
                         ]
                     renderer.handle(event, state)
+                events_file.flush()  # `watch` follows this file while the run goes on
 
             def look_for_samples(force: bool = False) -> None:
                 consume(SampleSaved(numbering.sample(name)) for name in samples.poll(time.monotonic(), force))
 
             child = Child(argv, child_env(overrides), report.sd_scripts.root, log)
+            write_supervisor(run_dir, detached, child.pgid)
             try:
                 while child_exit is None:
                     try:
+                        if not signals.armed and not interrupted:
+                            signals.arm()  # a signal that came while it started is raised here
                         item = child.poll()
                         if isinstance(item, Output):
                             consume(parsers[item.stream].feed(item.text))
@@ -239,20 +265,25 @@ def supervise(
                         else:
                             renderer.tick(state)
                         look_for_samples()
-                    except KeyboardInterrupt:
+                    except KeyboardInterrupt as exc:
                         interrupted = True
+                        if isinstance(exc, Signalled):
+                            stopped_by = stopped_by or exc
+                        what = f"{exc.name} received" if isinstance(exc, Signalled) else "Ctrl-C"
                         renderer.note(
-                            f"stopping: SIGINT sent to the training processes, waiting up to {grace_s:.0f} s (Ctrl-C "
-                            "again to stop now)"
+                            f"stopping ({what}): SIGINT sent to the training processes, waiting up to "
+                            f"{grace_s:.0f} s (Ctrl-C again to stop now)"
                         )
                         try:
                             child.stop(grace_s)
                         except KeyboardInterrupt:
                             child.stop(0.0, escalate_s=2.0)
+                signals.disarm()  # from here on the record is written whatever arrives
                 for parser in parsers.values():
                     consume(parser.close())
                 look_for_samples(force=True)
             finally:  # whatever goes wrong here, no training process outlives `run`, and the terminal is restored
+                signals.disarm()
                 flush_metrics()
                 if child.process.poll() is None or child.group_alive():
                     child.stop(0.0, escalate_s=2.0)
@@ -269,7 +300,9 @@ def supervise(
             key=lambda p: after[p],
         )
         trained = final in written
-        if interrupted:
+        if stopped_by is not None:
+            code, verdict = stopped_by.exit_code, f"stopped ({stopped_by.name})"
+        elif interrupted:
             code, verdict = ExitCode.INTERRUPTED, "interrupted"
         elif trained:
             code, verdict = ExitCode.OK, "trained"
@@ -281,7 +314,7 @@ def supervise(
             )
         diagnosis = (
             []
-            if code in (ExitCode.OK, ExitCode.INTERRUPTED)
+            if code == ExitCode.OK or interrupted
             else diagnose(state.exception, state.errors, verdict, state.traceback)
         )
         sd = report.sd_scripts
@@ -319,4 +352,14 @@ def supervise(
             settings=settings.as_dict(),
         )
         write_record(run_dir, record)
-    return Outcome(run_id, run_dir, int(code), verdict, child_exit, final if trained else None, checkpoints, diagnosis)
+    return Outcome(
+        run_id,
+        run_dir,
+        int(code),
+        verdict,
+        child_exit,
+        final if trained else None,
+        checkpoints,
+        diagnosis,
+        stopped_by.name if stopped_by else None,
+    )
