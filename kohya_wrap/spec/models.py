@@ -16,10 +16,10 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from kohya_wrap.dataset.scan import IMAGE_LIKE_SUFFIXES
 from kohya_wrap.errors import shorten
 from kohya_wrap.sdscripts.families import FAMILIES
-from kohya_wrap.sdscripts.naming import MAX_EPOCHS, MAX_STEPS, NAME_PATTERN, safe_name
+from kohya_wrap.sdscripts.naming import NAME_PATTERN, safe_name
+from kohya_wrap.spec.limits import caption_extension_problem, run_length_problem
 
 Family = Literal["sd15", "sd2", "sdxl", "flux"]  # the keys of sdscripts.families.FAMILIES
 HF_PREFIX = "hf://"
@@ -125,25 +125,6 @@ class ModelSpec(_Section):
 
 
 _FOLDER_UNSAFE = re.compile(r'[/\\\x00-\x1f<>:"|?*]')
-
-
-def caption_extension_problem(value: object) -> str | None:
-    """Why `value` cannot be a caption extension ("what — fix"), or None. An image extension would make
-    sd-scripts read a photo's same-stem twin as its caption, and `tags --create` write text into `*.jpg`."""
-    if not isinstance(value, str) or not re.fullmatch(r"\.[A-Za-z0-9_.-]+", value):
-        return f"'{shorten(value)}' is not a file extension — write it with the dot, e.g. \".txt\""
-    suffix = Path("x" + value).suffix.lower()
-    if suffix in IMAGE_LIKE_SUFFIXES:
-        return (
-            f"'{shorten(value)}' is an image extension, but captions are text files beside the images (img1.png → "
-            f'img1.txt): sd-scripts would read img1{shorten(value)} as a caption — use ".txt" (or ".caption")'
-        )
-    if suffix == ".npz":
-        return (
-            f"'{shorten(value)}' is the extension of sd-scripts' latent cache files (img1.npz), not of captions — use "
-            '".txt" (or ".caption")'
-        )
-    return None
 
 
 class ConceptSpec(_OpenSection):
@@ -332,24 +313,10 @@ class TrainingSpec(_OpenSection):
     def check_run_length(cls, value: int | None, info: ValidationInfo) -> int | None:
         """Step and epoch counts no run can have (sdscripts/naming.py: MAX_STEPS, MAX_EPOCHS): refused here,
         so nothing downstream meets them."""
-        if value is None:
-            return value
-        steps = "steps" in info.field_name
-        most, unit = (MAX_STEPS, "steps") if steps else (MAX_EPOCHS, "epochs")
-        if value <= most:
-            return value
-        names = "8-digit step file names (<name>-step99999999)" if steps else "6-digit epoch file names (<name>-999999)"
-        if info.field_name.startswith("save_every"):
-            raise ValueError(
-                f"{value} is more than {most:,} {unit}, the most a run can have, so it would never save — use at "
-                f"most {most:,}, or remove it"
-            )
-        raise ValueError(
-            f"{value} is more than {most:,} {unit}, the most sd-scripts' {names} hold"
-            + (" (over 115 days at 10 steps a second)" if steps else "")
-            + f" — use at most {most:,}; a LoRA trains in "
-            + ("thousands of steps" if steps else "tens of epochs")
-        )
+        problem = run_length_problem(info.field_name, value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def check_network_dim(self) -> "TrainingSpec":

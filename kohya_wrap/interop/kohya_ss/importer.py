@@ -42,7 +42,7 @@ from kohya_wrap.interop.kohya_ss.values import (
 )
 from kohya_wrap.sdscripts.families import FAMILIES
 from kohya_wrap.sdscripts.naming import NAME_PATTERN, safe_name
-from kohya_wrap.spec.models import caption_extension_problem
+from kohya_wrap.spec.limits import caption_extension_problem
 
 
 @dataclass(frozen=True)
