@@ -3,6 +3,7 @@ and the live dashboard attached to it (or to a finished run) again from its reco
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,8 @@ def detach_run(root: Path, overrides: tuple[str, ...], grace: float, resume: boo
             if found is not None and found.pid == process.pid:
                 echo(f"run {run_dir.name} is training in the background (supervisor pid {process.pid})")
                 echo(
-                    f"  follow it: kohya-wrap watch {root}   stop it: kill {process.pid}   record: runs/{run_dir.name}/"
+                    f"  follow it: kohya-wrap watch {shlex.quote(str(root))}   stop it: kill {process.pid}   "
+                    f"record: runs/{run_dir.name}/"
                 )
                 return ExitCode.OK
         code = process.poll()
@@ -54,7 +56,7 @@ def detach_run(root: Path, overrides: tuple[str, ...], grace: float, resume: boo
         time.sleep(0.1)
     raise KohyaWrapError(
         f"the background run has not started after {START_TIMEOUT_S:.0f} s (supervisor pid {process.pid})",
-        f"see its output in {log}; `kohya-wrap runs {root}` lists it once it starts",
+        f"see its output in {log}; `kohya-wrap runs {shlex.quote(str(root))}` lists it once it starts",
     )
 
 
