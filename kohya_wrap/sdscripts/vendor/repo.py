@@ -74,7 +74,8 @@ def resolve_commit(repo, ref: str) -> str:
         except (git.BadName, ValueError):
             continue
     raise KohyaWrapError(
-        f"'{ref}' is not a tag, branch or commit of the source", "list tags with `git -C <vendor>/sd-scripts tag`"
+        f"'{ref}' is not a tag, branch or commit of the source",
+        "list its tags with `git ls-remote --tags SOURCE` (SOURCE: the --source, or the lock's)",
     )
 
 
