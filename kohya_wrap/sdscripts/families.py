@@ -5,6 +5,7 @@ should start from. One table, so a family is described in one place."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -25,3 +26,10 @@ FAMILIES: dict[str, Family] = {
         Family("flux", "flux_train_network.py", "networks.lora_flux", 32, 1024),
     )
 }
+
+
+def scripts_without_family(scripts: Iterable[str]) -> list[str]:
+    """The network-training scripts an sd-scripts checkout has (its option schema's scripts) that no
+    family here trains with: a family sd-scripts added that `model.family` cannot name yet."""
+    known = {family.script for family in FAMILIES.values()}
+    return sorted(script for script in scripts if script not in known)

@@ -11,8 +11,9 @@ under ``kohya_wrap/data/option_schema/``.
 
 What it reads
 -------------
-* For each training script (``train_network.py``, ``sdxl_train_network.py``,
-  ``flux_train_network.py``) its parser factory ``setup_parser()``: the module is imported by
+* For each network-training script of the checkout (every ``*train_network.py``: ``train_network.py``,
+  ``sdxl_train_network.py``, ``flux_train_network.py``, ``sd3_train_network.py``, … — what a release
+  adds is read without a change here) its parser factory ``setup_parser()``: the module is imported by
   path with importlib (its ``__main__`` block does not run) and ``parser._actions`` is walked.
   Per option (keyed by ``dest``): flags, type, action, nargs, default, choices.  No help text.
   ``store_true``/``store_false`` get type ``"bool"``; a ``type=None`` store is ``"str"`` (what
@@ -30,8 +31,10 @@ Usage (with the sd-scripts virtual environment's Python)::
 
     python kohya_wrap/sdscripts/introspect.py [--sd-scripts DIR] [--out FILE] [--script NAME ...]
 
-A training script that this version does not have is left out (older releases have no
-flux_train_network.py); at least one must exist.
+Without ``--script`` every ``*train_network.py`` of the checkout is read; one that cannot be imported
+(a dependency its venv lacks) is left out and named under ``"skipped"`` with the error, unless it is
+``train_network.py`` itself. A script named with ``--script`` that this version does not have is left
+out (older releases have no flux_train_network.py); at least one must be read.
 
 ``--sd-scripts`` defaults to the current directory; it is put first on ``sys.path`` and made the
 working directory.  Output is pretty-printed with sorted keys, so two runs give identical bytes.
@@ -51,7 +54,16 @@ from pathlib import Path
 from typing import Any
 
 FORMAT = 1
-SCRIPTS = ("train_network.py", "sdxl_train_network.py", "flux_train_network.py")
+BASE_SCRIPT = "train_network.py"  # the one every other network-training script builds on
+SCRIPT_GLOB = "*train_network.py"
+
+
+def discover_scripts(sd_dir: Path) -> tuple[str, ...]:
+    """Every network-training script of the checkout, train_network.py first, the rest sorted."""
+    names = sorted(path.name for path in sd_dir.glob(SCRIPT_GLOB) if path.is_file())
+    return tuple(sorted(names, key=lambda name: (name != BASE_SCRIPT, name)))
+
+
 PARSER_FACTORY = "setup_parser"
 
 
@@ -229,27 +241,44 @@ def _git(sd_dir: Path, *args: str) -> str | None:
     return out.stdout.strip() or None
 
 
-def build_schema(sd_dir: Path, script_names: tuple[str, ...] = SCRIPTS) -> dict[str, Any]:
+def build_schema(sd_dir: Path, script_names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """The schema of `script_names`, or of every script `discover_scripts` finds (then a script other
+    than train_network.py that fails to import is skipped, and named with its error)."""
+    discovered = script_names is None
+    names = discover_scripts(sd_dir) if script_names is None else script_names
     scripts: dict[str, Any] = {}
+    skipped: dict[str, str] = {}
     # Importing sd-scripts modules may print; keep stdout clean for the JSON.
     with contextlib.redirect_stdout(sys.stderr):
-        for script in script_names:
+        for script in names:
             if not (sd_dir / script).is_file():
                 continue
-            module = import_by_path(sd_dir / script)
+            try:
+                module = import_by_path(sd_dir / script)
+            except Exception as exc:  # noqa: BLE001 - a newer family's extra dependency: the others still count
+                if not discovered or script == BASE_SCRIPT:
+                    raise
+                skipped[script] = f"{type(exc).__name__}: {exc}"[:300]
+                continue
             factory = getattr(module, PARSER_FACTORY, None)
             if not callable(factory):
+                if discovered and script != BASE_SCRIPT:
+                    skipped[script] = f"no {PARSER_FACTORY}()"
+                    continue
                 raise SystemExit(f"error: {script} has no {PARSER_FACTORY}()")
             scripts[script] = {"options": describe_parser(factory())}
         if not scripts:
-            raise SystemExit(f"error: {sd_dir} has none of {', '.join(script_names)}")
+            raise SystemExit(f"error: {sd_dir} has none of {', '.join(names) or SCRIPT_GLOB}")
         dataset_config = describe_dataset_config()
-    return {
+    schema = {
         "format": FORMAT,
         "sd_scripts": {"commit": _git(sd_dir, "rev-parse", "HEAD"), "describe": _git(sd_dir, "describe", "--tags")},
         "scripts": scripts,
         "dataset_config": dataset_config,
     }
+    if skipped:
+        schema["skipped"] = skipped
+    return schema
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -262,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         "--script",
         action="append",
         default=None,
-        help=f"a training script to read (repeatable; default: {', '.join(SCRIPTS)})",
+        help=f"a training script to read (repeatable; default: every {SCRIPT_GLOB} of the checkout)",
     )
     args = p.parse_args(argv)
 
@@ -273,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(sd_dir)
     sys.path.insert(0, str(sd_dir))
 
-    schema = build_schema(sd_dir, tuple(args.script) if args.script else SCRIPTS)
+    schema = build_schema(sd_dir, tuple(args.script) if args.script else None)
     text = json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     if out is None:
         sys.stdout.write(text)

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
+from kohya_wrap.sdscripts.families import scripts_without_family
 from kohya_wrap.sdscripts.schema import OptionSchema, live_schema, parse_schema, run_introspection, schema_cache_dir
 from kohya_wrap.sdscripts.vendor.layout import Vendor, write_state
 from kohya_wrap.sdscripts.vendor.lock import DEFAULT_SOURCE, SHIPPED_LOCK, Lock, shipped_lock
@@ -56,7 +57,12 @@ def refuse_local_changes(vendor: Vendor, exclude: tuple[str, ...], force: bool) 
 
 
 def option_count(schema: OptionSchema) -> str:
-    return f"{sum(len(o) for o in schema.scripts.values())} options in {len(schema.scripts)} scripts"
+    """What the "read options" phase reports: the options read, and the scripts no family names yet."""
+    count = f"{sum(len(o) for o in schema.scripts.values())} options in {len(schema.scripts)} scripts"
+    untabled = scripts_without_family(schema.scripts)
+    if untabled:
+        count += f"; not yet a model.family in kohya-wrap: {', '.join(untabled)}"
+    return count
 
 
 def normalise_excludes(exclude: tuple[str, ...], previous: tuple[str, ...] = ()) -> tuple[str, ...]:
