@@ -302,3 +302,53 @@ def test_the_piped_pace_holds_still_while_the_next_cell_renders(monkeypatch):
     bar.advance()  # the second took 460 s
     now[0] = 600.0
     assert bar.line().endswith("2/3 cells · 10:00 · 460 s/cell · ETA 7:00")
+
+
+@pytest.mark.parametrize(
+    "family, flags",
+    [("sd15", []), ("sd2", ["--v2"]), ("sdxl", ["--sdxl"])],
+)
+def test_the_lora_loads_with_the_module_it_was_trained_with(tmp_path, family, flags):
+    """The family table says which script renders and with which flag; the LoRA is loaded with the
+    network module the run used (a LyCORIS or DyLoRA file is not a networks.lora one)."""
+    from kohya_wrap import grid as g
+
+    generator = g.Generator(Path("/py"), tmp_path, "base.safetensors", family, "lycoris.kohya", ["--clip_skip", "2"])
+    lora = tmp_path / "x.safetensors"
+    command = generator.command([lora, lora], "euler_a", tmp_path / "p.txt", tmp_path / "out", 1)
+    assert command[1 : 2 + len(flags)] == [str(tmp_path / "gen_img.py"), *flags]
+    modules = command[command.index("--network_module") + 1 : command.index("--network_weights")]
+    assert modules == ["lycoris.kohya", "lycoris.kohya"] and command[-2:] == ["--clip_skip", "2"]
+
+
+def test_the_spec_network_module_reaches_gen_img(project):
+    from kohya_wrap.grid import _generator
+    from kohya_wrap.spec.load import load_project
+
+    assert _generator(load_project(project))[0].network_module == "networks.lora"  # the family's default
+    spec = project / "kohya-wrap.toml"
+    text = spec.read_text(encoding="utf-8")
+    spec.write_text(
+        text.replace("max_train_epochs = 1\n", 'max_train_epochs = 1\nnetwork_module = "networks.dylora"\n')
+    )
+    assert _generator(load_project(project))[0].network_module == "networks.dylora"
+
+
+def test_a_family_without_a_prompt_line_renderer_is_refused(project, cli, tmp_path, monkeypatch):
+    for var in ("KOHYA_WRAP_SD_SCRIPTS", "KOHYA_WRAP_SD_PYTHON"):  # the stand-in has no flux script: the snapshot
+        monkeypatch.delenv(var, raising=False)
+    spec = project / "kohya-wrap.toml"
+    for name in ("clip_l", "t5xxl", "ae"):
+        (tmp_path / f"{name}.safetensors").write_bytes(b"x")
+    text = spec.read_text(encoding="utf-8").replace(
+        "[model]\n",
+        '[model]\nfamily = "flux"\n'
+        + "".join(
+            f'{name} = "{(tmp_path / f"{name}.safetensors").as_posix()}"\n' for name in ("clip_l", "t5xxl", "ae")
+        ),
+    )
+    spec.write_text(text, encoding="utf-8")
+    result = cli("grid", project)
+    assert result.code == 2
+    assert "sd-scripts has no script that renders flux LoRAs from prompt lines" in result.err
+    assert "grids render sd15, sd2, sdxl LoRAs" in result.err and renders(project) == []

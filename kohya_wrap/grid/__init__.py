@@ -31,6 +31,7 @@ from kohya_wrap.grid.cells import (
 )
 from kohya_wrap.grid.pages import write_grid
 from kohya_wrap.grid.render import Generator, RenderOutcome, clear_work, render_cells
+from kohya_wrap.sdscripts.families import FAMILIES
 from kohya_wrap.sdscripts.locate import require_trusted
 from kohya_wrap.sdscripts.modelref import resolve_model_refs
 from kohya_wrap.spec.load import LoadedSpec
@@ -55,7 +56,6 @@ __all__ = [
     "make_grid",
     "render_cells",
 ]
-FAMILIES = ("sd15", "sd2", "sdxl")  # the families gen_img.py renders
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ def _generator(loaded: LoadedSpec) -> tuple[Generator, str]:
         extra += ["--clip_skip", str(clip_skip)]
     if spec.model.v_parameterization:
         extra.append("--v_parameterization")
-    return Generator(sd.python, sd.root, base.value, settings.family, extra), base.value
+    return Generator(sd.python, sd.root, base.value, settings.family, settings.network_module, extra), base.value
 
 
 def make_grid(
@@ -204,13 +204,16 @@ def make_grid(
     the size the run trained with (sampled at), not the spec's current one; `note` hears which defaults
     came from the run and, before rendering starts, how many cells there are to render."""
     spec, layout, sd, settings = loaded.spec, loaded.layout, loaded.sd_scripts, loaded.settings
-    if settings.family not in FAMILIES:
+    inference = FAMILIES[settings.family].inference
+    if inference is None:
+        rendered = ", ".join(name for name, family in FAMILIES.items() if family.inference)
         raise KohyaWrapError(
-            f"grid: family {settings.family} is not supported yet", "grids render SD 1.x, SD 2.x and SDXL LoRAs"
+            f"grid: sd-scripts has no script that renders {settings.family} LoRAs from prompt lines",
+            f"grids render {rendered} LoRAs; test this one with its own minimal inference script",
         )
-    if not (sd.usable and (sd.root / "gen_img.py").is_file()):
+    if not (sd.usable and (sd.root / inference[0]).is_file()):
         raise KohyaWrapError(
-            f"grid needs sd-scripts' gen_img.py and its Python (looked in {sd.root})",
+            f"grid needs sd-scripts' {inference[0]} and its Python (looked in {sd.root})",
             "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
         )
     require_trusted(sd, layout.root, "render a grid")

@@ -15,6 +15,7 @@ from typing import Callable
 
 from kohya_wrap.grid.cells import Cell, Checkpoint
 from kohya_wrap.launch.process import Child, Exited, child_env
+from kohya_wrap.sdscripts.families import FAMILIES
 from kohya_wrap.sdscripts.naming import safe_name
 from kohya_wrap.sdscripts.prompts import PromptLine
 
@@ -29,14 +30,17 @@ class Generator:
     sd_root: Path
     base: str
     family: str
+    network_module: str = "networks.lora"  # the one the LoRA was trained with (settings.network_module)
     extra: list[str] = field(default_factory=list)  # --vae, --tokenizer_cache_dir, --clip_skip, …
 
     def command(
         self, networks: list[Path], sampler: str, prompt_file: Path, outdir: Path, batch_size: int
     ) -> list[str]:
+        script, *flags = FAMILIES[self.family].inference or ("gen_img.py",)
         command = [
             str(self.python),
-            str(self.sd_root / "gen_img.py"),
+            str(self.sd_root / script),
+            *flags,
             "--ckpt",
             self.base,
             "--outdir",
@@ -51,14 +55,10 @@ class Generator:
             "1",
             "--sdpa",
         ]
-        if self.family == "sdxl":
-            command.append("--sdxl")
-        elif self.family == "sd2":
-            command.append("--v2")
         if networks:
             command += [
                 "--network_module",
-                *["networks.lora"] * len(networks),
+                *[self.network_module] * len(networks),
                 "--network_weights",
                 *[str(p) for p in networks],
                 "--network_mul",

@@ -1,6 +1,7 @@
 """The model families kohya-wrap trains, and what sd-scripts does differently for each: the training
-script, the default network module, the bucket step its scripts insist on, and the resolution a spec
-should start from. One table, so a family is described in one place."""
+script, the default network module, the bucket step its scripts insist on, the resolution a spec
+should start from, and the script that renders its images for `grid`. One table, so a family is
+described in one place."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ class Family:
     network_module: str  # the LoRA module sd-scripts uses for it by default
     bucket_step_multiple: int  # sd-scripts asserts bucket_reso_steps % N == 0 at start-up (verify_bucket_reso_steps)
     resolution: int  # the native training resolution: what `check` suggests when none is set
+    # how sd-scripts renders images of it with a LoRA (samples aside, which the training script makes):
+    # the script and its family flag; None where sd-scripts has no script that takes gen_img.py's
+    # prompt lines (FLUX: flux_minimal_inference.py renders one prompt, without per-prompt LoRA weights)
+    inference: tuple[str, ...] | None
 
 
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
-        Family("sd15", "train_network.py", "networks.lora", 64, 512),
-        Family("sd2", "train_network.py", "networks.lora", 64, 512),
-        Family("sdxl", "sdxl_train_network.py", "networks.lora", 32, 1024),
-        Family("flux", "flux_train_network.py", "networks.lora_flux", 32, 1024),
+        Family("sd15", "train_network.py", "networks.lora", 64, 512, ("gen_img.py",)),
+        Family("sd2", "train_network.py", "networks.lora", 64, 512, ("gen_img.py", "--v2")),
+        Family("sdxl", "sdxl_train_network.py", "networks.lora", 32, 1024, ("gen_img.py", "--sdxl")),
+        Family("flux", "flux_train_network.py", "networks.lora_flux", 32, 1024, None),
     )
 }
 
