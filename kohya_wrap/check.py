@@ -280,6 +280,19 @@ def _check_buckets(report: CheckReport) -> None:
 
 
 def _check_models(report: CheckReport) -> None:
+    family = report.loaded.spec.model.family_info
+    if not family.known:
+        report.add(
+            "warning",
+            "model.family",
+            f"'{family.name}' is not in kohya-wrap's family table: it trains with {family.script} and "
+            f"{family.network_module} (from its name), and its options are checked against that script, but "
+            "kohya-wrap does not know its model files (text encoders, VAE/AE), tokenizers or bucket step, nor "
+            "renders grids for it",
+            "give its model files as model.clip_l / model.t5xxl / model.ae / model.vae where it takes those, "
+            f"and others as the [training] keys {family.script} takes, with absolute paths (`kohya-wrap vendor "
+            f"options --script {family.script}` lists them); sd-scripts checks them at start",
+        )
     for ref in report.models:
         if ref.problem is not None:
             report.add("error", ref.problem.where, ref.problem.what, ref.problem.fix)

@@ -126,3 +126,60 @@ def test_every_network_script_of_the_installed_sd_scripts_has_a_schema_and_a_fam
     assert not new, f"sd-scripts has network scripts kohya-wrap has not met: {new} — add a family or name them"
     if untabled:
         assert option_count(schema).endswith("not yet a model.family in kohya-wrap: " + ", ".join(untabled))
+
+
+def with_model(root: Path, lines: str) -> Path:
+    spec = root / "kohya-wrap.toml"
+    text = spec.read_text(encoding="utf-8").replace("[model]\n", "[model]\n" + lines, 1)
+    spec.write_text(text, encoding="utf-8")
+    return root
+
+
+def test_a_family_sd_scripts_added_validates_plans_and_is_named(project, base_model, cli):
+    """sd3 is not in kohya-wrap's table, but the shipped v0.10.1 schema has sd3_train_network.py: the spec
+    validates against that script, plan renders its command with networks.lora_sd3, and check says what
+    kohya-wrap cannot check for it."""
+    clip = base_model.with_name("clip_l.safetensors")
+    clip.write_bytes(b"\0" * 16)
+    root = with_model(project(), f'family = "sd3"\nclip_l = "{clip.as_posix()}"\n')
+    (root / "kohya-wrap.toml").write_text(
+        (root / "kohya-wrap.toml").read_text(encoding="utf-8").replace('extends = "sd15-character"\n', ""),
+        encoding="utf-8",
+    )
+    (root / "kohya-wrap.toml").write_text(
+        (root / "kohya-wrap.toml").read_text(encoding="utf-8")
+        + "[dataset]\nresolution = 512\n[training]\nmax_train_steps = 10\nt5xxl_max_token_length = 256\n",
+        encoding="utf-8",
+    )
+    checked = cli("check", root)
+    assert checked.code == 0, checked.out + checked.err
+    assert "model.family: 'sd3' is not in kohya-wrap's family table: it trains with sd3_train_network.py" in checked.out
+    planned = cli("plan", root, "--json")
+    assert planned.code == 0, planned.err
+    data = json.loads(planned.out)
+    assert "sd3_train_network.py" in " ".join(data["command"])
+    train = (root / "config" / "train.toml").read_text(encoding="utf-8")
+    assert 'network_module = "networks.lora_sd3"' in train and f'clip_l = "{clip}"' in train
+    typo = cli("check", root, "--set", "training.t5xxl_max_token_lenght=256")  # checked against sd3's own options
+    assert typo.code == 2 and "did you mean 't5xxl_max_token_length'" in typo.err
+
+
+@pytest.mark.parametrize(
+    "family, message",
+    [
+        (
+            "nosuch",
+            "model.family: 'nosuch' is not a family kohya-wrap knows, and sd-scripts v0.10.1 (snapshot) has no "
+            "nosuch_train_network.py — use one of sd15, sd2, sdxl, flux, anima, hunyuan_image, lumina, sd3",
+        ),
+        ("SD 3!", "model.family: 'SD 3!' is not a model family — use one of sd15, sd2, sdxl, flux"),
+    ],
+)
+def test_a_family_no_sd_scripts_trains_is_refused(project, cli, family, message):
+    result = cli("check", with_model(project(), f'family = "{family}"\n'))
+    assert result.code == 2 and message in result.err, result.err
+
+
+def test_the_table_s_families_still_refuse_parts_they_do_not_take(project, base_model, cli):
+    result = cli("check", with_model(project(), f'family = "sdxl"\nclip_l = "{base_model.as_posix()}"\n'))
+    assert result.code == 2 and 'clip_l only apply to family = "flux"' in result.err

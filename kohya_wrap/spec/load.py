@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from kohya_wrap.errors import KohyaWrapError, Problem, SpecError, file_error, shown
 from kohya_wrap.paths import SPEC_FILENAME, ProjectLayout
 from kohya_wrap.presets import find_preset
-from kohya_wrap.sdscripts.families import FAMILIES
+from kohya_wrap.sdscripts.families import FAMILIES, family_named, family_of_script, scripts_without_family
 from kohya_wrap.sdscripts.locate import SdScripts, locate_sd_scripts
 from kohya_wrap.sdscripts.schema import OptionSchema, load_option_schema
 from kohya_wrap.spec.models import ConceptSpec, ProjectSpec
@@ -275,11 +275,20 @@ def schema_problems(data: dict[str, Any], schema: OptionSchema) -> list[Problem]
     """The sd-scripts-named parts of a raw (merged) spec dict, checked against the option schema; the
     Pydantic models check the rest."""
     model = data.get("model") if isinstance(data.get("model"), dict) else {}
-    family = FAMILIES.get(model.get("family", "sd15")) if isinstance(model.get("family", "sd15"), str) else None
+    family = family_named(model.get("family", "sd15")) if isinstance(model.get("family", "sd15"), str) else None
     if family is None:
         return []  # the model's own validation reports the family
     script = family.script
     if script not in schema.scripts:
+        if not family.known:
+            others = [family_of_script(name) for name in scripts_without_family(schema.scripts)]
+            return [
+                Problem(
+                    "model.family",
+                    f"'{family.name}' is not a family kohya-wrap knows, and {schema.source} has no {script}",
+                    f"use one of {', '.join([*FAMILIES, *others])}",
+                )
+            ]
         return [
             Problem(
                 "model.family",

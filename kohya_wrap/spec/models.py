@@ -17,11 +17,11 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from kohya_wrap.errors import shorten
-from kohya_wrap.sdscripts.families import FAMILIES
+from kohya_wrap.sdscripts.families import FAMILIES, family_named
+from kohya_wrap.sdscripts.families import Family as FamilyInfo
 from kohya_wrap.sdscripts.naming import NAME_PATTERN, safe_name
 from kohya_wrap.spec.limits import caption_extension_problem, run_length_problem
 
-Family = Literal["sd15", "sd2", "sdxl", "flux"]  # the keys of sdscripts.families.FAMILIES
 HF_PREFIX = "hf://"
 
 
@@ -73,12 +73,26 @@ class ModelSpec(_Section):
     base: str = Field(
         description="Base checkpoint: a .safetensors/.ckpt file, a diffusers folder, or hf://owner/repo[/file]."
     )
-    family: Family = Field("sd15", description="Model family; picks the sd-scripts training script.")
+    family: str = Field(
+        "sd15",
+        description="Model family; picks the sd-scripts training script (sd15, sd2, sdxl, flux, or one the installed "
+        "sd-scripts trains with its own <family>_train_network.py).",
+    )
     vae: str | None = Field(None, description="Optional VAE file or folder to use instead of the checkpoint's.")
     v_parameterization: bool = Field(False, description="SD2 768-v models only.")
     clip_l: str | None = Field(None, description="FLUX: the CLIP-L text encoder file.")
     t5xxl: str | None = Field(None, description="FLUX: the T5-XXL text encoder file.")
     ae: str | None = Field(None, description="FLUX: the autoencoder file.")
+
+    @field_validator("family")
+    @classmethod
+    def check_family(cls, value: str) -> str:
+        if family_named(value) is None:
+            raise ValueError(
+                f"'{shorten(value)}' is not a model family — use one of {', '.join(FAMILIES)}, or the prefix of an "
+                'sd-scripts training script (sd3 for sd3_train_network.py), e.g. family = "sdxl"'
+            )
+        return value
 
     @field_validator("base", "vae", "clip_l", "t5xxl", "ae")
     @classmethod
@@ -107,7 +121,7 @@ class ModelSpec(_Section):
                 raise ValueError(
                     f"{missing[0]}: FLUX needs {', '.join(missing)} — set model.{missing[0]} to the file's path"
                 )
-        else:
+        elif self.family_info.known:  # a family the table does not know may take them too (sd3: clip_l, t5xxl)
             extra = [k for k, v in flux_parts.items() if v is not None]
             if extra:
                 raise ValueError(
@@ -121,7 +135,13 @@ class ModelSpec(_Section):
 
     @property
     def script(self) -> str:
-        return FAMILIES[self.family].script
+        return self.family_info.script
+
+    @property
+    def family_info(self) -> FamilyInfo:
+        found = family_named(self.family)
+        assert found is not None  # check_family
+        return found
 
 
 _FOLDER_UNSAFE = re.compile(r'[/\\\x00-\x1f<>:"|?*]')
@@ -571,7 +591,7 @@ class ProjectSpec(_Section):
     def check_bucket_steps_fit_the_script(self) -> "ProjectSpec":
         # sd-scripts asserts the multiple only with bucketing on (with it off, it sets bucket_reso_steps to None);
         # unset enable_bucket is checked too, since a bucket step says buckets are meant
-        steps, needed = self.dataset.bucket_reso_steps, FAMILIES[self.model.family].bucket_step_multiple
+        steps, needed = self.dataset.bucket_reso_steps, self.model.family_info.bucket_step_multiple
         if steps is not None and steps % needed and self.dataset.enable_bucket is not False:
             raise ValueError(
                 f"dataset.bucket_reso_steps: {steps} is not a multiple of {needed}, which {self.model.script} "
@@ -583,7 +603,7 @@ class ProjectSpec(_Section):
     @model_validator(mode="after")
     def check_resolution_set(self) -> "ProjectSpec":
         if self.dataset.resolution is None:
-            hint = FAMILIES[self.model.family].resolution
+            hint = self.model.family_info.resolution
             raise ValueError(f"dataset.resolution: is not set — set dataset.resolution = {hint}")
         return self
 

@@ -16,7 +16,6 @@ from typing import Any
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.paths import ProjectLayout
 from kohya_wrap.sdscripts import naming
-from kohya_wrap.sdscripts.families import FAMILIES
 from kohya_wrap.sdscripts.schema import OptionSchema
 from kohya_wrap.sdscripts.stepmath import BucketSettings, CheckpointSchedule, checkpoint_names
 from kohya_wrap.spec.models import ConceptSpec, ProjectSpec
@@ -166,7 +165,7 @@ def _value(*candidates: Any) -> Any:
 
 
 def derive_settings(spec: ProjectSpec, schema: OptionSchema, layout: ProjectLayout) -> Settings:
-    family = FAMILIES[spec.model.family]
+    family = spec.model.family_info
     script = family.script
 
     def default(option: str) -> Any:
