@@ -293,6 +293,17 @@ def _check_models(report: CheckReport) -> None:
             f"and others as the [training] keys {family.script} takes, with absolute paths (`kohya-wrap vendor "
             f"options --script {family.script}` lists them); sd-scripts checks them at start",
         )
+    module = report.settings.network_module
+    family_module = family.network_module
+    if module != family_module and (module == "networks.lora" or module.startswith("networks.lora_")):
+        # another family's LoRA module (a preset for another family, say): it would not find this model's layers
+        report.add(
+            "warning",
+            "training.network_module",
+            f"{module} is the LoRA module of another model family; {family.script} trains {family.name} LoRAs with "
+            f"{family_module}",
+            f'set training.network_module = "{family_module}" (or remove it: that is the default)',
+        )
     for ref in report.models:
         if ref.problem is not None:
             report.add("error", ref.problem.where, ref.problem.what, ref.problem.fix)

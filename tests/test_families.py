@@ -183,3 +183,18 @@ def test_a_family_no_sd_scripts_trains_is_refused(project, cli, family, message)
 def test_the_table_s_families_still_refuse_parts_they_do_not_take(project, base_model, cli):
     result = cli("check", with_model(project(), f'family = "sdxl"\nclip_l = "{base_model.as_posix()}"\n'))
     assert result.code == 2 and 'clip_l only apply to family = "flux"' in result.err
+
+
+def test_another_family_s_lora_module_is_flagged(project, base_model, cli):
+    """A project that extends the sd15 preset (networks.lora) but trains sd3: networks.lora would look for
+    SD's UNet layers in an MMDiT."""
+    root = with_model(project(), 'family = "sd3"\n')
+    result = cli("check", root)
+    assert (
+        "training.network_module: networks.lora is the LoRA module of another model family; sd3_train_network.py "
+        'trains sd3 LoRAs with networks.lora_sd3 — set training.network_module = "networks.lora_sd3"'
+    ) in result.out
+    fixed = cli("check", root, "--set", "training.network_module=networks.lora_sd3")
+    assert "is the LoRA module of another model family" not in fixed.out
+    lycoris = cli("check", root, "--set", "training.network_module=lycoris.kohya")
+    assert "is the LoRA module of another model family" not in lycoris.out
