@@ -290,7 +290,7 @@ def _check_models(report: CheckReport) -> None:
             "kohya-wrap does not know its model files (text encoders, VAE/AE), tokenizers or bucket step, nor "
             "renders grids for it",
             "give its model files as model.clip_l / model.t5xxl / model.ae / model.vae where it takes those, "
-            f"and others as the [training] keys {family.script} takes, with absolute paths (`kohya-wrap vendor "
+            f"and others as the [training] keys {family.script} takes (`kohya-wrap vendor "
             f"options --script {family.script}` lists them); sd-scripts checks them at start",
         )
     module = report.settings.network_module

@@ -91,25 +91,12 @@ def test_the_shipped_snapshot_has_every_network_script_of_its_release():
     assert set(schema.scripts) == V0_10_1_SCRIPTS
     assert all(len(options) > 150 for options in schema.scripts.values())
     assert {family.script for family in FAMILIES.values()} <= set(schema.scripts)
-    assert scripts_without_family(schema.scripts) == [
-        "anima_train_network.py",
-        "hunyuan_image_train_network.py",
-        "lumina_train_network.py",
-        "sd3_train_network.py",
-    ]
-    assert option_count(schema).endswith(
-        "in 7 scripts; not yet a model.family in kohya-wrap: anima_train_network.py, hunyuan_image_train_network.py, "
-        "lumina_train_network.py, sd3_train_network.py"
-    )
+    assert scripts_without_family(schema.scripts) == ["anima_train_network.py"]
+    assert option_count(schema).endswith("in 7 scripts; not yet a model.family in kohya-wrap: anima_train_network.py")
 
 
 # the scripts of the installed sd-scripts that no family trains with yet, each seen and named on purpose
-NO_FAMILY_YET = {
-    "sd3_train_network.py",
-    "lumina_train_network.py",
-    "hunyuan_image_train_network.py",
-    "anima_train_network.py",
-}
+NO_FAMILY_YET = {"anima_train_network.py"}
 
 
 @pytest.mark.sdscripts
@@ -135,33 +122,63 @@ def with_model(root: Path, lines: str) -> Path:
     return root
 
 
+def standalone(root: Path, training: str) -> Path:
+    """The project without the sd15 preset, with its own [dataset] and [training]."""
+    spec = root / "kohya-wrap.toml"
+    text = spec.read_text(encoding="utf-8").replace('extends = "sd15-character"\n', "")
+    spec.write_text(
+        text + "[dataset]\nresolution = 512\n[training]\nmax_train_steps = 10\n" + training, encoding="utf-8"
+    )
+    return root
+
+
 def test_a_family_sd_scripts_added_validates_plans_and_is_named(project, base_model, cli):
-    """sd3 is not in kohya-wrap's table, but the shipped v0.10.1 schema has sd3_train_network.py: the spec
-    validates against that script, plan renders its command with networks.lora_sd3, and check says what
-    kohya-wrap cannot check for it."""
-    clip = base_model.with_name("clip_l.safetensors")
-    clip.write_bytes(b"\0" * 16)
-    root = with_model(project(), f'family = "sd3"\nclip_l = "{clip.as_posix()}"\n')
-    (root / "kohya-wrap.toml").write_text(
-        (root / "kohya-wrap.toml").read_text(encoding="utf-8").replace('extends = "sd15-character"\n', ""),
-        encoding="utf-8",
-    )
-    (root / "kohya-wrap.toml").write_text(
-        (root / "kohya-wrap.toml").read_text(encoding="utf-8")
-        + "[dataset]\nresolution = 512\n[training]\nmax_train_steps = 10\nt5xxl_max_token_length = 256\n",
-        encoding="utf-8",
-    )
+    """anima is not in kohya-wrap's table, but the shipped v0.10.1 schema has anima_train_network.py: the
+    spec validates against that script, plan renders its command with networks.lora_anima, and check
+    says what kohya-wrap cannot check for it."""
+    qwen = base_model.with_name("qwen3.safetensors")
+    qwen.write_bytes(b"\0" * 16)
+    root = standalone(with_model(project(), 'family = "anima"\n'), f'qwen3 = "{qwen.as_posix()}"\n')
     checked = cli("check", root)
     assert checked.code == 0, checked.out + checked.err
-    assert "model.family: 'sd3' is not in kohya-wrap's family table: it trains with sd3_train_network.py" in checked.out
+    assert "model.family: 'anima' is not in kohya-wrap's family table: it trains with anima_train_network.py" in (
+        checked.out
+    )
     planned = cli("plan", root, "--json")
     assert planned.code == 0, planned.err
-    data = json.loads(planned.out)
-    assert "sd3_train_network.py" in " ".join(data["command"])
+    assert "anima_train_network.py" in " ".join(json.loads(planned.out)["command"])
     train = (root / "config" / "train.toml").read_text(encoding="utf-8")
-    assert 'network_module = "networks.lora_sd3"' in train and f'clip_l = "{clip}"' in train
-    typo = cli("check", root, "--set", "training.t5xxl_max_token_lenght=256")  # checked against sd3's own options
-    assert typo.code == 2 and "did you mean 't5xxl_max_token_length'" in typo.err
+    assert 'network_module = "networks.lora_anima"' in train and f'qwen3 = "{qwen}"' in train
+    typo = cli("check", root, "--set", "training.qwen3_max_token_lenght=256")  # checked against anima's own options
+    assert typo.code == 2 and "did you mean 'qwen3_max_token_length'" in typo.err
+
+
+def test_each_family_names_the_model_files_it_needs(project, base_model, cli):
+    """From sd-scripts' docs/<script>.md: Lumina needs --gemma2 and --ae, HunyuanImage --text_encoder,
+    --byt5 and --vae, FLUX clip_l, t5xxl and ae; a relative path is made absolute (sd-scripts runs in its
+    own folder)."""
+    lumina = standalone(with_model(project(folder_name="lumina"), 'family = "lumina"\n'), "")
+    result = cli("check", lumina)
+    assert result.code == 2 and "model.ae: Lumina needs ae — set model.ae to the file's path" in result.err
+    (lumina / "ae.safetensors").write_bytes(b"\0" * 16)
+    with_model(lumina, 'ae = "ae.safetensors"\n')
+    result = cli("check", lumina)
+    assert result.code == 2
+    assert (
+        "training.gemma2: Lumina needs the Gemma2 text encoder (lumina_train_network.py --gemma2) — set "
+        "training.gemma2 to the file's path"
+    ) in result.err
+    (lumina / "gemma 2.safetensors").write_bytes(b"\0" * 16)
+    assert cli("plan", lumina, "--set", "training.gemma2=gemma 2.safetensors").code == 0
+    train = (lumina / "config" / "train.toml").read_text(encoding="utf-8")
+    assert (
+        f'gemma2 = "{lumina / "gemma 2.safetensors"}"' in train and 'network_module = "networks.lora_lumina"' in train
+    )
+    hunyuan = standalone(with_model(project(folder_name="hunyuan"), 'family = "hunyuan_image"\n'), "")
+    result = cli("check", hunyuan)
+    assert result.code == 2 and "model.vae: HunyuanImage needs vae" in result.err
+    sd3 = standalone(with_model(project(folder_name="sd3"), 'family = "sd3"\n'), "")  # a single file may hold them
+    assert cli("check", sd3).code == 0
 
 
 @pytest.mark.parametrize(
@@ -170,9 +187,13 @@ def test_a_family_sd_scripts_added_validates_plans_and_is_named(project, base_mo
         (
             "nosuch",
             "model.family: 'nosuch' is not a family kohya-wrap knows, and sd-scripts v0.10.1 (snapshot) has no "
-            "nosuch_train_network.py — use one of sd15, sd2, sdxl, flux, anima, hunyuan_image, lumina, sd3",
+            "nosuch_train_network.py — use one of sd15, sd2, sdxl, flux, sd3, lumina, hunyuan_image, anima",
         ),
-        ("SD 3!", "model.family: 'SD 3!' is not a model family — use one of sd15, sd2, sdxl, flux"),
+        (
+            "SD 3!",
+            "model.family: 'SD 3!' is not a model family — use one of sd15, sd2, sdxl, flux, sd3, lumina, "
+            "hunyuan_image",
+        ),
     ],
 )
 def test_a_family_no_sd_scripts_trains_is_refused(project, cli, family, message):

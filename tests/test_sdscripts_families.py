@@ -1,6 +1,6 @@
 """Every family's rendered configs, read by the real sd-scripts (marker `sdscripts`): for each network-
-training script of the checkout — SDXL and FLUX from kohya-wrap's family table, and sd3, lumina,
-hunyuan_image and anima inferred from their names — `plan` renders train.toml and dataset.toml, and the
+training script of the checkout — SDXL, FLUX, SD3, Lumina and HunyuanImage from kohya-wrap's family
+table, and anima inferred from its name — `plan` renders train.toml and dataset.toml, and the
 script's own argument parser, `read_config_from_file` and dataset-config blueprint (what its `train()`
 does before it loads a model) accept them, with the network module and paths kohya-wrap meant. No model
 is loaded: these models cannot be built on this machine."""
@@ -20,7 +20,8 @@ pytestmark = pytest.mark.sdscripts
 # runs inside sd-scripts' venv, in its checkout: the same reading of the configs its scripts do at start
 READER = r"""
 import importlib.util, json, os, sys
-sd, script, config, dataset = sys.argv[1:]
+sd, script, config, dataset, names = sys.argv[1:]
+sys_files = names.split()
 os.chdir(sd)
 sys.path.insert(0, sd)
 spec = importlib.util.spec_from_file_location(script[:-3], os.path.join(sd, script))
@@ -44,7 +45,7 @@ print(json.dumps({
     "image_dirs": [s.image_dir for s in subsets],
     "num_repeats": [s.num_repeats for s in subsets],
     "resolution": list(blueprint.dataset_group.datasets[0].params.resolution),
-    "model_files": {k: getattr(args, k, None) for k in ("clip_l", "t5xxl", "ae")},
+    "model_files": {k: getattr(args, k, None) for k in sys_files},
 }))
 """
 
@@ -56,19 +57,20 @@ TOKENIZERS = {
     "flux": {"openai_clip-vit-large-patch14": CLIP_FILES, "google_t5-v1_1-xxl": ("spiece.model",)},
 }
 
+# family: (script, network module, [model] files, [training] file keys)
 FAMILIES = {
-    "sdxl": ("sdxl_train_network.py", "networks.lora", ""),
-    "flux": ("flux_train_network.py", "networks.lora_flux", "clip_l t5xxl ae"),
-    "sd3": ("sd3_train_network.py", "networks.lora_sd3", "clip_l t5xxl"),
-    "lumina": ("lumina_train_network.py", "networks.lora_lumina", "ae"),
-    "hunyuan_image": ("hunyuan_image_train_network.py", "networks.lora_hunyuan_image", ""),
-    "anima": ("anima_train_network.py", "networks.lora_anima", ""),
+    "sdxl": ("sdxl_train_network.py", "networks.lora", "", ""),
+    "flux": ("flux_train_network.py", "networks.lora_flux", "clip_l t5xxl ae", ""),
+    "sd3": ("sd3_train_network.py", "networks.lora_sd3", "clip_l t5xxl", "clip_g"),
+    "lumina": ("lumina_train_network.py", "networks.lora_lumina", "ae", "gemma2"),
+    "hunyuan_image": ("hunyuan_image_train_network.py", "networks.lora_hunyuan_image", "vae", "text_encoder byt5"),
+    "anima": ("anima_train_network.py", "networks.lora_anima", "", "qwen3"),
 }
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_the_real_script_reads_what_plan_renders(family, tmp_path, real_sdscripts, cli):
-    script, module, files = FAMILIES[family]
+    script, module, files, training_files = FAMILIES[family]
     if not (real_sdscripts / script).is_file():
         pytest.skip(f"this sd-scripts has no {script}")
     root = tmp_path / f"{family} 项目"
@@ -78,6 +80,9 @@ def test_the_real_script_reads_what_plan_renders(family, tmp_path, real_sdscript
         path.write_bytes(b"not loaded")
     lines = "".join(f'{key} = "{path.as_posix()}"\n' for key, path in model.items())
     training = 'max_train_steps = 12\nmixed_precision = "no"\n'
+    for name in training_files.split():  # relative: plan makes them absolute
+        (root / f"{name}.safetensors").write_bytes(b"not loaded")
+        training += f'{name} = "{name}.safetensors"\n'
     if family in TOKENIZERS:
         for folder, names in TOKENIZERS[family].items():
             (root / "tokenizers" / folder).mkdir(parents=True)
@@ -104,6 +109,7 @@ def test_the_real_script_reads_what_plan_renders(family, tmp_path, real_sdscript
             script,
             str(root / "config" / "train.toml"),
             str(root / "config" / "dataset.toml"),
+            f"{files} {training_files}",
         ],
         capture_output=True,
         text=True,
@@ -117,6 +123,8 @@ def test_the_real_script_reads_what_plan_renders(family, tmp_path, real_sdscript
     assert got["image_dirs"] == [str(root / "image" / "3_mytoken woman")] and got["num_repeats"] == [3]
     for name in files.split():
         assert got["model_files"][name] == str(model[name])
+    for name in training_files.split():
+        assert got["model_files"][name] == str(root / f"{name}.safetensors")
     check = cli("check", root)
-    known = family in ("sdxl", "flux")
+    known = family != "anima"
     assert ("is not in kohya-wrap's family table" in check.out + check.err) is not known

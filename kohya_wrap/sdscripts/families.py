@@ -19,18 +19,57 @@ class Family:
     resolution: int  # the native training resolution: what `check` suggests when none is set
     # how sd-scripts renders images of it with a LoRA (samples aside, which the training script makes):
     # the script and its family flag; None where sd-scripts has no script that takes gen_img.py's
-    # prompt lines (FLUX: flux_minimal_inference.py renders one prompt, without per-prompt LoRA weights)
+    # prompt lines with a LoRA weight per line (their *_minimal_inference.py take other arguments)
     inference: tuple[str, ...] | None
+    title: str = ""  # how messages name it
+    # the model files it needs besides the base, as the spec names them (model.clip_l / t5xxl / ae / vae,
+    # else a [training] key of its script), with what each is; from sd-scripts' docs/<script>.md
+    required: tuple[tuple[str, str], ...] = ()
+    # the [model] file fields beyond base and vae it takes (clip_l, t5xxl, ae); an inferred family: all
+    parts: tuple[str, ...] = ()
     known: bool = True  # False: not in the table, inferred from its name (`family_named`)
 
 
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
-        Family("sd15", "train_network.py", "networks.lora", 64, 512, ("gen_img.py",)),
-        Family("sd2", "train_network.py", "networks.lora", 64, 512, ("gen_img.py", "--v2")),
-        Family("sdxl", "sdxl_train_network.py", "networks.lora", 32, 1024, ("gen_img.py", "--sdxl")),
-        Family("flux", "flux_train_network.py", "networks.lora_flux", 32, 1024, None),
+        Family("sd15", "train_network.py", "networks.lora", 64, 512, ("gen_img.py",), "SD 1.x"),
+        Family("sd2", "train_network.py", "networks.lora", 64, 512, ("gen_img.py", "--v2"), "SD 2.x"),
+        Family("sdxl", "sdxl_train_network.py", "networks.lora", 32, 1024, ("gen_img.py", "--sdxl"), "SDXL"),
+        Family(
+            "flux",
+            "flux_train_network.py",
+            "networks.lora_flux",
+            32,
+            1024,
+            None,
+            "FLUX",
+            (("clip_l", "the CLIP-L text encoder"), ("t5xxl", "the T5-XXL text encoder"), ("ae", "the autoencoder")),
+            ("clip_l", "t5xxl", "ae"),
+        ),
+        # docs/sd3_train_network.md: the text encoders may be in a single-file base, so none is required
+        Family("sd3", "sd3_train_network.py", "networks.lora_sd3", 32, 1024, None, "SD3", (), ("clip_l", "t5xxl")),
+        Family(  # docs/lumina_train_network.md: --gemma2 and --ae **required**
+            "lumina",
+            "lumina_train_network.py",
+            "networks.lora_lumina",
+            32,
+            1024,
+            None,
+            "Lumina",
+            (("gemma2", "the Gemma2 text encoder"), ("ae", "the autoencoder")),
+            ("ae",),
+        ),
+        Family(  # docs/hunyuan_image_train_network.md: --text_encoder, --byt5, --vae [Required]
+            "hunyuan_image",
+            "hunyuan_image_train_network.py",
+            "networks.lora_hunyuan_image",
+            32,
+            1024,
+            None,
+            "HunyuanImage",
+            (("text_encoder", "the Qwen2.5-VL text encoder"), ("byt5", "the byT5 text encoder"), ("vae", "the VAE")),
+        ),
     )
 }
 
@@ -55,7 +94,17 @@ def family_named(name: str) -> Family | None:
         return FAMILIES[name]
     if not FAMILY_NAME.fullmatch(name):
         return None
-    return Family(name, f"{name}_train_network.py", f"networks.lora_{name}", 64, 1024, None, known=False)
+    return Family(
+        name,
+        f"{name}_train_network.py",
+        f"networks.lora_{name}",
+        64,
+        1024,
+        None,
+        name,
+        parts=("clip_l", "t5xxl", "ae"),
+        known=False,
+    )
 
 
 def family_of_script(script: str) -> str:

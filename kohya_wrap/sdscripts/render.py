@@ -31,6 +31,8 @@ HEADER = (
 
 # sd-scripts' [training] options that name a file or folder: a relative one in the spec is relative to the
 # project folder (docs/spec.md), while sd-scripts runs in its own folder
+# model files a family's script takes as options of its own, beside the required ones (families.py)
+FAMILY_FILE_OPTIONS = {"sd3": frozenset({"clip_g"})}
 PATH_OPTIONS = frozenset(
     {
         "tokenizer_cache_dir",
@@ -114,7 +116,15 @@ def render_configs(
     if spec.training.mixed_precision or spec.launch.mixed_precision:
         training["mixed_precision"] = settings.mixed_precision
     training.pop("save_model_as", None)
-    for key in PATH_OPTIONS.intersection(training):  # sd-scripts runs in its own folder: make them absolute
+    family = spec.model.family_info
+    paths = PATH_OPTIONS | {name for name, _ in family.required} | FAMILY_FILE_OPTIONS.get(family.name, frozenset())
+    if not family.known:  # its file options are not known here: a relative value naming a project file is one
+        paths |= {
+            key
+            for key, value in training.items()
+            if isinstance(value, str) and value and not Path(value).is_absolute() and layout.path(value).exists()
+        }
+    for key in paths.intersection(training):  # sd-scripts runs in its own folder: make them absolute
         if key == "resume" and training.get("resume_from_huggingface"):
             continue  # a repo on the hub
         value = training[key]

@@ -1,5 +1,6 @@
 """Values no project can use, and why (each a "what — fix" text the spec's validators raise): a caption
-extension that names images, and step or epoch counts no run can have."""
+extension that names images, step or epoch counts no run can have, and model files a family needs or
+does not take."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from kohya_wrap.dataset.scan import IMAGE_LIKE_SUFFIXES
 from kohya_wrap.errors import shorten
+from kohya_wrap.sdscripts.families import FAMILIES, Family
 from kohya_wrap.sdscripts.naming import MAX_EPOCHS, MAX_STEPS
 
 
@@ -52,3 +54,32 @@ def run_length_problem(field: str, value: int | None) -> str | None:
         + f" — use at most {most:,}; a LoRA trains in "
         + ("thousands of steps" if steps else "tens of epochs")
     )
+
+
+def model_parts_problem(family: Family, given: dict[str, str | None]) -> str | None:
+    """What is wrong with the [model] files `given` (clip_l, t5xxl, ae, vae) for `family`: one it needs
+    and lacks (FLUX: clip_l, t5xxl, ae), or one it does not take (sd15/sd2/sdxl: clip_l, t5xxl, ae); a
+    family the table does not know may take any (sdscripts/families.py)."""
+    missing = [name for name, _ in family.required if name in given and given[name] is None]
+    if missing:
+        return f"{missing[0]}: {family.title} needs {', '.join(missing)} — set model.{missing[0]} to the file's path"
+    extra = [name for name in ("clip_l", "t5xxl", "ae") if given.get(name) is not None and name not in family.parts]
+    if not extra:
+        return None
+    takers = [name for name, other in FAMILIES.items() if extra[0] in other.parts]
+    return (
+        f"{extra[0]}: {', '.join(extra)} only apply to family = "
+        + " or ".join(f'"{name}"' for name in takers)
+        + f' — remove them or set family = "{takers[0]}"'
+    )
+
+
+def family_files_problem(family: Family, training: dict[str, object]) -> str | None:
+    """A model file `family`'s script needs as a [training] key of its own (Lumina's gemma2) and lacks."""
+    for name, what in family.required:
+        if name not in ("clip_l", "t5xxl", "ae", "vae") and not training.get(name):
+            return (
+                f"training.{name}: {family.title} needs {what} ({family.script} --{name}) — set training.{name} to "
+                "the file's path"
+            )
+    return None

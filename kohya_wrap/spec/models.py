@@ -20,7 +20,12 @@ from kohya_wrap.errors import shorten
 from kohya_wrap.sdscripts.families import FAMILIES, family_named
 from kohya_wrap.sdscripts.families import Family as FamilyInfo
 from kohya_wrap.sdscripts.naming import NAME_PATTERN, safe_name
-from kohya_wrap.spec.limits import caption_extension_problem, run_length_problem
+from kohya_wrap.spec.limits import (
+    caption_extension_problem,
+    family_files_problem,
+    model_parts_problem,
+    run_length_problem,
+)
 
 HF_PREFIX = "hf://"
 
@@ -113,20 +118,11 @@ class ModelSpec(_Section):
         return self
 
     @model_validator(mode="after")
-    def check_flux_parts(self) -> "ModelSpec":
-        flux_parts = {"clip_l": self.clip_l, "t5xxl": self.t5xxl, "ae": self.ae}
-        if self.family == "flux":
-            missing = [k for k, v in flux_parts.items() if v is None]
-            if missing:
-                raise ValueError(
-                    f"{missing[0]}: FLUX needs {', '.join(missing)} — set model.{missing[0]} to the file's path"
-                )
-        elif self.family_info.known:  # a family the table does not know may take them too (sd3: clip_l, t5xxl)
-            extra = [k for k, v in flux_parts.items() if v is not None]
-            if extra:
-                raise ValueError(
-                    f'{extra[0]}: {", ".join(extra)} only apply to family = "flux" — remove them or set family = "flux"'
-                )
+    def check_model_parts(self) -> "ModelSpec":
+        given = {"clip_l": self.clip_l, "t5xxl": self.t5xxl, "ae": self.ae, "vae": self.vae}
+        problem = model_parts_problem(self.family_info, given)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property
@@ -598,6 +594,13 @@ class ProjectSpec(_Section):
                 f"requires with bucketing on — use {needed * max(1, round(steps / needed))} (or set "
                 "dataset.enable_bucket = false: sd-scripts then ignores bucket_reso_steps)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def check_family_files(self) -> "ProjectSpec":
+        problem = family_files_problem(self.model.family_info, self.training.model_extra or {})
+        if problem:
+            raise ValueError(problem)
         return self
 
     @model_validator(mode="after")
