@@ -265,7 +265,22 @@ def shorten(text: str, width: int) -> str:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Tokenizer cache folder for --model.",
 )
-def demo(directory: Path, steps: int, plain: bool, as_json: bool, model: Path | None, tokenizers: Path | None) -> int:
+@click.option(
+    "--family",
+    type=click.Choice(["sd15", "sdxl"]),
+    default="sd15",
+    show_default=True,
+    help="Model family: sdxl trains a full-size SDXL UNet with sdxl_train_network.py (5 GB model, ~6 GiB RAM).",
+)
+def demo(
+    directory: Path,
+    steps: int,
+    plain: bool,
+    as_json: bool,
+    model: Path | None,
+    tokenizers: Path | None,
+    family: str,
+) -> int:
     """The whole path offline as a self-test: a tiny random model (built once, cached), 8 synthetic
     images, a project in DIRECTORY (default: kohya-wrap-demo), then check, plan and a short real run."""
     import os
@@ -284,10 +299,10 @@ def demo(directory: Path, steps: int, plain: bool, as_json: bool, model: Path | 
             "--model and --tokenizers go together", "pass both, or neither to build the tiny demo model"
         )
     if model is None:
-        model, tokenizers = ensure_demo_model(sd, echo)
+        model, tokenizers = ensure_demo_model(sd, echo, family)
     assert tokenizers is not None
     root = directory.expanduser().absolute()
-    write_demo_project(root, model.absolute(), tokenizers.absolute(), steps)
+    write_demo_project(root, model.absolute(), tokenizers.absolute(), steps, family)
     echo(f"demo project: {root}")
     os.environ["HF_HUB_OFFLINE"] = "1"  # the demo never needs the network; fail fast if anything tries
     return train(root, (), plain=plain, as_json=as_json, grace=30.0)
