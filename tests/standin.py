@@ -137,8 +137,9 @@ def _git(repo: Path, *args: str) -> None:
 
 
 def build_standin_repo(repo: Path) -> Path:
-    """Create the repository with tags v1.0.0 and v1.1.0, and v1.2.0 whose train_network.py cannot be
-    imported (a dependency its venv lacks); returns its path."""
+    """Create the repository with tags v1.0.0 and v1.1.0, v1.2.0 whose train_network.py cannot be
+    imported (a dependency its venv lacks), and v1.3.0, v1.4.0 whose packages need NumPy 1 (see
+    add_numpy1_tags); returns its path."""
     repo.mkdir(parents=True)
     _git(repo, "init", "-q", "-b", "main")
     for tag, version in VERSIONS.items():
@@ -169,4 +170,66 @@ def build_standin_repo(repo: Path) -> Path:
     script.write_text("import a_module_the_venv_lacks\n" + script.read_text(encoding="utf-8"), encoding="utf-8")
     _git(repo, "commit", "-qam", "stand-in v1.2.0: needs a new dependency")
     _git(repo, "tag", "v1.2.0")
+    add_numpy1_tags(repo)
     return repo
+
+
+# ----------------------------------------------------------------------------- releases built against NumPy 1
+# v1.3.0 pins opencv-python 4.8.1.78 (a release kohya-wrap's table knows needs numpy<2), v1.4.0 a package the
+# table does not know. Their requirements install hand-made pure-Python wheels from the checkout (--no-index:
+# fast, offline): a `numpy` 1.26.4 and 2.4.6, and packages that fail to import under "NumPy 2" with NumPy's
+# own message, as the real opencv-python 4.8 does.
+
+NUMPY1_BUILT = """\
+import numpy
+
+if int(numpy.__version__.split(".")[0]) >= 2:
+    raise ImportError("numpy.core.multiarray failed to import")
+"""
+
+NUMPY1_TAGS = {
+    "v1.3.0": ("cv2", "--no-index\n--find-links wheels\nopencv-python==4.8.1.78\n"),
+    "v1.4.0": ("standin_ext", "--no-index\n--find-links wheels\nstandin-ext==1.0\n"),
+}
+
+
+def write_wheel(folder: Path, name: str, version: str, files: dict[str, str], requires: str = "") -> Path:
+    """A pure-Python wheel written by hand: no build backend, no network."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name.replace('-', '_')}-{version}"
+    info = f"{dist}.dist-info"
+    contents = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        + (f"Requires-Dist: {requires}\n" if requires else ""),
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: standin\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in contents.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    contents[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{dist}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in contents.items():
+            archive.writestr(zipfile.ZipInfo(path, date_time=(2024, 1, 1, 0, 0, 0)), text)
+    return wheel
+
+
+def add_numpy1_tags(repo: Path) -> None:
+    wheels = repo / "wheels"
+    for version in ("1.26.4", "2.4.6"):
+        write_wheel(wheels, "numpy", version, {"numpy/__init__.py": f'__version__ = "{version}"\n'})
+    write_wheel(wheels, "opencv-python", "4.8.1.78", {"cv2/__init__.py": NUMPY1_BUILT}, "numpy")
+    write_wheel(wheels, "standin-ext", "1.0", {"standin_ext/__init__.py": NUMPY1_BUILT}, "numpy")
+    script = TRAIN_NETWORK.format(extra=VERSIONS["v1.1.0"]["network_extra"])
+    for tag, (module, requirements) in NUMPY1_TAGS.items():
+        (repo / "train_network.py").write_text(f"import {module}  # noqa: F401\n" + script, encoding="utf-8")
+        (repo / "requirements.txt").write_text(requirements, encoding="utf-8")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", f"stand-in {tag}: built against NumPy 1")
+        _git(repo, "tag", tag)

@@ -328,3 +328,107 @@ def test_a_relative_source_is_relative_to_the_current_folder(standin_repo, tmp_p
     assert result.code == 0, result.out + result.err
     lock = tomllib.loads((tmp_path / "vendor" / "sd-scripts.lock").read_text(encoding="utf-8"))
     assert lock["source"] == str(standin_repo)  # absolute: a later fetch from another folder still finds it
+
+
+# ----------------------------------------------------------------------------- releases built against NumPy 1
+# (stand-in v1.3.0 pins opencv-python 4.8.1.78, which kohya-wrap's table knows; v1.4.0 a package it does not
+# know; both fail to import under the stand-in's "NumPy 2" with NumPy's own message: tests/standin.py)
+
+
+def test_a_known_incompatibility_is_pinned_before_pip_and_dropped_again(installed, cli):
+    upgraded = cli("vendor", "upgrade", "--ref", "v1.3.0")
+    assert upgraded.code == 0, upgraded.out + upgraded.err
+    assert "kohya-wrap pinned numpy<2 (opencv-python==4.8.1.78 is built against NumPy 1)" in upgraded.out
+    assert "installing the requirements again" not in upgraded.out  # known: no failed first try
+    lock = tomllib.loads((installed / "sd-scripts.lock").read_text(encoding="utf-8"))
+    assert lock["ref"] == "v1.3.0" and lock["compat_constraints"] == ["numpy<2"] and "pip_constraints" not in lock
+    assert "numpy<2" in (installed / "constraints.txt").read_text(encoding="utf-8")
+    assert json.loads(cli("vendor", "status", "--json", "--no-torch").out)["lock"]["compat_constraints"] == ["numpy<2"]
+    assert "pip pins:   numpy<2 (kohya-wrap: this release's known needs)" in cli("vendor", "status", "--no-torch").out
+
+    back = cli("vendor", "upgrade", "--ref", "v1.1.0")
+    assert back.code == 0, back.out + back.err
+    assert "compat_constraints" not in tomllib.loads((installed / "sd-scripts.lock").read_text(encoding="utf-8"))
+    assert "pip pins" not in cli("vendor", "status", "--no-torch").out
+
+    # a pin of the user's on the same package wins: kohya-wrap neither adds numpy<2 nor retries with it
+    forced = cli("vendor", "upgrade", "--ref", "v1.3.0", "--pip-constraint", "numpy>=2")
+    assert forced.code == 1 and "numpy.core.multiarray failed to import" in forced.err
+    assert "installing the requirements again" not in forced.out
+    assert "--pip-constraint SPEC" in forced.err and "the lock still pins v1.1.0" in forced.err
+
+
+def test_an_unknown_incompatibility_is_retried_once_and_kept_in_the_lock(standin_repo, tmp_path, monkeypatch, cli):
+    first = tmp_path / "first machine"
+    monkeypatch.setenv("KOHYA_WRAP_VENDOR", str(first))
+    result = cli("vendor", "install", "--source", standin_repo, "--ref", "v1.4.0", "--torch", "none")
+    assert result.code == 0, result.out + result.err
+    assert (
+        "read options: a package built against NumPy 1 failed to import (numpy.core.multiarray failed to import); "
+        "installing the requirements again with numpy<2" in result.out
+    )
+    assert "numpy<2 pinned and kept in the lock" in result.out
+    lock = (first / "sd-scripts.lock").read_text(encoding="utf-8")
+    assert tomllib.loads(lock)["compat_constraints"] == ["numpy<2"]
+
+    other = tmp_path / "other machine"  # gets only the lock: the same environment at once, no retry
+    other.mkdir()
+    (other / "sd-scripts.lock").write_text(lock, encoding="utf-8")
+    monkeypatch.setenv("KOHYA_WRAP_VENDOR", str(other))
+    again = cli("vendor", "install", "--torch", "none")
+    assert again.code == 0, again.out + again.err
+    assert "kohya-wrap pinned numpy<2 (recorded in the lock for this commit)" in again.out
+    assert "installing the requirements again" not in again.out
+    assert (other / "sd-scripts.lock").read_text(encoding="utf-8") == lock
+
+
+def test_the_user_pins_are_kept_in_the_lock(installed, tmp_path, monkeypatch, cli):
+    pinned = cli("vendor", "upgrade", "--ref", "v1.1.0", "--pip-constraint", "toml==0.10.2")
+    assert pinned.code == 0, pinned.out + pinned.err
+    lock = (installed / "sd-scripts.lock").read_text(encoding="utf-8")
+    assert tomllib.loads(lock)["pip_constraints"] == ["toml==0.10.2"]
+    assert "pip pins:   toml==0.10.2" in cli("vendor", "status", "--no-torch").out
+    other = tmp_path / "other machine"
+    other.mkdir()
+    (other / "sd-scripts.lock").write_text(lock, encoding="utf-8")
+    monkeypatch.setenv("KOHYA_WRAP_VENDOR", str(other))
+    again = cli("vendor", "install", "--torch", "none")
+    assert again.code == 0 and "requirements.txt installed (pinned: toml==0.10.2)" in again.out
+
+
+def test_the_known_constraints_table(tmp_path):
+    from kohya_wrap.sdscripts.vendor.compat import known_constraints, merge, retry_constraint
+
+    def known(text: str) -> list[tuple[str, str]]:
+        path = tmp_path / "requirements.txt"
+        path.write_text(text, encoding="utf-8")
+        return [(k.constraint, k.reason) for k in known_constraints(path)]
+
+    v088 = "accelerate==0.25.0\ndiffusers[torch]==0.25.0\nopencv-python==4.8.1.78\n-e .\n"
+    assert known(v088) == [("numpy<2", "opencv-python==4.8.1.78 is built against NumPy 1")]
+    assert known("Opencv_Python_Headless == 4.7.0.68 ; sys_platform == 'linux'  # old\n")[0][0] == "numpy<2"
+    assert known("opencv-python==4.10.0.84\nnumpy\n") == []  # v0.10.x: built for NumPy 2
+    assert known("opencv-python==4.8.1.78\nnumpy==1.26.4\n") == []  # the release pins numpy itself
+    assert known("# opencv-python==4.8.1.78\nopencv-python>=4.8\n") == []  # a comment, not a pin
+    assert known_constraints(tmp_path / "missing.txt") == []
+
+    assert retry_constraint("ImportError: numpy.core.multiarray failed to import", ()).constraint == "numpy<2"
+    assert retry_constraint("AttributeError: _ARRAY_API not found", ("torch==2.14.1",)).constraint == "numpy<2"
+    assert retry_constraint("ImportError: numpy.core.multiarray failed to import", ("numpy>=2",)) is None
+    assert retry_constraint("ModuleNotFoundError: No module named 'x'", ()) is None
+    assert merge(("NumPy==1.26.4", "toml==0.10.2"), ("numpy<2", "safetensors<1")) == (
+        "NumPy==1.26.4",
+        "toml==0.10.2",
+        "safetensors<1",
+    )
+
+
+def test_a_lock_with_and_without_constraints(tmp_path):
+    from kohya_wrap.sdscripts.vendor.lock import Lock, read_lock
+
+    path = tmp_path / "sd-scripts.lock"
+    lock = Lock("src", "v0.8.8", "a" * 40, ("x/",), ("toml==0.10.2",), ("numpy<2",))
+    path.write_text(lock.text(), encoding="utf-8")
+    assert read_lock(path) == lock
+    path.write_text('source = "src"\nref = "v0.10.1"\ncommit = "abc"\n', encoding="utf-8")  # an older lock
+    assert read_lock(path) == Lock("src", "v0.10.1", "abc")

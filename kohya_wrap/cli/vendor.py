@@ -109,7 +109,8 @@ def _run_phases(work) -> Any:
     "constraints",
     multiple=True,
     metavar="SPEC",
-    help='An extra pin for the venv\'s requirements, e.g. "numpy<2" (repeatable).',
+    help='An extra pin for the venv\'s requirements, e.g. "transformers==4.44.0" (repeatable; kept in the lock). '
+    "Pins an older release needs with today's PyPI (numpy<2 for v0.8.x-v0.9.x) are added by kohya-wrap itself.",
 )
 @click.option("--force", is_flag=True, help="Overwrite local changes in the checkout.")
 def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, constraints, force) -> int:
@@ -126,7 +127,7 @@ def vendor_install(ref, source, exclude, torch, torch_index_url, base_python, co
         torch_index_url,
         base_python,
         force,
-        tuple(constraints) or tuple(state.get("constraints", ())),
+        tuple(constraints) or None,  # none given: the lock's (else those the venv has)
     )
     lock = _run_phases(lambda report: install(vendor, options, report))
     echo(
@@ -155,6 +156,12 @@ def vendor_status(as_json: bool, no_torch: bool) -> int:
     if pin and lock and not info["matches_pin"]:  # installed another version than the one kohya-wrap ships
         shipped = f"{pin['ref']} {pin['commit'][:12]}"
         echo(f"pin:        {shipped} shipped with kohya-wrap (the lock differs)", style="yellow")
+    if lock and (lock["pip_constraints"] or lock["compat_constraints"]):
+        pins = [
+            *lock["pip_constraints"],
+            *(f"{c} (kohya-wrap: this release's known needs)" for c in lock["compat_constraints"]),
+        ]
+        echo(f"pip pins:   {', '.join(pins)}")
     if not info["installed"]:
         echo(f"checkout:   not installed ({info['checkout']}) — run `kohya-wrap vendor install`", style="yellow")
     else:
@@ -186,7 +193,8 @@ def vendor_status(as_json: bool, no_torch: bool) -> int:
     "constraints",
     multiple=True,
     metavar="SPEC",
-    help='Replace the venv\'s extra pins, e.g. "numpy<2" (repeatable; reinstalls the requirements).',
+    help="Replace the venv's extra pins (repeatable; reinstalls the requirements). Pins a release needs with "
+    "today's PyPI (numpy<2 for v0.8.x-v0.9.x) are added by kohya-wrap itself.",
 )
 @click.option("--force", is_flag=True, help="Overwrite local changes in the checkout.")
 @click.argument("directory", required=False, default=".", type=click.Path(path_type=Path))

@@ -1,6 +1,7 @@
 """sd-scripts under the vendor dir: a pinned git checkout (gitpython) and its own virtual environment.
 
-Layout of the vendor dir (`paths.vendor_dir()`): `sd-scripts.lock` (source, ref, commit, excluded paths;
+Layout of the vendor dir (`paths.vendor_dir()`): `sd-scripts.lock` (source, ref, commit, excluded paths,
+the pip constraints the venv was installed with;
 written by install/upgrade, git-ignored in a source checkout; until there is one, the pin kohya-wrap
 ships in `kohya_wrap/data/sd-scripts.lock` applies), `sd-scripts/` (the checkout), `venv/` (sd-scripts'
 own Python: its requirements pin transformers, diffusers, accelerate … versions that must not share an
@@ -11,7 +12,8 @@ git and pip always get argument lists, never a shell, and every child process go
 launch.process.
 
 The parts: `lock` (the lock file and the shipped pin), `layout` (the vendor dir), `phases` (the phase
-log), `repo` (git), `venv` (the venv and torch), `manage` (install, upgrade, status, options of a ref).
+log), `repo` (git), `venv` (the venv and torch), `compat` (known incompatibilities of older releases with
+today's PyPI), `manage` (install, upgrade, status, options of a ref).
 """
 
 from __future__ import annotations

@@ -30,11 +30,20 @@ class Lock:
     ref: str
     commit: str
     exclude: tuple[str, ...] = ()
+    # pip constraints the venv's requirements were installed with: the user's (--pip-constraint, kept
+    # across upgrades) and kohya-wrap's for this release's known incompatibilities (vendor/compat.py,
+    # worked out again for each ref)
+    pip_constraints: tuple[str, ...] = ()
+    compat_constraints: tuple[str, ...] = ()
 
     def text(self) -> str:
-        body = {"source": self.source, "ref": self.ref, "commit": self.commit}
+        body: dict[str, object] = {"source": self.source, "ref": self.ref, "commit": self.commit}
         if self.exclude:
             body["exclude"] = list(self.exclude)
+        if self.pip_constraints:
+            body["pip_constraints"] = list(self.pip_constraints)
+        if self.compat_constraints:
+            body["compat_constraints"] = list(self.compat_constraints)
         return (
             "# The sd-scripts version this vendor dir uses: written by `kohya-wrap vendor install/upgrade`.\n"
             "# It, the checkout and its venv live here (git-ignored in a source checkout); the pin kohya-wrap\n"
@@ -49,7 +58,14 @@ class Lock:
 def read_lock(path: Path) -> Lock:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-        return Lock(str(data["source"]), str(data["ref"]), str(data["commit"]), tuple(data.get("exclude", ())))
+        return Lock(
+            str(data["source"]),
+            str(data["ref"]),
+            str(data["commit"]),
+            _strings(data.get("exclude", ())),
+            _strings(data.get("pip_constraints", ())),
+            _strings(data.get("compat_constraints", ())),
+        )
     except (OSError, KeyError, TypeError, ValueError, RecursionError) as exc:  # ValueError: bad TOML, not UTF-8
         hint = (
             "reinstall kohya-wrap (the pin it ships is damaged)"
@@ -57,6 +73,12 @@ def read_lock(path: Path) -> Lock:
             else "delete it to start again from the pin kohya-wrap ships, then run `kohya-wrap vendor install`"
         )
         raise KohyaWrapError(f"{path}: not a readable sd-scripts lock ({type(exc).__name__}: {exc})", hint) from None
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"expected a list of strings, got {value!r}")
+    return tuple(str(item) for item in value)
 
 
 def shipped_lock() -> Lock | None:

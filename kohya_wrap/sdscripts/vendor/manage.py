@@ -18,6 +18,7 @@ from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
 from kohya_wrap.sdscripts.families import scripts_without_family
 from kohya_wrap.sdscripts.schema import OptionSchema, live_schema, parse_schema, run_introspection, schema_cache_dir
+from kohya_wrap.sdscripts.vendor.compat import Known, known_constraints, retry_constraint
 from kohya_wrap.sdscripts.vendor.layout import Vendor, write_state
 from kohya_wrap.sdscripts.vendor.lock import DEFAULT_SOURCE, SHIPPED_LOCK, Lock, shipped_lock
 from kohya_wrap.sdscripts.vendor.phases import PhaseFailed, PhaseLog, new_log
@@ -65,6 +66,34 @@ def option_count(schema: OptionSchema) -> str:
     return count
 
 
+def release_constraints(vendor: Vendor, recorded: tuple[str, ...] = ()) -> list[Known]:
+    """kohya-wrap's constraints for the checked-out release: the table's for its requirements.txt, and
+    those a lock recorded for this very commit (e.g. found by a retry on another machine)."""
+    known = known_constraints(vendor.checkout / "requirements.txt")
+    have = {k.constraint for k in known}
+    return [*known, *(Known(c, "recorded in the lock for this commit") for c in recorded if c not in have)]
+
+
+def read_options(vendor: Vendor, torch: str, user: tuple[str, ...], compat: list[Known], log: PhaseLog) -> str:
+    """The options phase. Where the probe fails with a known signature (a package built against NumPy 1
+    under today's NumPy 2), the requirements are installed once more with the matching constraint (added
+    to `compat`, so it goes into the lock) and the options read again."""
+    try:
+        return option_count(live_schema(vendor.sd_scripts()))
+    except KohyaWrapError as exc:
+        extra = retry_constraint(exc.message, (*user, *(k.constraint for k in compat)))
+        if extra is None:
+            raise
+        log.write(f"the options probe failed: {exc.message}")
+        compat.append(extra)
+        log.note(
+            f"read options: {extra.reason}; installing the requirements again with {extra.constraint}",
+            then=f"install requirements with {extra.constraint}, read options",
+        )
+        install_requirements(vendor, torch, user, log, tuple(compat))
+    return f"{option_count(live_schema(vendor.sd_scripts()))}; {extra.constraint} pinned and kept in the lock"
+
+
 def normalise_excludes(exclude: tuple[str, ...], previous: tuple[str, ...] = ()) -> tuple[str, ...]:
     merged = [*PLATFORM_EXCLUDES, *previous, *exclude]
     return tuple(dict.fromkeys(p.strip().lstrip("/") for p in merged if p.strip()))
@@ -79,7 +108,7 @@ class InstallOptions:
     torch_index_url: str | None = None
     python: str = sys.executable
     force: bool = False
-    constraints: tuple[str, ...] = ()
+    constraints: tuple[str, ...] | None = None  # None: the lock's (else those the venv was installed with)
 
 
 def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], None]) -> Lock:
@@ -93,7 +122,15 @@ def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], Non
     exclude = normalise_excludes(options.exclude, pinned.exclude if pinned else ())
     if vendor.installed:
         refuse_local_changes(vendor, exclude, options.force)
-    lock = Lock(source, ref, "", exclude)
+    user = options.constraints
+    if user is None:
+        user = (
+            pinned.pip_constraints
+            if pinned and pinned.pip_constraints
+            else tuple(vendor.state().get("constraints", ()))
+        )
+    compat: list[Known] = []
+    lock = Lock(source, ref, "", exclude, user)
     with PhaseLog(new_log(vendor, "install"), report, total=6) as log, _unfinished_clone_removed(vendor) as checked_out:
         log.phase("fetch sd-scripts", lambda: fetch_or_clone(vendor, source, log))
 
@@ -112,8 +149,15 @@ def install(vendor: Vendor, options: InstallOptions, report: Callable[[str], Non
         checked_out()
         log.phase("create venv", lambda: create_venv(vendor, options.python, log))
         log.phase("install torch", lambda: install_torch(vendor, options.torch, options.torch_index_url, log))
-        log.phase("install requirements", lambda: install_requirements(vendor, options.torch, options.constraints, log))
-        log.phase("read options", lambda: option_count(live_schema(vendor.sd_scripts())))
+
+        def requirements() -> str:
+            same_commit = pinned is not None and pinned.commit == lock.commit
+            compat.extend(release_constraints(vendor, pinned.compat_constraints if same_commit else ()))
+            return install_requirements(vendor, options.torch, user, log, tuple(compat))
+
+        log.phase("install requirements", requirements)
+        log.phase("read options", lambda: read_options(vendor, options.torch, user, compat, log))
+    lock = replace(lock, compat_constraints=tuple(k.constraint for k in compat))
     write_text_atomic(vendor.lock_path, lock.text())
     write_state(
         vendor, commit=lock.commit, torch=options.torch, torch_index_url=options.torch_index_url, python=options.python
@@ -158,8 +202,12 @@ def upgrade(
         raise KohyaWrapError("sd-scripts is not installed here", "run `kohya-wrap vendor install` first")
     refuse_local_changes(vendor, normalise_excludes(exclude, old.exclude), force)
     state = vendor.state()
-    pins = tuple(state.get("constraints", ())) if constraints is None else constraints
-    new = Lock(source or old.source, ref, "", normalise_excludes(exclude, old.exclude))
+    if constraints is None:
+        constraints = old.pip_constraints or tuple(state.get("constraints", ()))
+    pins = constraints
+    torch = state.get("torch", DEFAULT_TORCH)
+    compat: list[Known] = []
+    new = Lock(source or old.source, ref, "", normalise_excludes(exclude, old.exclude), pins)
     reinstalled = False
     with PhaseLog(new_log(vendor, "upgrade"), report, total=4) as log, _rollback_hint(old, ref):
         log.phase("fetch sd-scripts", lambda: fetch_or_clone(vendor, new.source, log))
@@ -173,14 +221,26 @@ def upgrade(
 
         def requirements() -> str:
             nonlocal reinstalled
+            compat.extend(release_constraints(vendor, old.compat_constraints if old.commit == new.commit else ()))
             same_file = file_sha256(vendor.checkout / "requirements.txt") == state.get("requirements_sha256")
-            if same_file and pins == tuple(state.get("constraints", ())):
+            same_pins = pins == tuple(state.get("constraints", ())) and [k.constraint for k in compat] == list(
+                state.get("compat_constraints", ())
+            )
+            if same_file and same_pins:
                 return "requirements.txt unchanged: nothing to install"
             reinstalled = True
-            return install_requirements(vendor, state.get("torch", DEFAULT_TORCH), pins, log)
+            return install_requirements(vendor, torch, pins, log, tuple(compat))
+
+        def options() -> str:
+            nonlocal reinstalled
+            before = len(compat)
+            detail = read_options(vendor, torch, pins, compat, log)
+            reinstalled = reinstalled or len(compat) > before
+            return detail
 
         log.phase("update requirements", requirements)
-        log.phase("read options", lambda: option_count(live_schema(vendor.sd_scripts())))
+        log.phase("read options", options)
+    new = replace(new, compat_constraints=tuple(k.constraint for k in compat))
     write_text_atomic(vendor.lock_path, new.text())
     write_state(vendor, commit=new.commit)
     return UpgradeResult(old, new, reinstalled)
@@ -195,7 +255,7 @@ def _rollback_hint(old: Lock, ref: str) -> Iterator[None]:
         exc.hint = (
             f"{exc.hint}\nthe lock still pins {old.ref} ({old.commit[:12]}); "
             f"`kohya-wrap vendor upgrade --ref {old.ref}` goes back, "
-            f'or retry {ref} with --pip-constraint (e.g. "numpy<2" for releases built against NumPy 1)'
+            f"or retry {ref} with --pip-constraint SPEC for a package the log shows it needs older"
         )
         raise
 

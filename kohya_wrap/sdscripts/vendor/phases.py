@@ -75,6 +75,14 @@ class PhaseLog:
             raise PhaseFailed(f"{name} failed: {failure_reason(exc)}", f"the log is {self.path}") from None
         self.report(f"[{self.done}/{self.total}] {name}: {detail or 'done'} ({time.monotonic() - start:.1f} s)")
 
+    def note(self, text: str, then: str | None = None) -> None:
+        """A line about the running phase, in the log and on the terminal; `then`, the work that follows
+        within the same phase (shown as running)."""
+        self.write(text)
+        self.report(f"[{self.done}/{self.total}] {text}")
+        if then:
+            self.report(f"[{self.done}/{self.total}] {then} …")
+
     def run(self, argv: list[str], cwd: Path | None = None) -> None:
         """A child process (launch.process: its own group, pipes drained) whose stdout and stderr are
         written to the log byte for byte as they come; a non-zero exit raises CalledProcessError."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from kohya_wrap.fsutil import write_text_atomic
 from kohya_wrap.launch.process import run
+from kohya_wrap.sdscripts.vendor.compat import Known, merge
 from kohya_wrap.sdscripts.vendor.layout import Vendor, write_state
 from kohya_wrap.sdscripts.vendor.phases import PhaseLog, pip_env
 
@@ -51,24 +52,42 @@ def install_torch(vendor: Vendor, torch: str, index_url: str | None, log: PhaseL
     return " ".join(packages)
 
 
-def install_requirements(vendor: Vendor, torch: str, constraints: tuple[str, ...], log: PhaseLog) -> str:
+def install_requirements(
+    vendor: Vendor, torch: str, constraints: tuple[str, ...], log: PhaseLog, compat: tuple[Known, ...] = ()
+) -> str:
     """sd-scripts' requirements.txt, with the chosen torch held (requirements such as diffusers[torch]
-    must not replace it) and the user's extra pins (e.g. numpy<2 for an older release)."""
+    must not replace it), the user's extra pins and kohya-wrap's for the release's known
+    incompatibilities (compat.py: e.g. numpy<2 for a release whose opencv-python was built against NumPy 1;
+    the user's pin on the same package wins)."""
     requirements = vendor.checkout / "requirements.txt"
     if not requirements.is_file():
         return "no requirements.txt"
     # --upgrade: an unpinned requirement (e.g. `bitsandbytes`) left over from an older release must move
     # too, or the venv keeps a version the new code cannot import; torch stays held by the constraint.
     argv = [str(vendor.python), "-m", "pip", "install", "--upgrade", "-r", "requirements.txt"]
-    pins = [*torch_requirements(torch), *constraints]
+    applied = merge(constraints, tuple(k.constraint for k in compat))
+    added = [k for k in compat if k.constraint in applied and k.constraint not in constraints]
+    for known in added:
+        log.write(f"kohya-wrap pins {known.constraint}: {known.reason}")
+    pins = [*torch_requirements(torch), *applied]
     if pins:
         path = vendor.root / "constraints.txt"
         write_text_atomic(path, "\n".join(pins) + "\n")
         argv += ["-c", str(path)]
     log.run(argv, cwd=vendor.checkout)
     # recorded at once: the venv now holds these, even if a later phase fails
-    write_state(vendor, requirements_sha256=file_sha256(requirements), constraints=list(constraints))
-    return "requirements.txt installed" + (f" (pinned: {', '.join(constraints)})" if constraints else "")
+    write_state(
+        vendor,
+        requirements_sha256=file_sha256(requirements),
+        constraints=list(constraints),
+        compat_constraints=[k.constraint for k in compat],
+    )
+    detail = "requirements.txt installed"
+    if constraints:
+        detail += f" (pinned: {', '.join(constraints)})"
+    if added:
+        detail += "; kohya-wrap pinned " + ", ".join(f"{k.constraint} ({k.reason})" for k in added)
+    return detail
 
 
 TORCH_PROBE = (
