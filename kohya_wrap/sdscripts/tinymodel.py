@@ -124,9 +124,28 @@ def build_tokenizer(work: Path):
     return tok
 
 
+def tiny_vae(sample_size: int, **config):
+    """4 blocks of 32 channels: still the factor-8 downsampling and 4 latent channels sd-scripts expects."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(32, 32, 32, 32),
+        layers_per_block=1,
+        act_fn="silu",
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=sample_size,
+        **config,
+    )
+
+
 def build_models(seed: int):
     import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, UNet2DConditionModel
+    from diffusers import PNDMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
@@ -170,18 +189,7 @@ def build_models(seed: int):
     )
     text_encoder = CLIPTextModel(text_config)
 
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(32, 32, 32, 32),
-        layers_per_block=1,
-        act_fn="silu",
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=512,
-    )
+    vae = tiny_vae(512)
 
     # The scheduler SD1.5 ships with (sd-scripts builds its own DDPM scheduler for training).
     scheduler = PNDMScheduler(
@@ -288,7 +296,7 @@ def save_sdxl(model_dir: Path, tokenizer, seed: int) -> None:
     """The SDXL diffusers folder: full-size random UNet, small text encoders and VAE (see the module doc)."""
     import torch
     from accelerate import init_empty_weights
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     torch.manual_seed(seed)
@@ -333,19 +341,7 @@ def save_sdxl(model_dir: Path, tokenizer, seed: int) -> None:
             **common,
         )
     )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(32, 32, 32, 32),
-        layers_per_block=1,
-        act_fn="silu",
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=1024,
-        scaling_factor=0.13025,
-    )
+    vae = tiny_vae(1024, scaling_factor=0.13025)  # SDXL's VAE scaling
     scheduler = EulerDiscreteScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
