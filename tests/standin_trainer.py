@@ -238,6 +238,7 @@ parser.add_argument("--v_parameterization", action="store_true"); parser.add_arg
 parser.add_argument("--tokenizer_cache_dir"); parser.add_argument("--clip_skip", type=int)
 parser.add_argument("--network_module", nargs="*"); parser.add_argument("--network_weights", nargs="*")
 parser.add_argument("--network_mul", type=float, nargs="*")
+parser.add_argument("--fp16", action="store_true"); parser.add_argument("--bf16", action="store_true")
 args = parser.parse_args()
 networks = [hashlib.sha256(open(p, "rb").read()).hexdigest() for p in (args.network_weights or [])]
 print(f"loaded {len(networks)} network(s)", flush=True)

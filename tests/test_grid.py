@@ -352,3 +352,21 @@ def test_a_family_without_a_prompt_line_renderer_is_refused(project, cli, tmp_pa
     assert result.code == 2
     assert "sd-scripts has no script that renders flux LoRAs from prompt lines" in result.err
     assert "grids render sd15, sd2, sdxl LoRAs" in result.err and renders(project) == []
+
+
+def test_cells_render_in_the_training_precision_and_shared_options_are_in_the_cache_key(project, cli):
+    """A bf16 LoRA renders with --bf16; a cell cached with the checkpoint's own VAE (or in another
+    precision) is not reused with another VAE: what renders every cell differently is part of its key."""
+    from kohya_wrap.grid import _generator
+    from kohya_wrap.spec.load import load_project
+
+    args = ("--checkpoints", "step 2", "--weights", "0,1", "--seeds", "1")
+    assert cli("grid", project, *args).code == 0 and len(renders(project)) == 2
+    assert cli("grid", project, *args).code == 0 and len(renders(project)) == 2  # cached
+    (project / "vae.safetensors").write_bytes(b"\0" * 16)
+    assert cli("grid", project, *args, "--set", "model.vae=vae.safetensors").code == 0
+    assert len(renders(project)) == 4  # rendered again: another VAE changes every image
+    bf16 = ("--set", "training.mixed_precision=bf16")
+    assert cli("grid", project, *args, *bf16).code == 0 and len(renders(project)) == 6
+    assert "--bf16" in _generator(load_project(project, overrides=("training.mixed_precision=bf16",)))[0].extra
+    assert not {"--bf16", "--fp16"} & set(_generator(load_project(project))[0].extra)

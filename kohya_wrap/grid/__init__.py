@@ -190,6 +190,11 @@ def _generator(loaded: LoadedSpec) -> tuple[Generator, str]:
         extra += ["--clip_skip", str(clip_skip)]
     if spec.model.v_parameterization:
         extra.append("--v_parameterization")
+    # in the precision the LoRA trained in: an SDXL UNet in fp32 renders 5-10x slower (and on a GPU needs
+    # twice the memory) than in the bf16 or fp16 it trained in
+    precision = {"bf16": "--bf16", "fp16": "--fp16"}.get(settings.mixed_precision)
+    if precision:
+        extra.append(precision)
     return Generator(sd.python, sd.root, base.value, settings.family, settings.network_module, extra), base.value
 
 
@@ -260,7 +265,10 @@ def make_grid(
     x, y, pages = axes_layout(request, options.x, options.y)
 
     generator, base = _generator(loaded)
-    keys = cells_by_key(request, base_identity(base, loaded.schema.commit))
+    # what renders the same cell differently is part of its cache key: the base model, the sd-scripts commit,
+    # and the options every cell shares (VAE, clip skip, v-parameterization, precision, the LoRA module)
+    shared = " ".join([generator.network_module, *generator.extra])
+    keys = cells_by_key(request, f"{base_identity(base, loaded.schema.commit)}|{shared}")
     cache = layout.root / ".kohya-wrap" / "grid-cache"
     todo: dict[str, Cell] = {}
     for cell, key in keys.items():
