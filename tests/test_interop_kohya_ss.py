@@ -566,7 +566,11 @@ def test_inactive_lora_settings_at_defaults_are_consumed_quietly() -> None:
 @pytest.mark.parametrize(
     ("lora_type", "reason"),
     [
-        ("Anima", "LoRA type for model family Anima, which kohya-wrap does not support"),
+        (
+            "Anima",
+            "LoRA type for model family Anima, which the importer does not map yet (kohya-wrap's default for the "
+            "family applies: networks.lora_<family>)",
+        ),
         ("Something else", "value not understood: unknown LoRA type"),
     ],
 )
@@ -969,7 +973,7 @@ def test_family_conflicts_are_reported() -> None:
     assert why["v2"].startswith("conflicts")
 
 
-def test_unsupported_family_is_reported_with_its_settings() -> None:
+def test_a_family_with_its_own_script_is_set_and_its_unmapped_settings_reported() -> None:
     gui = {
         "sd3_checkbox": True,
         "sd3_t5xxl": "/m/t5.safetensors",
@@ -979,10 +983,13 @@ def test_unsupported_family_is_reported_with_its_settings() -> None:
     }
     result = run(gui)
     why = reasons(result)
-    assert why["sd3_checkbox"] == "model family SD3 is not supported by kohya-wrap"
-    assert "SD3" in why["sd3_t5xxl"] and "SD3" in why["clip_g"]
+    assert "sd3_checkbox" not in why and result.spec["model"]["family"] == "sd3"
+    assert why["clip_g"] == (
+        "a SD3 setting the importer does not map yet — set it as the [training] key sd-scripts names, if you need it"
+    )
+    assert "SD3" in why["sd3_t5xxl"]
     assert "lumina_gemma2" in result.consumed  # Lumina is off: the GUI ignores it
-    assert "family" not in result.spec.get("model", {})
+    assert any('SD3: model.family = "sd3"' in note for note in result.notes)
     assert_accounted(gui, result)
 
 

@@ -60,6 +60,15 @@ class ImportResult:
     consumed: tuple[str, ...] = ()
 
 
+# the GUI's checkbox → model.family, for the families trained with a script of their own
+_OTHER_FAMILY_NAMES = {
+    "sd3_checkbox": "sd3",
+    "lumina_checkbox": "lumina",
+    "hunyuan_image_checkbox": "hunyuan_image",
+    "anima_checkbox": "anima",
+}
+
+
 def _import_family(imp: _Import) -> None:
     flags: dict[str, bool] = {}
     for key in ("v2", "v_parameterization", "sdxl", "flux1_checkbox", *_UNSUPPORTED_FAMILIES):
@@ -73,6 +82,8 @@ def _import_family(imp: _Import) -> None:
         imp.family = "sdxl"
     elif chosen == "flux1_checkbox":
         imp.family = "flux"
+    elif chosen in _OTHER_FAMILY_NAMES:  # trained with its own script (spec docs: families)
+        imp.family = _OTHER_FAMILY_NAMES[chosen]
     elif chosen is None:
         imp.family = "sd2" if flags.get("v2") else "sd15"
     if imp.family:
@@ -81,8 +92,12 @@ def _import_family(imp: _Import) -> None:
         if key not in imp.gui or imp.done(key):
             continue
         if key == unsupported_box:
-            imp.report(key, imp.gui[key], f"model family {_UNSUPPORTED_FAMILIES[key]} is not supported by kohya-wrap")
-            imp.notes.append(f"{_UNSUPPORTED_FAMILIES[key]} configs cannot be imported; model.family is not set.")
+            imp.take(key)
+            imp.notes.append(
+                f'{_UNSUPPORTED_FAMILIES[key]}: model.family = "{imp.family}"; the importer does not map its own '
+                "settings (model files, text-encoder options) yet — they are listed as not imported; set them as "
+                "the [training] keys sd-scripts names (`kohya-wrap check` names the model files it needs)."
+            )
         elif flags.get(key) and key != chosen:
             imp.report(key, imp.gui[key], f"ignored: the GUI trains with {chosen} when both are checked")
         else:
@@ -109,7 +124,8 @@ def _import_family(imp: _Import) -> None:
 
 
 def _import_other_families(imp: _Import, chosen_box: str | None) -> None:
-    """Parameters of the families kohya-wrap does not train (SD3, HunyuanImage, Anima, Lumina)."""
+    """Parameters of the families whose settings the importer does not map yet (SD3, HunyuanImage, Anima,
+    Lumina): kohya-wrap trains them (their model.family is set), but their own GUI fields are reported."""
     idle = 0
     for key in list(imp.gui):
         box = _unsupported_family_of(key)
@@ -119,7 +135,8 @@ def _import_other_families(imp: _Import, chosen_box: str | None) -> None:
             imp.report(
                 key,
                 imp.gui[key],
-                f"belongs to model family {_UNSUPPORTED_FAMILIES[box]}, which kohya-wrap does not support",
+                f"a {_UNSUPPORTED_FAMILIES[box]} setting the importer does not map yet — set it as the [training] key "
+                "sd-scripts names, if you need it",
             )
         else:
             imp.take(key)

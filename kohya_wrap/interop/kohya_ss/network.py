@@ -100,7 +100,8 @@ def _lora_type(imp: _Import) -> tuple[str, _NetType] | None:
             imp.report(
                 "LoRA_type",
                 raw_type,
-                f"LoRA type for model family {_UNSUPPORTED_TYPES[type_name]}, which kohya-wrap does not support",
+                f"LoRA type for model family {_UNSUPPORTED_TYPES[type_name]}, which the importer does not map yet "
+                "(kohya-wrap's default for the family applies: networks.lora_<family>)",
             )
         else:
             imp.report("LoRA_type", raw_type, _bad("unknown LoRA type"))
