@@ -156,3 +156,31 @@ def on_standin(trainer, monkeypatch) -> Path:
     monkeypatch.setenv("KOHYA_WRAP_SD_SCRIPTS", str(trainer))
     monkeypatch.setenv("KOHYA_WRAP_SD_PYTHON", sys.executable)
     return trainer
+
+
+REPLAYS = REPO / "tests" / "fixtures" / "sdscripts_logs"  # output recorded from real sd-scripts runs
+
+
+@pytest.fixture
+def replay(on_standin, monkeypatch):
+    """`replay(name, speed)`: the stand-in sd-scripts replays the recording `name` at `speed`× real time."""
+
+    def use(fixture: str, speed: float = 50) -> None:
+        monkeypatch.setenv("KOHYA_WRAP_REPLAY", str(REPLAYS / f"{fixture}.jsonl"))
+        monkeypatch.setenv("KOHYA_WRAP_REPLAY_SPEED", str(speed))
+
+    return use
+
+
+def recorded_run_project(root: Path) -> Path:
+    """The project the recordings were made with: `rec_lora`, 3 images of 64 px, 6 steps, seed 42."""
+    (root / "model").mkdir(parents=True)
+    (root / "m.safetensors").write_bytes(b"x")
+    (root / "kohya-wrap.toml").write_text(
+        f'name = "rec_lora"\n[model]\nbase = "{(root / "m.safetensors").as_posix()}"\n[[concepts]]\ntoken = '
+        '"mytoken"\nclass = "woman"\nrepeats = 1\n'
+        "[dataset]\nresolution = 64\n[training]\nmax_train_steps = 6\nseed = 42\n",
+        encoding="utf-8",
+    )
+    make_images(root / "image" / "1_mytoken woman", [(64, 64)] * 3)
+    return root

@@ -16,33 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_images
-
-FIXTURES = Path(__file__).parent / "fixtures" / "sdscripts_logs"
-
-
-@pytest.fixture
-def replay(on_standin, monkeypatch):
-    def use(fixture: str, speed: float = 50) -> None:
-        monkeypatch.setenv("KOHYA_WRAP_REPLAY", str(FIXTURES / f"{fixture}.jsonl"))
-        monkeypatch.setenv("KOHYA_WRAP_REPLAY_SPEED", str(speed))
-
-    return use
+from conftest import recorded_run_project
 
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    root = tmp_path / "my lora 项目"
-    (root / "model").mkdir(parents=True)
-    (root / "m.safetensors").write_bytes(b"x")
-    (root / "kohya-wrap.toml").write_text(
-        f'name = "rec_lora"\n[model]\nbase = "{(root / "m.safetensors").as_posix()}"\n[[concepts]]\ntoken = '
-        '"mytoken"\nclass = "woman"\nrepeats = 1\n'
-        "[dataset]\nresolution = 64\n[training]\nmax_train_steps = 6\nseed = 42\n",
-        encoding="utf-8",
-    )
-    make_images(root / "image" / "1_mytoken woman", [(64, 64)] * 3)
-    return root
+    return recorded_run_project(tmp_path / "my lora 项目")
 
 
 def trainer_processes(trainer: Path) -> list[Path]:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPLAYS as FIXTURES
 from kohya_wrap import report
-from test_run import FIXTURES
 
 XSS_CAPTION = "<script>alert(1)</script>"
 XSS_PROMPT = "<script>alert(2)</script>"

@@ -257,7 +257,7 @@ def test_launch_precision_and_concept_caption_extension_reach_every_consumer(tmp
 
 
 def test_a_run_records_the_settings_plan_used(tmp_path, base_model, on_standin, monkeypatch, cli):
-    from test_run import FIXTURES
+    from conftest import REPLAYS as FIXTURES
 
     monkeypatch.setenv("KOHYA_WRAP_REPLAY", str(FIXTURES / "pipe_steps.jsonl"))
     monkeypatch.setenv("KOHYA_WRAP_REPLAY_SPEED", "200")
