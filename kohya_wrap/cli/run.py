@@ -149,7 +149,7 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
     """The run history of a project (`kohya-wrap runs [DIR]`), or one run (`kohya-wrap runs show ID [DIR]`)."""
     from kohya_wrap.cli.output import echo_json
     from kohya_wrap.spec.load import find_spec_file
-    from kohya_wrap.training.live import run_status, supervisor
+    from kohya_wrap.training.live import run_state, run_status
     from kohya_wrap.training.record import RecordError, RunFiles, find_run, list_runs, read_record
 
     if args[:1] == ("show",):
@@ -212,8 +212,7 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
         echo("no runs yet — `kohya-wrap run` starts one")
     for run_dir, record in history:
         if record is None:
-            live = supervisor(run_dir)
-            status = run_status(run_dir)
+            status, live = run_state(run_dir)
             if live is not None and status == "running":
                 where = "in the background, " if live.detached else ""
                 echo(f"{run_dir.name}  running ({where}pid {live.pid}) — `kohya-wrap watch` follows it")

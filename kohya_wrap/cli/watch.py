@@ -115,7 +115,7 @@ def watch(directory: Path, run_id: str | None, plain: bool, as_json: bool) -> in
     from kohya_wrap.console import is_interactive
     from kohya_wrap.spec.load import find_spec_file
     from kohya_wrap.training.dashboard import JsonRenderer, LiveRenderer, PlainRenderer
-    from kohya_wrap.training.live import follow, run_status, state_from_plan, supervisor
+    from kohya_wrap.training.live import follow, run_state, run_status, state_from_plan, supervisor
     from kohya_wrap.training.record import read_record, run_dirs
     from kohya_wrap.training.state import RunState
 
@@ -162,8 +162,8 @@ def watch(directory: Path, run_id: str | None, plain: bool, as_json: bool) -> in
         return ExitCode.INTERRUPTED
     if state is not None:
         renderer.close(state)
-    if run_status(run_dir) != "ended":
-        gone = supervisor(run_dir)
+    status, gone = run_state(run_dir)
+    if status != "ended":
         pid = f" (pid {gone.pid})" if gone else ""
         raise ChildFailed(
             f"run {run_dir.name} ended without a record: its supervisor{pid} is gone (killed with SIGKILL, or the "

@@ -88,16 +88,20 @@ def supervisor(run_dir: Path) -> Supervisor | None:
     return Supervisor(pid, bool(data.get("detached")), alive)
 
 
-def run_status(run_dir: Path) -> str:
-    """ "ended" (it has a record), "running", "ended without a record" (its supervisor is gone), or
-    "incomplete" (no record and no supervisor file: a run from an older kohya-wrap, or one killed
-    before it wrote either)."""
+def run_state(run_dir: Path) -> tuple[str, Supervisor | None]:
+    """The run's status — "ended" (it has a record), "running", "ended without a record" (its supervisor
+    is gone), or "incomplete" (no record and no supervisor file: a run from an older kohya-wrap, or one
+    killed before it wrote either) — and its supervisor as its file says (None: ended, or no file)."""
     if has_record(run_dir):
-        return "ended"
+        return "ended", None
     found = supervisor(run_dir)
     if found is None:
-        return "incomplete" if not (run_dir / SUPERVISOR).exists() else "ended without a record"
-    return "running" if found.alive else "ended without a record"
+        return ("incomplete" if not (run_dir / SUPERVISOR).exists() else "ended without a record"), None
+    return ("running" if found.alive else "ended without a record"), found
+
+
+def run_status(run_dir: Path) -> str:
+    return run_state(run_dir)[0]
 
 
 def plan_event(state: RunState, plan: Any) -> dict[str, Any]:
