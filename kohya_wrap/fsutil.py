@@ -10,6 +10,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -91,11 +92,31 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+OWNER_WAIT_S = 1.0  # how long a refused command waits for the lock holder's record, to name it
+
+
+def _live_holder(owner: Path) -> str:
+    """The lock holder's record ("pid N: kohya-wrap …"), or "" while there is none or its pid is gone (the
+    record of a killed holder, read before the new holder wrote its own)."""
+    try:
+        holder = owner.read_text(encoding="utf-8").strip()
+    except OSError:
+        return ""
+    try:
+        os.kill(int(holder.split(":", 1)[0].removeprefix("pid ")), 0)  # signal 0: is it alive?
+    except ProcessLookupError:
+        return ""
+    except (OSError, ValueError, OverflowError):  # another user's process, or a record not of this form
+        pass
+    return holder
+
+
 @contextmanager
 def exclusive_lock(path: Path, busy: str, hint: str) -> Iterator[None]:
     """Hold an OS file lock (filelock) at `path` for the block, or fail at once with `busy` (plus the
-    holder's pid and command). The OS releases it when the holder dies, even by SIGKILL, so a lock is
-    never stale; the `.owner` record a killed holder leaves behind is only shown while its pid lives."""
+    holder's pid and command, which the holder writes just after it takes the lock: a refused command
+    waits up to OWNER_WAIT_S for it). The OS releases it when the holder dies, even by SIGKILL, so a lock
+    is never stale; the `.owner` record a killed holder leaves behind is only shown while its pid lives."""
     from filelock import FileLock, Timeout
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,14 +125,10 @@ def exclusive_lock(path: Path, busy: str, hint: str) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        holder = ""
-        try:
-            holder = owner.read_text(encoding="utf-8").strip()
-            os.kill(int(holder.split(":", 1)[0].removeprefix("pid ")), 0)  # signal 0: is it alive?
-        except ProcessLookupError:
-            holder = ""  # the record of a killed holder, read before the new holder wrote its own
-        except (OSError, ValueError, OverflowError):
-            pass
+        # the holder writes its record just after it takes the lock: give it that moment
+        deadline = time.monotonic() + OWNER_WAIT_S
+        while not (holder := _live_holder(owner)) and time.monotonic() < deadline:
+            time.sleep(0.02)
         raise KohyaWrapError(f"{busy} ({holder})" if holder else busy, hint) from None
     try:
         owner.write_text(f"pid {os.getpid()}: kohya-wrap {' '.join(sys.argv[1:])}".strip() + "\n", encoding="utf-8")
