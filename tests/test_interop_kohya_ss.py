@@ -10,6 +10,8 @@ import pytest
 
 from kohya_wrap.interop import kohya_ss
 from kohya_wrap.interop.kohya_ss import ImportResult, Unmapped, kohya_ss_from_spec, spec_from_kohya_ss
+from kohya_wrap.sdscripts.schema import load_option_schema
+from kohya_wrap.spec.load import validate_spec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "kohya_ss"
 ALL_FIXTURES = (
@@ -563,25 +565,47 @@ def test_inactive_lora_settings_at_defaults_are_consumed_quietly() -> None:
     assert set(result.consumed) == set(gui)
 
 
-@pytest.mark.parametrize(
-    ("lora_type", "reason"),
-    [
-        (
-            "Anima",
-            "LoRA type for model family Anima, which the importer does not map yet (kohya-wrap's default for the "
-            "family applies: networks.lora_<family>)",
-        ),
-        ("Something else", "value not understood: unknown LoRA type"),
-    ],
-)
-def test_unsupported_or_unknown_lora_type_is_reported(lora_type: str, reason: str) -> None:
-    gui = {"LoRA_type": lora_type, "conv_dim": 16, "rank_dropout": 0}
+def test_unknown_lora_type_is_reported() -> None:
+    gui = {"LoRA_type": "Something else", "conv_dim": 16, "rank_dropout": 0}
     result = run(gui)
     why = reasons(result)
-    assert why["LoRA_type"] == reason
+    assert why["LoRA_type"] == "value not understood: unknown LoRA type"
     assert why["conv_dim"].startswith("inactive")
     assert "network_module" not in result.spec.get("training", {})
     assert_accounted(gui, result)
+
+
+@pytest.mark.parametrize(
+    ("lora_type", "box", "module"),
+    [
+        ("Lumina", "lumina_checkbox", "networks.lora_lumina"),
+        ("Anima", "anima_checkbox", "networks.lora_anima"),
+        ("HunyuanImage-2.1", "hunyuan_image_checkbox", "networks.lora_hunyuan_image"),
+    ],
+)
+def test_the_lora_type_of_a_family_with_its_own_script_is_its_module(lora_type, box, module) -> None:
+    """train_model: networks.lora_<family>, with rank_dropout / module_dropout when above 0
+    (append_rank_module_dropout_network_args); the GUI's other network fields are not passed."""
+    gui = {box: True, "LoRA_type": lora_type, "rank_dropout": 0.1, "module_dropout": 0, "conv_dim": 16}
+    result = run(gui)
+    assert result.spec["training"]["network_module"] == module
+    assert result.spec["training"]["network_args"] == ["rank_dropout=0.1"]
+    assert reasons(result)["conv_dim"].startswith("inactive")
+    assert_accounted(gui, result)
+    without = run({"LoRA_type": lora_type})  # its checkbox off: the GUI refuses
+    assert any("model checkbox; the GUI refuses to train" in n for n in without.notes)
+
+
+def test_sd3_standard_lora_is_lora_sd3_and_lumina_needs_its_type() -> None:
+    """train_model: networks.lora_sd3 for Standard / Kohya LoCon with the SD3 checkbox; the Lumina checkbox
+    with another LoRA type is refused by the GUI (a note)."""
+    assert (
+        run({"sd3_checkbox": True, "LoRA_type": "Standard"}).spec["training"]["network_module"] == "networks.lora_sd3"
+    )
+    locon = run({"sd3_checkbox": True, "LoRA_type": "Kohya LoCon", "conv_dim": 4, "conv_alpha": 1})
+    assert locon.spec["training"]["network_module"] == "networks.lora_sd3"
+    refused = run({"lumina_checkbox": True, "LoRA_type": "Standard"})
+    assert any("Lumina needs LoRA_type Lumina; the GUI refuses" in n for n in refused.notes)
 
 
 def test_lora_type_needing_another_family_gets_a_note() -> None:
@@ -973,24 +997,187 @@ def test_family_conflicts_are_reported() -> None:
     assert why["v2"].startswith("conflicts")
 
 
-def test_a_family_with_its_own_script_is_set_and_its_unmapped_settings_reported() -> None:
+# Each family panel's GUI keys (kohya_gui/lora_gui.py save_configuration, at tables.KOHYA_SS_COMMIT) with a
+# setting, and the spec key train_model passes it as (config_toml_data): written out here, not read from the table.
+FAMILY_PANELS = {
+    "sd3": (
+        "sd3_checkbox",
+        "sd3_train_network.py",
+        {
+            "sd3_clip_l": ("/m/clip_l.safetensors", ("model", "clip_l")),
+            "sd3_t5xxl": ("/m/t5xxl_fp16.safetensors", ("model", "t5xxl")),
+            "clip_g": ("/m/clip_g.safetensors", ("training", "clip_g")),
+            "sd3_cache_text_encoder_outputs": (True, ("training", "cache_text_encoder_outputs")),
+            "sd3_cache_text_encoder_outputs_to_disk": (True, ("training", "cache_text_encoder_outputs_to_disk")),
+            "sd3_fused_backward_pass": (True, ("training", "fused_backward_pass")),
+            "sd3_disable_mmap_load_safetensors": (True, ("training", "disable_mmap_load_safetensors")),
+            "sd3_enable_scaled_pos_embed": (True, ("training", "enable_scaled_pos_embed")),
+            "sd3_clip_l_dropout_rate": (0.1, ("training", "clip_l_dropout_rate")),
+            "clip_g_dropout_rate": ("0.2", ("training", "clip_g_dropout_rate")),
+            "sd3_t5_dropout_rate": (0.3, ("training", "t5_dropout_rate")),
+            "pos_emb_random_crop_rate": (0.05, ("training", "pos_emb_random_crop_rate")),
+            "weighting_scheme": ("logit_normal", ("training", "weighting_scheme")),
+            "logit_mean": (0.5, ("training", "logit_mean")),
+            "logit_std": (1.0, ("training", "logit_std")),
+            "mode_scale": (1.29, ("training", "mode_scale")),
+            "save_clip": (True, ("training", "save_clip")),
+            "save_t5xxl": (True, ("training", "save_t5xxl")),
+            "t5xxl_device": ("cpu", ("training", "t5xxl_device")),
+            "t5xxl_dtype": ("bf16", ("training", "t5xxl_dtype")),
+            "sd3_text_encoder_batch_size": (4, ("training", "text_encoder_batch_size")),
+        },
+    ),
+    "lumina": (
+        "lumina_checkbox",
+        "lumina_train_network.py",
+        {
+            "lumina_gemma2": ("/m/gemma_2_2b_fp16.safetensors", ("training", "gemma2")),
+            "lumina_ae": ("/m/ae.safetensors", ("model", "ae")),
+            "lumina_cache_text_encoder_outputs": (True, ("training", "cache_text_encoder_outputs")),
+            "lumina_cache_text_encoder_outputs_to_disk": (True, ("training", "cache_text_encoder_outputs_to_disk")),
+            "lumina_discrete_flow_shift": (6.0, ("training", "discrete_flow_shift")),
+            "lumina_model_prediction_type": ("raw", ("training", "model_prediction_type")),
+            "lumina_timestep_sampling": ("nextdit_shift", ("training", "timestep_sampling")),
+            "lumina_sigmoid_scale": (1.5, ("training", "sigmoid_scale")),
+            "lumina_gemma2_max_token_length": (256, ("training", "gemma2_max_token_length")),
+            "lumina_system_prompt": ("You are an assistant.", ("training", "system_prompt")),
+            "lumina_use_flash_attn": (True, ("training", "use_flash_attn")),
+            "lumina_use_sage_attn": (True, ("training", "use_sage_attn")),
+        },
+    ),
+    "hunyuan_image": (
+        "hunyuan_image_checkbox",
+        "hunyuan_image_train_network.py",
+        {
+            "hunyuan_text_encoder": ("/m/qwen_2.5_vl_7b.safetensors", ("training", "text_encoder")),
+            "hunyuan_byt5": ("/m/byt5_small.safetensors", ("training", "byt5")),
+            "hunyuan_vae": ("/m/hunyuan_vae.safetensors", ("model", "vae")),
+            "hunyuan_image_cache_text_encoder_outputs": (True, ("training", "cache_text_encoder_outputs")),
+            "hunyuan_image_cache_text_encoder_outputs_to_disk": (
+                True,
+                ("training", "cache_text_encoder_outputs_to_disk"),
+            ),
+            "hunyuan_discrete_flow_shift": (5.0, ("training", "discrete_flow_shift")),
+            "hunyuan_model_prediction_type": ("raw", ("training", "model_prediction_type")),
+            "hunyuan_timestep_sampling": ("shift", ("training", "timestep_sampling")),
+            "hunyuan_sigmoid_scale": (1.0, ("training", "sigmoid_scale")),
+            "hunyuan_attn_mode": ("torch", ("training", "attn_mode")),
+            "hunyuan_split_attn": (True, ("training", "split_attn")),
+            "hunyuan_fp8_scaled": (True, ("training", "fp8_scaled")),
+            "hunyuan_fp8_vl": (True, ("training", "fp8_vl")),
+            "hunyuan_text_encoder_cpu": (True, ("training", "text_encoder_cpu")),
+            "hunyuan_vae_chunk_size": (16, ("training", "vae_chunk_size")),
+        },
+    ),
+    "anima": (
+        "anima_checkbox",
+        "anima_train_network.py",
+        {
+            "anima_qwen3": ("/m/qwen3.safetensors", ("training", "qwen3")),
+            "anima_vae": ("/m/qwen_image_vae.safetensors", ("model", "vae")),
+            "anima_llm_adapter_path": ("/m/adapter.safetensors", ("training", "llm_adapter_path")),
+            "anima_t5_tokenizer_path": ("/m/t5_tokenizer", ("training", "t5_tokenizer_path")),
+            "anima_cache_text_encoder_outputs": (True, ("training", "cache_text_encoder_outputs")),
+            "anima_cache_text_encoder_outputs_to_disk": (True, ("training", "cache_text_encoder_outputs_to_disk")),
+            "anima_discrete_flow_shift": (3.0, ("training", "discrete_flow_shift")),
+            "anima_timestep_sampling": ("sigmoid", ("training", "timestep_sampling")),
+            "anima_sigmoid_scale": (1.0, ("training", "sigmoid_scale")),
+            "anima_qwen3_max_token_length": (512, ("training", "qwen3_max_token_length")),
+            "anima_t5_max_token_length": (256, ("training", "t5_max_token_length")),
+            "anima_attn_mode": ("flash", ("training", "attn_mode")),
+            "anima_split_attn": (True, ("training", "split_attn")),
+            "anima_vae_chunk_size": (32, ("training", "vae_chunk_size")),
+            "anima_vae_disable_cache": (True, ("training", "vae_disable_cache")),
+            "anima_unsloth_offload_checkpointing": (True, ("training", "unsloth_offload_checkpointing")),
+            "anima_torch_compile": (True, ("training", "torch_compile")),
+        },
+    ),
+}
+PANEL_KEYS = [(family, key) for family, (_, _, keys) in FAMILY_PANELS.items() for key in keys]
+
+
+@pytest.mark.parametrize(("family", "key"), PANEL_KEYS, ids=[f"{f}-{k}" for f, k in PANEL_KEYS])
+def test_each_family_panel_key_maps_to_the_option_its_script_has(family, key) -> None:
+    box, script, keys = FAMILY_PANELS[family]
+    raw, (section, name) = keys[key]
+    gui = {box: True, key: raw}
+    result = run(gui)
+    assert result.spec["model"]["family"] == family and result.unmapped == ()
+    assert result.spec[section][name] == (float(raw) if isinstance(raw, str) and raw[0].isdigit() else raw)
+    assert set(result.consumed) == set(gui)
+    if section == "training":
+        assert name in load_option_schema().options(script)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_PANELS))
+def test_a_whole_family_panel_imports_into_a_spec_its_script_accepts(family, tmp_path) -> None:
+    """Every panel key at once, then the spec validated against the option schema of the family's script."""
+    box, _, keys = FAMILY_PANELS[family]
+    gui = {box: True, "LoRA_type": {"sd3": "Standard", "hunyuan_image": "HunyuanImage-2.1"}.get(family, family.title())}
+    gui |= {key: raw for key, (raw, _) in keys.items()}
+    gui |= {"learning_rate": 1e-4, "max_train_epochs": 2, "max_resolution": "1024,1024", "blocks_to_swap": 8}
+    result = run(gui)
+    assert result.unmapped == () and set(result.consumed) == set(gui)
+    assert result.spec["training"]["blocks_to_swap"] == 8  # the GUI passes it for every DiT family
+    spec = result.spec | {"name": "x", "concepts": [{"token": "t", "class": "c", "repeats": 1}]}
+    spec["model"]["base"] = "/m/base.safetensors"
+    validate_spec(spec, "imported", load_option_schema())  # raises on a key the script does not have
+
+
+def test_family_panel_values_the_gui_drops_are_consumed_not_set() -> None:
+    """train_model drops "", False, 0 and 0.0 (its final filter), and Anima's attention mode "torch"."""
     gui = {
-        "sd3_checkbox": True,
-        "sd3_t5xxl": "/m/t5.safetensors",
-        "clip_g": "/m/clip_g.safetensors",
-        "lumina_gemma2": "/m/gemma.safetensors",
-        "LoRA_type": "Standard",
+        "anima_checkbox": True,
+        "anima_attn_mode": "torch",
+        "anima_vae_chunk_size": 0,
+        "anima_llm_adapter_path": "",
+        "anima_split_attn": False,
+        "anima_discrete_flow_shift": 0.0,
     }
     result = run(gui)
-    why = reasons(result)
-    assert "sd3_checkbox" not in why and result.spec["model"]["family"] == "sd3"
-    assert why["clip_g"] == (
-        "a SD3 setting the importer does not map yet — set it as the [training] key sd-scripts names, if you need it"
-    )
-    assert "SD3" in why["sd3_t5xxl"]
-    assert "lumina_gemma2" in result.consumed  # Lumina is off: the GUI ignores it
-    assert any('SD3: model.family = "sd3"' in note for note in result.notes)
+    assert "training" not in result.spec and result.unmapped == () and set(result.consumed) == set(gui)
+
+
+def test_a_family_panel_is_ignored_with_its_checkbox_off() -> None:
+    gui = {"sd3_checkbox": True, "sd3_t5xxl": "/m/t5.safetensors", "lumina_gemma2": "/m/gemma.safetensors"}
+    result = run(gui)
+    assert result.spec["model"] == {"family": "sd3", "t5xxl": "/m/t5.safetensors"}
+    assert "gemma2" not in result.spec.get("training", {}) and "lumina_gemma2" in result.consumed
+    assert any("Skipped 1 settings" in note for note in result.notes)
     assert_accounted(gui, result)
+
+
+def test_anima_keys_the_pinned_sd_scripts_lacks_are_reported() -> None:
+    """qwen_image_vae_2d and the per-block compile options are options of a newer anima_train_network.py than
+    v0.10.1; at their GUI defaults (compile_* count only with anima_compile on) they are consumed."""
+    gui = {
+        "anima_checkbox": True,
+        "anima_qwen_image_vae_2d": True,
+        "anima_compile": True,
+        "anima_compile_mode": "max-autotune",
+        "anima_compile_backend": "inductor",
+    }
+    why = reasons(run(gui))
+    assert set(why) == {"anima_qwen_image_vae_2d", "anima_compile", "anima_compile_mode"}
+    assert "not an option of anima_train_network.py in sd-scripts v0.10.1" in why["anima_compile"]
+    assert "training.compile_mode" in why["anima_compile_mode"]
+    quiet = run({"anima_checkbox": True, "anima_compile": False, "anima_compile_mode": "max-autotune"})
+    assert quiet.unmapped == ()
+
+
+def test_shared_keys_follow_the_gui_per_family() -> None:
+    """vae: HunyuanImage and Anima take their panel's VAE (the common field is ignored); clip_skip is not
+    passed for HunyuanImage, Anima or Lumina; blocks_to_swap is passed for SD3 too; HunyuanImage trains the
+    DiT only (train_model forces network_train_unet_only)."""
+    anima = run({"anima_checkbox": True, "vae": "/m/other_vae.safetensors", "anima_vae": "/m/qwen_vae.safetensors"})
+    assert anima.spec["model"]["vae"] == "/m/qwen_vae.safetensors" and reasons(anima)["vae"].startswith("inactive")
+    assert run({"sd3_checkbox": True, "vae": "/m/v.safetensors"}).spec["model"]["vae"] == "/m/v.safetensors"
+    lumina = run({"lumina_checkbox": True, "clip_skip": 2})
+    assert "clip_skip" not in lumina.spec.get("training", {}) and reasons(lumina)["clip_skip"].startswith("inactive")
+    assert run({"sd3_checkbox": True, "blocks_to_swap": 10}).spec["training"]["blocks_to_swap"] == 10
+    assert run({"sdxl": True, "blocks_to_swap": 10}).unmapped[0].key == "blocks_to_swap"
+    hunyuan = run({"hunyuan_image_checkbox": True, "learning_rate": 1e-4, "text_encoder_lr": 1e-5, "unet_lr": 1e-4})
+    assert hunyuan.spec["training"]["network_train_unet_only"] is True
 
 
 def test_gui_hub_model_becomes_hf_url() -> None:

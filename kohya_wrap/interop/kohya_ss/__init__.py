@@ -59,7 +59,8 @@ The rules
   ``<repeats>_<name>``). Keys of a model family whose checkbox is off
   (SD3, HunyuanImage-2.1, Anima, Lumina) have no effect in the GUI; they are
   consumed and counted in one note. With the checkbox on, ``model.family`` is
-  set and those keys are reported as not mapped yet. Keys for a ``LoRA_type`` other than the
+  set and those keys map to the options of the family's script (families.py;
+  the few the pinned sd-scripts lacks are reported). Keys for a ``LoRA_type`` other than the
   chosen one are consumed when they hold the GUI default, and reported as
   inactive otherwise.
 * The exporter writes every key of a "Save config" file except the

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from kohya_wrap.errors import shorten, shown
+from kohya_wrap.interop.kohya_ss.families import import_family_keys
 from kohya_wrap.interop.kohya_ss.network import _import_network
 from kohya_wrap.interop.kohya_ss.samples import _import_sample
 from kohya_wrap.interop.kohya_ss.state import _Import
@@ -24,7 +25,6 @@ from kohya_wrap.interop.kohya_ss.tables import (
     _WHEN,
     _Field,
     _is_gui_default,
-    _unsupported_family_of,
 )
 from kohya_wrap.interop.kohya_ss.values import (
     R_GUI_ONLY,
@@ -92,12 +92,7 @@ def _import_family(imp: _Import) -> None:
         if key not in imp.gui or imp.done(key):
             continue
         if key == unsupported_box:
-            imp.take(key)
-            imp.notes.append(
-                f'{_UNSUPPORTED_FAMILIES[key]}: model.family = "{imp.family}"; the importer does not map its own '
-                "settings (model files, text-encoder options) yet — they are listed as not imported; set them as "
-                "the [training] keys sd-scripts names (`kohya-wrap check` names the model files it needs)."
-            )
+            imp.take(key)  # its panel's settings: families.import_family_keys
         elif flags.get(key) and key != chosen:
             imp.report(key, imp.gui[key], f"ignored: the GUI trains with {chosen} when both are checked")
         else:
@@ -120,32 +115,7 @@ def _import_family(imp: _Import) -> None:
             )
         else:
             imp.take("v_parameterization")
-    _import_other_families(imp, unsupported_box)
-
-
-def _import_other_families(imp: _Import, chosen_box: str | None) -> None:
-    """Parameters of the families whose settings the importer does not map yet (SD3, HunyuanImage, Anima,
-    Lumina): kohya-wrap trains them (their model.family is set), but their own GUI fields are reported."""
-    idle = 0
-    for key in list(imp.gui):
-        box = _unsupported_family_of(key)
-        if box is None or imp.done(key):
-            continue
-        if box == chosen_box:
-            imp.report(
-                key,
-                imp.gui[key],
-                f"a {_UNSUPPORTED_FAMILIES[box]} setting the importer does not map yet — set it as the [training] key "
-                "sd-scripts names, if you need it",
-            )
-        else:
-            imp.take(key)
-            idle += 1
-    if idle:
-        imp.notes.append(
-            f"Skipped {idle} settings of SD3/HunyuanImage/Anima/Lumina: their model checkboxes are off, so the GUI "
-            "does not use them."
-        )
+    import_family_keys(imp, unsupported_box)
 
 
 def _import_model_and_name(imp: _Import) -> None:
@@ -318,7 +288,11 @@ def _import_learning_rates(imp: _Import) -> None:
             )
     if unet > 0:
         imp.put("training", "unet_lr", unet)
-    if te == 0 and unet != 0:
+    if imp.family == "hunyuan_image" and (lr or te or unet):  # train_model forces it (force_unet_only)
+        imp.put("training", "network_train_unet_only", True)
+        if te:
+            imp.notes.append("HunyuanImage-2.1: the GUI trains the DiT only, whatever the text encoder rate.")
+    elif te == 0 and unet != 0:
         imp.put("training", "network_train_unet_only", True)
         imp.notes.append("Text encoder learning rate 0: the GUI trains the U-Net only (network_train_unet_only).")
     elif te != 0 and unet == 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from kohya_wrap.errors import shown
+from kohya_wrap.interop.kohya_ss.families import _FAMILY_NET_TYPES, _TYPES_OF_FAMILY
 from kohya_wrap.interop.kohya_ss.state import _Export, _Import
 from kohya_wrap.interop.kohya_ss.tables import (
     _ALGO_TO_TYPE,
@@ -94,7 +95,7 @@ def _lora_type(imp: _Import) -> tuple[str, _NetType] | None:
     if type_name in _LEGACY_TYPES:
         imp.notes.append(f"LoRA_type {shown(type_name)} is the old name of {shown(_LEGACY_TYPES[type_name])}.")
         type_name = _LEGACY_TYPES[type_name]
-    nettype = _NET_TYPES.get(type_name)
+    nettype = _NET_TYPES.get(type_name) or _FAMILY_NET_TYPES.get(type_name)
     if nettype is None:
         if type_name in _UNSUPPORTED_TYPES:
             imp.report(
@@ -111,6 +112,11 @@ def _lora_type(imp: _Import) -> tuple[str, _NetType] | None:
         imp.notes.append(
             f"LoRA_type {shown(type_name)} needs the {_WHEN[nettype.requires][1]} model checkbox; "
             "the GUI refuses to train this config."
+        )
+    if imp.family in _TYPES_OF_FAMILY and type_name not in _TYPES_OF_FAMILY[imp.family]:
+        imp.notes.append(
+            f"{_WHEN[imp.family][1]} needs LoRA_type {' or '.join(_TYPES_OF_FAMILY[imp.family])}; the GUI refuses "
+            f"to train with {shown(type_name)}."
         )
     if imp.family == "flux" and nettype.requires != "flux" and nettype.module != "lycoris.kohya":
         imp.notes.append(
@@ -180,8 +186,11 @@ def _import_network(imp: _Import) -> None:
     args, used = _network_args(imp, nettype, values)
     if t5xxl_ignored:
         used.discard("train_t5xxl")
-    imp.network_module = nettype.module
-    imp.put("training", "network_module", nettype.module)
+    module = nettype.module
+    if imp.family == "sd3" and type_name in ("Standard", "Kohya LoCon"):
+        module = "networks.lora_sd3"  # train_model: "networks.lora_sd3" if sd3_checkbox else "networks.lora"
+    imp.network_module = module
+    imp.put("training", "network_module", module)
     if args:
         imp.put("training", "network_args", args)
     for key in _NET_KEYS:

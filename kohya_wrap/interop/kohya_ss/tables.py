@@ -402,7 +402,7 @@ _FIELDS: dict[str, _Field] = {
     "huber_c": _F("training", "huber_c", "float"),
     "huber_scale": _F("training", "huber_scale", "float"),
     # training: text encoder
-    "clip_skip": _F("training", "clip_skip", "int"),
+    "clip_skip": _F("training", "clip_skip", "int", when="clip_skip"),
     # sd-scripts' choices are None/150/225: the GUI's 75 is the default, not a setting
     "max_token_length": _F("training", "max_token_length", "int", unset=(75,), when="not_flux"),
     # training: network
@@ -446,9 +446,9 @@ _FIELDS: dict[str, _Field] = {
     "guidance_scale": _F("training", "guidance_scale", "float", when="flux"),
     "apply_t5_attn_mask": _F("training", "apply_t5_attn_mask", "flag", when="flux"),
     "cpu_offload_checkpointing": _F("training", "cpu_offload_checkpointing", "flag", when="flux"),
-    "blocks_to_swap": _F("training", "blocks_to_swap", "int", when="flux"),
+    "blocks_to_swap": _F("training", "blocks_to_swap", "int", when="dit"),
     # model files
-    "vae": _F("model", "vae", "str"),
+    "vae": _F("model", "vae", "str", when="not_own_vae"),  # HunyuanImage/Anima: hunyuan_vae/anima_vae
     "ae": _F("model", "ae", "str", when="flux"),
     "clip_l": _F("model", "clip_l", "str", when="flux"),
     "t5xxl": _F("model", "t5xxl", "str", when="flux"),
@@ -464,7 +464,27 @@ _FIELDS: dict[str, _Field] = {
 _WHEN: dict[str, tuple[Callable[[str | None], bool], str]] = {
     "sdxl": (lambda family: family == "sdxl", "SDXL"),
     "flux": (lambda family: family == "flux", "FLUX.1"),
-    "not_flux": (lambda family: family != "flux", "non-FLUX models"),
+    # train_model's conditions for the keys the families with their own script share with others
+    "not_flux": (
+        lambda family: family not in ("flux", "hunyuan_image", "anima", "lumina"),
+        "models other than FLUX.1, HunyuanImage-2.1, Anima and Lumina",
+    ),
+    "clip_skip": (
+        lambda family: family not in ("hunyuan_image", "anima", "lumina"),
+        "models other than HunyuanImage-2.1, Anima and Lumina",
+    ),
+    "dit": (
+        lambda family: family in ("flux", "sd3", "hunyuan_image", "anima", "lumina"),
+        "FLUX.1, SD3, HunyuanImage-2.1, Anima and Lumina",
+    ),
+    "not_own_vae": (
+        lambda family: family not in ("hunyuan_image", "anima"),
+        "models other than HunyuanImage-2.1 and Anima (hunyuan_vae / anima_vae)",
+    ),
+    # the families a LoRA type needs (families._FAMILY_NET_TYPES)
+    "lumina": (lambda family: family == "lumina", "Lumina"),
+    "anima": (lambda family: family == "anima", "Anima"),
+    "hunyuan_image": (lambda family: family == "hunyuan_image", "HunyuanImage-2.1"),
 }
 
 # Keys with no spec field: reported when they hold a setting.
