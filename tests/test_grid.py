@@ -334,7 +334,9 @@ def test_the_spec_network_module_reaches_gen_img(project):
     assert _generator(load_project(project))[0].network_module == "networks.dylora"
 
 
-def test_a_family_without_a_prompt_line_renderer_is_refused(project, cli, tmp_path, monkeypatch):
+def test_a_flux_grid_without_sd_scripts_names_the_script_it_needs(project, cli, tmp_path, monkeypatch):
+    """FLUX renders through flux_minimal_inference.py (tests/test_grid_families.py): without an sd-scripts
+    that has it, grid says so and how to get one, before anything runs."""
     for var in ("KOHYA_WRAP_SD_SCRIPTS", "KOHYA_WRAP_SD_PYTHON"):  # the stand-in has no flux script: the snapshot
         monkeypatch.delenv(var, raising=False)
     spec = project / "kohya-wrap.toml"
@@ -350,8 +352,8 @@ def test_a_family_without_a_prompt_line_renderer_is_refused(project, cli, tmp_pa
     spec.write_text(text, encoding="utf-8")
     result = cli("grid", project)
     assert result.code == 2
-    assert "sd-scripts has no script that renders flux LoRAs from prompt lines" in result.err
-    assert "grids render sd15, sd2, sdxl LoRAs" in result.err and renders(project) == []
+    assert "grid needs sd-scripts' flux_minimal_inference.py and its Python" in result.err
+    assert "vendor install" in result.err and renders(project) == []
 
 
 def test_cells_render_in_the_training_precision_and_shared_options_are_in_the_cache_key(project, cli):

@@ -49,7 +49,11 @@ def _numbers(option: str, text: str | None, kind):
 @click.option("--seeds", help="e.g. 1,2,3 (default: [sample] seed).")
 @click.option("--cfg", help="e.g. 5,7 (default: [sample] cfg).")
 @click.option("--steps", help="e.g. 20,30 (default: [sample] steps).")
-@click.option("--sampler", "samplers", help="e.g. euler_a,ddim (default: [sample] sampler).")
+@click.option(
+    "--sampler",
+    "samplers",
+    help="e.g. euler_a,ddim (default: [sample] sampler). SD 1.x/2.x/SDXL only: the other families' scripts have none.",
+)
 @click.option(
     "--size",
     help="WxH of each cell (default: the size the run trained with — its [sample] width/height, else its "
@@ -59,7 +63,13 @@ def _numbers(option: str, text: str | None, kind):
     "--x", "x_axis", help="Axis across: checkpoint, weight, prompt, seed, cfg, steps or sampler (default: weight)."
 )
 @click.option("--y", "y_axis", help="Axis down (default: checkpoint).")
-@click.option("--batch-size", type=click.IntRange(1, 64), default=1, show_default=True, help="gen_img.py batch size.")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="gen_img.py batch size (SD 1.x/2.x/SDXL).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print grid.json's summary as one JSON object.")
 @set_option
 def grid(
@@ -84,10 +94,11 @@ def grid(
     samplers; axes beyond two make one grid per value) with the project's own model and sd-scripts.
     Cells already rendered with the same settings come from a cache."""
     from kohya_wrap.cli.progress import ImageProgress
-    from kohya_wrap.grid import GridOptions, default_prompts, make_grid
+    from kohya_wrap.grid import GridOptions, default_prompts, make_grid, renderer
     from kohya_wrap.spec.load import load_project
 
     loaded = load_project(directory, overrides)
+    script = renderer(loaded).script
     chosen_prompts = _prompts(prompt_args, negative)
     if not chosen_prompts and not loaded.spec.sample.prompts and not as_json:
         shown = ", ".join(f'"{p.text}"' for p in default_prompts(loaded, negative))
@@ -114,7 +125,7 @@ def grid(
             label,
             total,
             as_json,
-            waiting="waiting for the first cell (gen_img.py loads the model first)",
+            waiting=f"waiting for the first cell ({script} loads the model first)",
             unit="cell",
         ),
         note=None if as_json else echo,

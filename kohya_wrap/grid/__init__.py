@@ -1,11 +1,15 @@
 """`grid`: the saved LoRA checkpoints × LoRA weights (× prompts, seeds, cfg, steps, samplers) rendered by
 the vendored sd-scripts' own generation script, and laid out as labelled grid images.
 
-All the cells that share a sampler render in one `gen_img.py` process, so the base model loads once
-(grid/render.py). A cell is cached under `.kohya-wrap/grid-cache/` by a key over everything that decides
-its pixels (the checkpoint's SHA-256, the base model's path, size and time, the sd-scripts commit, the
-cell's settings; grid/cells.py), so a grid with one more column renders only that column, and weight 0
-(the base model) renders once for all checkpoints. grid/pages.py draws the pages and writes grid.json.
+SD 1.x, SD 2.x and SDXL: all the cells that share a sampler render in one `gen_img.py` process, so the base
+model loads once (grid/render.py). FLUX, SD3, Lumina, HunyuanImage and a family sd-scripts added with a
+HunyuanImage-style `<family>_minimal_inference.py` (Anima): one process per cell, through that script, which
+takes one prompt and has no sampler choice (grid/minimal.py).
+
+A cell is cached under `.kohya-wrap/grid-cache/` by a key over everything that decides its pixels (the
+checkpoint's SHA-256, the base model's path, size and time, the sd-scripts commit, the cell's settings;
+grid/cells.py), so a grid with one more column renders only that column, and weight 0 (the base model) renders
+once for all checkpoints. grid/pages.py draws the pages and writes grid.json.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, Callable
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.grid.cells import (
     AXES,
+    SCRIPT_SAMPLER,
     Cell,
     Checkpoint,
     GridRequest,
@@ -29,11 +34,13 @@ from kohya_wrap.grid.cells import (
     list_checkpoints,
     select_checkpoints,
 )
+from kohya_wrap.grid.minimal import MinimalGenerator, minimal_generator, render_minimal_cells
 from kohya_wrap.grid.pages import write_grid
 from kohya_wrap.grid.render import Generator, RenderOutcome, clear_work, render_cells
-from kohya_wrap.sdscripts.families import FAMILIES
+from kohya_wrap.sdscripts.families import FAMILIES, Family, Inference, family_named
 from kohya_wrap.sdscripts.locate import require_trusted
 from kohya_wrap.sdscripts.modelref import resolve_model_refs
+from kohya_wrap.sdscripts.render import render_configs
 from kohya_wrap.spec.load import LoadedSpec
 from kohya_wrap.training.record import RunFiles, RunRecord, find_run, read_record
 from kohya_wrap.workers import Progress, no_progress
@@ -48,6 +55,7 @@ __all__ = [
     "Cell",
     "Checkpoint",
     "Generator",
+    "MinimalGenerator",
     "GridOptions",
     "GridRequest",
     "GridResult",
@@ -172,17 +180,24 @@ def _described(
     return size, f"{size[0]}×{size[1]}, {what} ({source})"
 
 
-def _generator(loaded: LoadedSpec) -> tuple[Generator, str]:
-    spec, layout, sd, settings = loaded.spec, loaded.layout, loaded.sd_scripts, loaded.settings
-    refs = {r.field: r for r in resolve_model_refs(spec.model, layout.root)}
+def _model_files(loaded: LoadedSpec) -> dict[str, str]:
+    """The [model] files (base, vae, clip_l, t5xxl, ae) resolved as training resolves them."""
+    refs = {r.field: r for r in resolve_model_refs(loaded.spec.model, loaded.layout.root)}
     base = refs["base"]
     if base.value is None:
         if base.problem:
             raise KohyaWrapError(base.problem.where + ": " + base.problem.what, base.problem.fix)
         raise KohyaWrapError("model.base: cannot be resolved")
+    return {field: ref.value for field, ref in refs.items() if ref.value}
+
+
+def _generator(loaded: LoadedSpec) -> tuple[Generator, str]:
+    spec, sd, settings = loaded.spec, loaded.sd_scripts, loaded.settings
+    refs = _model_files(loaded)
+    base = refs["base"]
     extra = []
-    if "vae" in refs and refs["vae"].value:
-        extra += ["--vae", refs["vae"].value]
+    if refs.get("vae"):
+        extra += ["--vae", refs["vae"]]
     if settings.tokenizer_cache_dir is not None:
         extra += ["--tokenizer_cache_dir", str(settings.tokenizer_cache_dir)]
     clip_skip = spec.training.clip_skip
@@ -195,7 +210,33 @@ def _generator(loaded: LoadedSpec) -> tuple[Generator, str]:
     precision = {"bf16": "--bf16", "fp16": "--fp16"}.get(settings.mixed_precision)
     if precision:
         extra.append(precision)
-    return Generator(sd.python, sd.root, base.value, settings.family, settings.network_module, extra), base.value
+    return Generator(sd.python, sd.root, base, settings.family, settings.network_module, extra), base
+
+
+def _minimal_generator(loaded: LoadedSpec, family: Family, inference: Inference) -> tuple[MinimalGenerator, str]:
+    """The <family>_minimal_inference.py call, its model files taken from the train args kohya-wrap renders
+    (sd-scripts' own option names, paths made absolute): what the LoRA was trained with."""
+    models = _model_files(loaded)
+    args = render_configs(loaded.spec, loaded.settings, loaded.layout, loaded.schema, models).train_args
+    sd = loaded.sd_scripts
+    generator = minimal_generator(
+        sd.python, sd.root, family, inference.style, models["base"], args, loaded.settings.mixed_precision
+    )
+    return generator, models["base"]
+
+
+def renderer(loaded: LoadedSpec) -> Inference:
+    """The script that renders this project's grid cells, and how; refused where sd-scripts has none."""
+    family = family_named(loaded.settings.family)
+    inference = family.inference if family is not None else None
+    if family is None or inference is None:
+        rendered = ", ".join(name for name, known in FAMILIES.items() if known.inference)
+        raise KohyaWrapError(
+            f"grid: sd-scripts has no script that renders {loaded.settings.family} LoRAs",
+            f"grids render {rendered} LoRAs, and those of a family whose <family>_minimal_inference.py takes "
+            "HunyuanImage's arguments",
+        )
+    return inference
 
 
 def make_grid(
@@ -209,17 +250,32 @@ def make_grid(
     the size the run trained with (sampled at), not the spec's current one; `note` hears which defaults
     came from the run and, before rendering starts, how many cells there are to render."""
     spec, layout, sd, settings = loaded.spec, loaded.layout, loaded.sd_scripts, loaded.settings
-    inference = FAMILIES[settings.family].inference
-    if inference is None:
-        rendered = ", ".join(name for name, family in FAMILIES.items() if family.inference)
+    inference = renderer(loaded)
+    family = family_named(settings.family)
+    assert family is not None  # renderer
+    if not sd.usable or (not (sd.root / inference.script).is_file() and family.known):
         raise KohyaWrapError(
-            f"grid: sd-scripts has no script that renders {settings.family} LoRAs from prompt lines",
-            f"grids render {rendered} LoRAs; test this one with its own minimal inference script",
-        )
-    if not (sd.usable and (sd.root / inference[0]).is_file()):
-        raise KohyaWrapError(
-            f"grid needs sd-scripts' {inference[0]} and its Python (looked in {sd.root})",
+            f"grid needs sd-scripts' {inference.script} and its Python (looked in {sd.root})",
             "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
+        )
+    if not (sd.root / inference.script).is_file():
+        raise KohyaWrapError(
+            f"grid: this sd-scripts has no {inference.script}, so it renders no {family.name} images "
+            f"(looked in {sd.root})",
+            f"kohya-wrap renders {family.name} grids with {inference.script} where sd-scripts ships it: "
+            "`kohya-wrap vendor upgrade` to a release that has it",
+        )
+    minimal = inference.style != "gen_img"
+    if minimal and options.samplers:
+        raise KohyaWrapError(
+            f"--sampler: {inference.script} has no sampler choice (it samples with the model's own flow-matching "
+            "schedule), so a grid of samplers cannot be rendered",
+            "drop --sampler",
+        )
+    if minimal and options.batch_size != 1:
+        raise KohyaWrapError(
+            f"--batch-size {options.batch_size}: {inference.script} renders one image per process",
+            "drop --batch-size",
         )
     require_trusted(sd, layout.root, "render a grid")
 
@@ -258,16 +314,22 @@ def make_grid(
         seeds=options.seeds or [sample.seed if sample.seed is not None else 1],
         cfgs=options.cfgs or [sample.cfg],
         steps=options.steps or [sample.steps],
-        samplers=options.samplers or [sample.sampler],
+        samplers=[SCRIPT_SAMPLER] if minimal else options.samplers or [sample.sampler],
         width=width,
         height=height,
     )
     x, y, pages = axes_layout(request, options.x, options.y)
 
-    generator, base = _generator(loaded)
+    generator: Generator | MinimalGenerator
+    if minimal:
+        generator, base = _minimal_generator(loaded, family, inference)
+        shared = generator.shared
+    else:
+        generator, base = _generator(loaded)
+        shared = " ".join([generator.network_module, *generator.extra])
     # what renders the same cell differently is part of its cache key: the base model, the sd-scripts commit,
-    # and the options every cell shares (VAE, clip skip, v-parameterization, precision, the LoRA module)
-    shared = " ".join([generator.network_module, *generator.extra])
+    # and the options every cell shares (VAE, clip skip, v-parameterization, precision, the LoRA module; the
+    # minimal scripts' model files)
     keys = cells_by_key(request, f"{base_identity(base, loaded.schema.commit)}|{shared}")
     cache = layout.root / ".kohya-wrap" / "grid-cache"
     todo: dict[str, Cell] = {}
@@ -288,20 +350,26 @@ def make_grid(
         cached = f", {unique - len(todo)} from the cache" if unique > len(todo) else ""
         note(
             f"grid: {unique} cell(s) at {width}×{height}: {len(todo)} to render{cached}"
-            + (" (gen_img.py loads the base model first)" if todo else "")
+            + (f" ({inference.script} loads the models for each cell)" if minimal and todo else "")
+            + (" (gen_img.py loads the base model first)" if todo and not minimal else "")
         )
     if todo:
         with progress(settings.name, len(todo)) as bar:
-            outcome = render_cells(
-                generator,
-                todo,
-                networks,
-                cache,
-                folder / ".work",
-                options.batch_size,
-                folder / "gen.log",
-                on_progress=lambda n: bar.advance(count=n),
-            )
+            if isinstance(generator, MinimalGenerator):
+                outcome = render_minimal_cells(
+                    generator, todo, cache, folder / ".work", folder / "gen.log", lambda n: bar.advance(count=n)
+                )
+            else:
+                outcome = render_cells(
+                    generator,
+                    todo,
+                    networks,
+                    cache,
+                    folder / ".work",
+                    options.batch_size,
+                    folder / "gen.log",
+                    on_progress=lambda n: bar.advance(count=n),
+                )
     clear_work(folder / ".work")
     title = f"{settings.name} · run {run_dir.name if run_dir else '—'} · {width}×{height}"
     meta = {
@@ -310,6 +378,7 @@ def make_grid(
         "created": stamp,
         "base": base,
         "sd_scripts_commit": loaded.schema.commit,
+        "renderer": inference.script,
         "rendered": outcome.rendered,
         "cached": unique - len(todo),
         "failed": len(outcome.failed),

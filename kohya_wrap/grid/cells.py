@@ -16,6 +16,9 @@ from kohya_wrap.sdscripts.naming import checkpoint_label, glob_escape
 from kohya_wrap.sdscripts.prompts import breaks_the_line
 
 AXES = ("checkpoint", "weight", "prompt", "seed", "cfg", "steps", "sampler")
+# the sampler of a cell rendered by a script without a sampler choice (the *_minimal_inference.py: each samples
+# with its model's own flow-matching schedule)
+SCRIPT_SAMPLER = "default"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kohya_wrap.fsutil import copy_file_atomic, write_bytes_atomic, write_text_atomic
-from kohya_wrap.grid.cells import AXES, Cell, GridRequest
+from kohya_wrap.grid.cells import AXES, SCRIPT_SAMPLER, Cell, GridRequest
 from kohya_wrap.sdscripts.naming import safe_name
 
 MAX_SIDE = 6144  # a grid image larger than this is scaled down
@@ -42,6 +42,8 @@ def axis_label(axis: str, value: Any) -> str:
         return f"cfg {value:g}"
     if axis == "steps":
         return f"{value} steps"
+    if axis == "sampler" and value == SCRIPT_SAMPLER:
+        return "the script's own sampler"
     if axis == "prompt":
         text = str(value)
         return text if len(text) <= 60 else text[:57] + "…"

@@ -36,7 +36,8 @@ class Generator:
     def command(
         self, networks: list[Path], sampler: str, prompt_file: Path, outdir: Path, batch_size: int
     ) -> list[str]:
-        script, *flags = FAMILIES[self.family].inference or ("gen_img.py",)
+        inference = FAMILIES[self.family].inference
+        script, flags = (inference.script, inference.flags) if inference else ("gen_img.py", ())
         command = [
             str(self.python),
             str(self.sd_root / script),
@@ -183,7 +184,7 @@ def _run_batch(
 
     def collect() -> None:
         for path in list(outdir.glob("*.png")):
-            if path.name not in wanted or _size_unstable(path):
+            if path.name not in wanted or size_unstable(path):
                 continue
             os.replace(path, cache / path.name)
             outcome.rendered += 1
@@ -205,7 +206,7 @@ def _run_batch(
     return exited.returncode
 
 
-def _size_unstable(path: Path) -> bool:
+def size_unstable(path: Path) -> bool:
     """gen_img writes PNGs in place: wait until one is complete (its size settles and it decodes)."""
     try:
         before = path.stat().st_size
@@ -223,10 +224,14 @@ def _size_unstable(path: Path) -> bool:
 
 def _log_tail(log_path: Path) -> str:
     try:
-        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return error_line(log_path.read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return ""
-    errors = [line.strip() for line in lines if re.search(r"Error|ERROR|error:", line)]
+
+
+def error_line(text: str) -> str:
+    """The last line of a script's output that names an error: what a failed cell says it failed of."""
+    errors = [line.strip() for line in text.splitlines() if re.search(r"Error|ERROR|error:", line)]
     return (errors[-1] if errors else "")[:300]
 
 

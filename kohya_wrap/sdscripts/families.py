@@ -1,7 +1,7 @@
 """The model families kohya-wrap trains, and what sd-scripts does differently for each: the training
 script, the default network module, the bucket step its scripts insist on, the resolution a spec
-should start from, and the script that renders its images for `grid`. One table, so a family is
-described in one place."""
+should start from, and the script that renders its images for `grid` and the arguments it takes. One
+table, so a family is described in one place."""
 
 from __future__ import annotations
 
@@ -11,16 +11,35 @@ from typing import Iterable
 
 
 @dataclass(frozen=True)
+class Inference:
+    """The script that renders a family's images with a LoRA, and the arguments it takes: "gen_img" —
+    gen_img.py's prompt lines, many cells per process, with the family's `flags` (--v2, --sdxl); else one
+    prompt per process in that <family>_minimal_inference.py's own argument names (grid/minimal.py):
+    "flux", "sd3", "lumina", "musubi" (--dit, --save_path, --lora_weight: HunyuanImage, Anima), or
+    "inferred" for a family not in the table: musubi's if the script's parser has --dit."""
+
+    script: str
+    style: str
+    flags: tuple[str, ...] = ()
+
+
+def _gen_img(*flags: str) -> Inference:
+    return Inference("gen_img.py", "gen_img", flags)
+
+
+def _minimal(family: str, style: str) -> Inference:
+    return Inference(f"{family}_minimal_inference.py", style)
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     script: str  # the network-training script of sd-scripts
     network_module: str  # the LoRA module sd-scripts uses for it by default
     bucket_step_multiple: int  # sd-scripts asserts bucket_reso_steps % N == 0 at start-up (verify_bucket_reso_steps)
     resolution: int  # the native training resolution: what `check` suggests when none is set
-    # how sd-scripts renders images of it with a LoRA (samples aside, which the training script makes):
-    # the script and its family flag; None where sd-scripts has no script that takes gen_img.py's
-    # prompt lines with a LoRA weight per line (their *_minimal_inference.py take other arguments)
-    inference: tuple[str, ...] | None
+    # how sd-scripts renders images of it with a LoRA for `grid` (samples aside, which the training script makes)
+    inference: Inference | None
     title: str = ""  # how messages name it
     # the model files it needs besides the base, as the spec names them (model.clip_l / t5xxl / ae / vae,
     # else a [training] key of its script), with what each is; from sd-scripts' docs/<script>.md
@@ -33,29 +52,39 @@ class Family:
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in (
-        Family("sd15", "train_network.py", "networks.lora", 64, 512, ("gen_img.py",), "SD 1.x"),
-        Family("sd2", "train_network.py", "networks.lora", 64, 512, ("gen_img.py", "--v2"), "SD 2.x"),
-        Family("sdxl", "sdxl_train_network.py", "networks.lora", 32, 1024, ("gen_img.py", "--sdxl"), "SDXL"),
+        Family("sd15", "train_network.py", "networks.lora", 64, 512, _gen_img(), "SD 1.x"),
+        Family("sd2", "train_network.py", "networks.lora", 64, 512, _gen_img("--v2"), "SD 2.x"),
+        Family("sdxl", "sdxl_train_network.py", "networks.lora", 32, 1024, _gen_img("--sdxl"), "SDXL"),
         Family(
             "flux",
             "flux_train_network.py",
             "networks.lora_flux",
             32,
             1024,
-            None,
+            _minimal("flux", "flux"),
             "FLUX",
             (("clip_l", "the CLIP-L text encoder"), ("t5xxl", "the T5-XXL text encoder"), ("ae", "the autoencoder")),
             ("clip_l", "t5xxl", "ae"),
         ),
         # docs/sd3_train_network.md: the text encoders may be in a single-file base, so none is required
-        Family("sd3", "sd3_train_network.py", "networks.lora_sd3", 32, 1024, None, "SD3", (), ("clip_l", "t5xxl")),
+        Family(
+            "sd3",
+            "sd3_train_network.py",
+            "networks.lora_sd3",
+            32,
+            1024,
+            _minimal("sd3", "sd3"),
+            "SD3",
+            (),
+            ("clip_l", "t5xxl"),
+        ),
         Family(  # docs/lumina_train_network.md: --gemma2 and --ae **required**
             "lumina",
             "lumina_train_network.py",
             "networks.lora_lumina",
             32,
             1024,
-            None,
+            _minimal("lumina", "lumina"),
             "Lumina",
             (("gemma2", "the Gemma2 text encoder"), ("ae", "the autoencoder")),
             ("ae",),
@@ -66,7 +95,7 @@ FAMILIES: dict[str, Family] = {
             "networks.lora_hunyuan_image",
             32,
             1024,
-            None,
+            _minimal("hunyuan_image", "musubi"),
             "HunyuanImage",
             (("text_encoder", "the Qwen2.5-VL text encoder"), ("byt5", "the byT5 text encoder"), ("vae", "the VAE")),
         ),
@@ -87,7 +116,8 @@ FAMILY_NAME = re.compile(r"[a-z][a-z0-9_]{0,40}")  # sd-scripts' own prefixes: s
 def family_named(name: str) -> Family | None:
     """The family `name`: the table's, or — for a family sd-scripts added that the table does not have
     yet — one inferred from sd-scripts' naming (`<name>_train_network.py`, `networks/lora_<name>.py`),
-    with the strictest bucket step (64, which every script's multiple divides) and no grid renderer.
+    with the strictest bucket step (64, which every script's multiple divides), rendered for `grid` by its
+    `<name>_minimal_inference.py` where that takes the HunyuanImage/Anima-style arguments.
     Whether the installed sd-scripts has that script is checked against its option schema (spec/load.py).
     None for a name that cannot be one."""
     if name in FAMILIES:
@@ -100,7 +130,7 @@ def family_named(name: str) -> Family | None:
         f"networks.lora_{name}",
         64,
         1024,
-        None,
+        _minimal(name, "inferred"),
         name,
         parts=("clip_l", "t5xxl", "ae"),
         known=False,
