@@ -17,6 +17,7 @@ from kohya_wrap.paths import relative
 from kohya_wrap.sdscripts.locate import SdScripts, trust_command
 from kohya_wrap.sdscripts.modelref import ResolvedRef, resolve_model_refs
 from kohya_wrap.sdscripts.preflight import preflight
+from kohya_wrap.sdscripts.sd3files import missing_sd3_text_encoders
 from kohya_wrap.sdscripts.stepmath import BucketError, BucketSelector
 from kohya_wrap.spec.load import LoadedSpec
 from kohya_wrap.spec.settings import FOLDER_NAME, Settings
@@ -309,6 +310,25 @@ def _check_models(report: CheckReport) -> None:
             report.add("error", ref.problem.where, ref.problem.what, ref.problem.fix)
         elif ref.note:
             report.add("info", f"model.{ref.field}", ref.note)
+    if family.name == "sd3":
+        _check_sd3_text_encoders(report)
+
+
+def _check_sd3_text_encoders(report: CheckReport) -> None:
+    spec = report.loaded.spec
+    base = next((ref.value for ref in report.models if ref.field == "base" and ref.value), None)
+    if base is None:
+        return
+    given = {f"model.{key}" for key in ("clip_l", "t5xxl") if getattr(spec.model, key, None)}
+    given |= {f"training.{key}" for key, value in (spec.training.model_extra or {}).items() if value}
+    for where, name in missing_sd3_text_encoders(Path(base), given):
+        report.add(
+            "error",
+            where,
+            f"{Path(base).name} holds no {name} text encoder, and {where} is not set: sd3_train_network.py would "
+            "train without it",
+            f"set {where} to its file (the SD3.5 repositories have it under text_encoders/)",
+        )
 
 
 def _check_output(report: CheckReport) -> None:

@@ -219,3 +219,34 @@ def test_another_family_s_lora_module_is_flagged(project, base_model, cli):
     assert "is the LoRA module of another model family" not in fixed.out
     lycoris = cli("check", root, "--set", "training.network_module=lycoris.kohya")
     assert "is the LoRA module of another model family" not in lycoris.out
+
+
+def safetensors_with(path: Path, keys: list[str]) -> Path:
+    """A .safetensors file whose header names `keys` (one float each): what `check` reads."""
+    import struct
+
+    header = {key: {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]} for i, key in enumerate(keys)}
+    blob = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(blob)) + blob + b"\0" * 4 * len(keys))
+    return path
+
+
+def test_an_sd3_base_without_its_text_encoders_names_each_missing_file(project, tmp_path, cli):
+    """sd3.5_medium.safetensors holds the MMDiT and VAE only: without --clip_l/--clip_g/--t5xxl,
+    sd3_train_network.py logs "not included in the checkpoint and … not provided" and trains without them."""
+    from kohya_wrap.sdscripts.sd3files import SD3_TEXT_ENCODERS
+
+    base = safetensors_with(tmp_path / "sd3.5_medium.safetensors", ["model.diffusion_model.x_embedder.proj.weight"])
+    root = standalone(with_model(project(folder_name="sd3"), 'family = "sd3"\n'), "")
+    on_base = ("--set", f'model.base="{base.as_posix()}"')
+    result = cli("check", root, *on_base)
+    assert result.code == 2, result.out
+    for where, name in (("model.clip_l", "CLIP-L"), ("training.clip_g", "CLIP-G"), ("model.t5xxl", "T5-XXL")):
+        assert f"{where}: sd3.5_medium.safetensors holds no {name} text encoder, and {where} is not set" in result.out
+    encoder = safetensors_with(tmp_path / "encoder.safetensors", ["x"])
+    given = ("--set", f'model.clip_l="{encoder.as_posix()}"', "--set", f'model.t5xxl="{encoder.as_posix()}"')
+    result = cli("check", root, *on_base, *given)
+    assert result.code == 2 and "training.clip_g: " in result.out and "model.clip_l: sd3.5" not in result.out
+    assert cli("check", root, *on_base, *given, "--set", f'training.clip_g="{encoder.as_posix()}"').code == 0
+    whole = safetensors_with(tmp_path / "sd3_medium_incl_clips.safetensors", [key for *_, key in SD3_TEXT_ENCODERS])
+    assert cli("check", root, "--set", f'model.base="{whole.as_posix()}"').code == 0  # one file holding them all
