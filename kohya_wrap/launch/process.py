@@ -8,6 +8,12 @@ period, SIGTERM, SIGKILL).
 stopping the whole group on a timeout or Ctrl-C. Reader threads only read and write bytes; they hand text
 to the consumer through an unbounded queue, so however slow the consumer is, the child never blocks on a
 full pipe.
+
+A child also dies with its supervisor when the supervisor cannot stop it (SIGKILL, the OOM killer): a
+guard process (launch/guard.py) started beside it kills its group once the supervisor's end of a pipe
+closes. `die_with_parent` (Linux) also has the kernel SIGKILL the child itself when the thread that
+started it dies (PR_SET_PDEATHSIG), for a child that is itself a supervisor (`sweep-trial` under a Ray
+worker).
 """
 
 from __future__ import annotations
@@ -17,13 +23,18 @@ import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Callable, Iterator
+
+from kohya_wrap.launch import guard
 
 CHUNK = 65536
+GUARD_GRACE_S = 5.0  # how long the guard waits after SIGTERM before SIGKILL
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -41,10 +52,19 @@ class Exited:
 
 class Child:
     """A running command; iterate `events()` (or call `poll()`) for its output until it exits. `env`
-    defaults to `child_env({})`; `log` (binary) gets every byte the child writes, in order."""
+    defaults to `child_env({})`; `log` (binary) gets every byte the child writes, in order. `guard`:
+    start the guard that kills the child's group if this process dies first (launch/guard.py);
+    `die_with_parent`: the kernel kills the child when the calling thread dies (Linux; elsewhere ignored)."""
 
     def __init__(
-        self, argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None, log: IO[bytes] | None = None
+        self,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        log: IO[bytes] | None = None,
+        *,
+        guard: bool = True,
+        die_with_parent: bool = False,
     ) -> None:
         env = child_env({}) if env is None else env
         self.argv = [str(a) for a in argv]
@@ -52,16 +72,30 @@ class Child:
         self._log = log
         self._log_lock = threading.Lock()
         self._queue: "queue.Queue[Output | None]" = queue.Queue()
-        self.process = subprocess.Popen(
-            self.argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own group: our Ctrl-C is ours to forward, and the whole tree can be stopped
-        )
+        # the guard first, so it is already waiting when the child starts: between the child's start and
+        # the line below that hands it the group id, a supervisor killed leaves the guard nothing to stop
+        self._guard, self._guard_pipe = _start_guard() if guard else (None, None)
+        try:
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,  # its own group: our Ctrl-C is ours to forward, the whole tree can be stopped
+                preexec_fn=_die_with(os.getpid()) if die_with_parent else None,
+            )
+        except BaseException:
+            self._release_guard()
+            raise
         self.pgid = os.getpgid(self.process.pid)
+        if self._guard_pipe is not None:
+            try:
+                self._guard_pipe.write(f"{self.pgid}\n".encode())
+                self._guard_pipe.flush()
+            except OSError:  # the guard could not start or died: training goes on unguarded, as before
+                self._guard_pipe = None
         self._readers = [
             threading.Thread(target=self._drain, args=(self.process.stdout, "stdout"), daemon=True),
             threading.Thread(target=self._drain, args=(self.process.stderr, "stderr"), daemon=True),
@@ -106,6 +140,8 @@ class Child:
             else:
                 return item
         self._exited = Exited(self.process.wait(), time.monotonic() - self.started)
+        if not self.group_alive():
+            self._release_guard()
         return self._exited
 
     def events(self, poll: float = 0.1) -> Iterator[Output | Exited | None]:
@@ -124,33 +160,76 @@ class Child:
 
     def group_alive(self) -> bool:
         """Whether any process of the group still runs (zombies awaiting their reaper do not count)."""
-        proc = Path("/proc")
-        if not proc.is_dir():
+        return guard.group_alive(self.pgid)
+
+    def _release_guard(self) -> None:
+        """The group is gone (or never started): the guard ends without killing anything."""
+        pipe, self._guard_pipe = self._guard_pipe, None
+        if pipe is not None:
             try:
-                os.killpg(self.pgid, 0)
-                return True
-            except ProcessLookupError:
-                return False
-        for stat in proc.glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rpartition(")")[2].split()
+                pipe.write(guard.RELEASE + b"\n")
+                pipe.close()
             except OSError:
-                continue
-            if len(fields) > 2 and int(fields[2]) == self.pgid and fields[0] != "Z":
-                return True
-        return False
+                pass
+        if self._guard is not None:
+            try:
+                self._guard.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:  # it ends on its own: no reason to hold the caller up
+                pass
 
     def stop(self, grace_s: float, escalate_s: float = 5.0) -> None:
         """SIGINT the group (sd-scripts and accelerate end cleanly on it), then SIGTERM after `grace_s`,
         then SIGKILL; returns once no process of the group is left."""
         for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, escalate_s), (signal.SIGKILL, escalate_s)):
             if not self.signal_group(sig):
-                return
+                break
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
                 if self.process.poll() is not None and not self.group_alive():
+                    self._release_guard()
                     return
                 time.sleep(0.05)
+        if self.process.poll() is not None and not self.group_alive():
+            self._release_guard()
+
+
+def _start_guard() -> tuple[subprocess.Popen | None, IO[bytes] | None]:
+    """The guard process (launch/guard.py), reading the read end of a pipe whose write end only this
+    process holds (os.pipe is not inherited by other children)."""
+    read_end, write_end = os.pipe()
+    try:
+        process = subprocess.Popen(
+            # the file itself, isolated (-I): standard library only, nothing of the user's environment needed
+            [sys.executable, "-I", guard.__file__, str(GUARD_GRACE_S)],
+            stdin=read_end,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # not in our group: a Ctrl-C or a group kill of the supervisor spares it
+        )
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None, None
+    os.close(read_end)
+    return process, os.fdopen(write_end, "wb")
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn: SIGKILL this child when the thread that started it dies (Linux prctl), and exit at
+    once if that parent is already gone. Async-signal-safe enough: one libc call and getppid."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    prctl = libc.prctl
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
 
 
 @dataclass(frozen=True)
