@@ -21,10 +21,11 @@ class ProjectLayout:
     """The folder tree kohya users already know, rooted at an absolute project directory."""
 
     root: Path
+    configs: Path | None = None  # where sd-scripts' configs are rendered, when not config/ (a sweep's trials)
 
     @classmethod
-    def at(cls, directory: str | os.PathLike[str]) -> "ProjectLayout":
-        return cls(Path(directory).expanduser().absolute())
+    def at(cls, directory: str | os.PathLike[str], configs: Path | None = None) -> "ProjectLayout":
+        return cls(Path(directory).expanduser().absolute(), configs)
 
     def path(self, value: str | os.PathLike[str]) -> Path:
         """A path the spec names: `~` expanded, a relative one relative to the project folder."""
@@ -53,7 +54,7 @@ class ProjectLayout:
 
     @property
     def config_dir(self) -> Path:
-        return self.root / "config"
+        return self.configs if self.configs is not None else self.root / "config"
 
     @property
     def runs_dir(self) -> Path:

@@ -182,10 +182,11 @@ class CheckFailed(KohyaWrapError):
 
 
 def checked_plan(
-    directory: Path, overrides: tuple[str, ...] = (), purpose: str = "planning"
+    directory: Path, overrides: tuple[str, ...] = (), purpose: str = "planning", configs: Path | None = None
 ) -> tuple[CheckReport, TrainingPlan, list[Path]]:
-    """What `plan` and `run` share: check (stop on errors, before any model loads), plan, render."""
-    report = check_project(load_project(directory, overrides))
+    """What `plan` and `run` share: check (stop on errors, before any model loads), plan, render (into
+    `configs` instead of config/ when given: a sweep trial's own folder)."""
+    report = check_project(load_project(directory, overrides, configs=configs))
     if report.errors:
         raise CheckFailed(report, purpose)
     training_plan = build_plan(report)

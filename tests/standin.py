@@ -39,6 +39,7 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sdpa", action="store_true")
     parser.add_argument("--xformers", action="store_true")
     parser.add_argument("--cache_latents", action="store_true")
+    parser.add_argument("--cache_latents_to_disk", action="store_true")
     parser.add_argument("--gradient_checkpointing", action="store_true")
     parser.add_argument("--max_data_loader_n_workers", type=int, default=8)
     parser.add_argument("--sample_prompts", type=str, default=None)

@@ -42,12 +42,22 @@ def main():
         import simulate
         return simulate.main()
     args = setup_parser().parse_args()
-    project = str(Path(args.config_file).resolve().parent.parent)
+    config_text = Path(args.config_file).read_text(encoding="utf-8")
+    # the project: output_dir's parent (<project>/model); the configs may be rendered elsewhere (a sweep trial's)
+    found = re.search(r'^output_dir = "(.*)"$', config_text, re.M)
+    project = str(Path(found.group(1)).parent) if found else str(Path(args.config_file).resolve().parent.parent)
     # the recordings trained a LoRA named rec_lora; save under this project's name instead
     found = re.search(r'^output_name = "(.*)"$', Path(args.config_file).read_text(encoding="utf-8"), re.M)
     name = found.group(1) if found else "rec_lora"
-    records = [json.loads(line) for line in open(os.environ["KOHYA_WRAP_REPLAY"], encoding="utf-8")]
+    replay = os.environ["KOHYA_WRAP_REPLAY"]
     speed = float(os.environ.get("KOHYA_WRAP_REPLAY_SPEED", "20"))
+    # KOHYA_WRAP_REPLAY_IF="TEXT::PATH[::SPEED]": a config that holds TEXT replays PATH instead (at SPEED):
+    # one sweep trial fails, or runs slowly enough to be stopped
+    text, _, other = os.environ.get("KOHYA_WRAP_REPLAY_IF", "").partition("::")
+    if text and text in Path(args.config_file).read_text(encoding="utf-8"):
+        replay, _, alt_speed = other.partition("::")
+        speed = float(alt_speed or speed)
+    records = [json.loads(line) for line in open(replay, encoding="utf-8")]
     out = {"stdout": sys.stdout, "stderr": sys.stderr, "pty": sys.stdout}
     start = time.monotonic()
     try:

@@ -6,7 +6,21 @@ from __future__ import annotations
 import sys
 
 try:
-    from kohya_wrap.cli import caption, grid, lint, prep, presets, project, report, run, tags, vendor, watch
+    from kohya_wrap.cli import (
+        caption,
+        compare,
+        grid,
+        lint,
+        prep,
+        presets,
+        project,
+        report,
+        run,
+        sweep,
+        tags,
+        vendor,
+        watch,
+    )
     from kohya_wrap.cli.base import cli, main
 except KeyboardInterrupt:  # Ctrl-C while the command line loads, before `main` can catch it: exit as it does
     sys.stderr.write("\nerror: interrupted\n")
@@ -25,9 +39,13 @@ COMMANDS = (
     run.run,
     run.runs,
     run.demo,
+    sweep.sweep,
+    sweep.queue,
+    sweep.sweep_trial,
     watch.watch,
     grid.grid,
     report.report,
+    compare.compare,
     vendor.vendor,
 )
 for _command in COMMANDS:

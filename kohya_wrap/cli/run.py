@@ -210,7 +210,14 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
         return ExitCode.OK
     if not history:
         echo("no runs yet — `kohya-wrap run` starts one")
+    shown_sweeps: set[str] = set()
     for run_dir, record in history:
+        label = getattr(record, "sweep", None)
+        if label is not None:  # a sweep's trials together, under their sweep, where its newest one falls
+            if label.id not in shown_sweeps:
+                shown_sweeps.add(label.id)
+                _sweep_group(label.id, history)
+            continue
         if record is None:
             status, live = run_state(run_dir)
             if live is not None and status == "running":
@@ -224,13 +231,31 @@ def runs(args: tuple[str, ...], as_json: bool) -> int:
         if isinstance(record, RecordError):
             echo(f"{run_dir.name}  unreadable record: {record.message}", style="yellow")
             continue
-        final = Path(record.outputs[-1].path).name if record.outputs else "-"
-        loss = f"{record.final_loss:.4g}" if record.final_loss is not None else "-"
-        echo(
-            f"{record.run_id}  {shorten(record.verdict, VERDICT_WIDTH):<{VERDICT_WIDTH}}  steps "
-            f"{record.steps.reached}/{record.steps.planned:<6}  loss {loss:<8}  {record.duration_s:>6.0f} s  {final}"
-        )
+        echo(_run_line(record))
     return ExitCode.OK
+
+
+def _run_line(record, indent: str = "") -> str:
+    final = Path(record.outputs[-1].path).name if record.outputs else "-"
+    loss = f"{record.final_loss:.4g}" if record.final_loss is not None else "-"
+    return (
+        f"{indent}{record.run_id}  {shorten(record.verdict, VERDICT_WIDTH):<{VERDICT_WIDTH}}  steps "
+        f"{record.steps.reached}/{record.steps.planned:<6}  loss {loss:<8}  {record.duration_s:>6.0f} s  {final}"
+    )
+
+
+def _sweep_group(sweep_id: str, history) -> None:
+    """`runs`: a sweep's trial runs under one heading, in trial order, each with the values it set."""
+    trials = sorted(
+        (record for _, record in history if getattr(record, "sweep", None) and record.sweep.id == sweep_id),
+        key=lambda r: (r.sweep.trial, r.started),
+    )
+    trained = len({r.sweep.trial for r in trials if r.exit_code == 0})
+    echo(f"sweep {sweep_id}: {trained} of {trials[0].sweep.of} trial(s) trained — `kohya-wrap compare` shows them")
+    for record in trials:
+        values = " · ".join(f"{k}={v}" for k, v in record.sweep.values.items())
+        echo(f"  {record.sweep.name} {values}")
+        echo(_run_line(record, "    "))
 
 
 VERDICT_WIDTH = 34  # "failed: no LoRA file was written…" fits; `runs show ID` has the whole verdict

@@ -333,10 +333,15 @@ def resolve_spec(
 
 
 def load_spec_data(
-    user: dict[str, Any], spec_file: Path, overrides: Iterable[str] = (), schema: OptionSchema | None = None
+    user: dict[str, Any],
+    spec_file: Path,
+    overrides: Iterable[str] = (),
+    schema: OptionSchema | None = None,
+    configs: Path | None = None,
 ) -> LoadedSpec:
-    """The one loading path (`load_project` reads the file; `init` validates what it is about to write)."""
-    layout = ProjectLayout.at(spec_file.parent)
+    """The one loading path (`load_project` reads the file; `init` validates what it is about to write).
+    `configs`: where sd-scripts' configs go instead of config/ (a sweep trial's own folder)."""
+    layout = ProjectLayout.at(spec_file.parent, configs)
     merged, chain, notes = resolve_spec(user, spec_file, overrides)
     setting = merged.get("sd_scripts")
     sd = locate_sd_scripts(layout.root, setting if isinstance(setting, dict) else None)
@@ -354,8 +359,11 @@ def load_spec_data(
 
 
 def load_project(
-    directory: str | Path, overrides: Iterable[str] = (), schema: OptionSchema | None = None
+    directory: str | Path,
+    overrides: Iterable[str] = (),
+    schema: OptionSchema | None = None,
+    configs: Path | None = None,
 ) -> LoadedSpec:
     """`schema` replaces the one of the project's sd-scripts (e.g. another version's, for a diff)."""
     spec_file = find_spec_file(directory)
-    return load_spec_data(read_toml(spec_file), spec_file, overrides, schema)
+    return load_spec_data(read_toml(spec_file), spec_file, overrides, schema, configs)

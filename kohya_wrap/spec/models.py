@@ -26,6 +26,7 @@ from kohya_wrap.spec.limits import (
     model_parts_problem,
     run_length_problem,
 )
+from kohya_wrap.spec.sweep import SweepSpec
 
 HF_PREFIX = "hf://"
 
@@ -532,6 +533,7 @@ class ProjectSpec(_Section):
     launch: LaunchSpec = Field(default_factory=LaunchSpec)
     prep: PrepSpec = Field(default_factory=PrepSpec)
     sd_scripts: SdScriptsSpec = Field(default_factory=SdScriptsSpec)
+    sweep: Union[SweepSpec, None] = None  # `kohya-wrap sweep`'s variations (spec/sweep.py); no run reads it
 
     @field_validator("name")
     @classmethod

@@ -111,6 +111,17 @@ class DatasetFile(_Part):
     sha256: str
 
 
+class SweepLabel(_Part):
+    """The sweep a run is a trial of (kohya_wrap/sweep/): its id, the trial's number and name, and the
+    values the trial sets."""
+
+    id: str
+    trial: int
+    of: int
+    name: str
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
 class RunRecord(_Part):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
@@ -137,6 +148,7 @@ class RunRecord(_Part):
     dataset: list[DatasetFile] = Field(default_factory=list)
     diagnosis: list[str] = Field(default_factory=list)
     settings: dict[str, Any] | None = None  # format 2: spec.settings.Settings.as_dict()
+    sweep: SweepLabel | None = None  # a sweep's trial (optional: older records have none)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

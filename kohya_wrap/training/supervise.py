@@ -15,6 +15,7 @@ import platform
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +44,7 @@ from kohya_wrap.training.record import (
     RunRecord,
     SdScriptsInfo,
     Steps,
+    SweepLabel,
     write_record,
 )
 from kohya_wrap.training.resume import Resume, settle
@@ -73,6 +75,26 @@ def new_run_id(runs_dir: Path) -> str:
         n += 1
         run_id = f"{stamp}-{n}"
     return run_id
+
+
+def make_run_dir(runs_dir: Path) -> Path:
+    """A new runs/<UTC id> folder, made atomically: runs started in the same second (a sweep's trials side
+    by side) get -2, -3…"""
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_dir = runs_dir / new_run_id(runs_dir)
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+
+
+def run_lock(root: Path):
+    """One run per project at a time (a sweep running trials side by side holds it for them)."""
+    return exclusive_lock(
+        root / "runs" / ".lock", f"{root}: a run is already in progress", "wait for it, or stop it first"
+    )
 
 
 def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
@@ -156,25 +178,25 @@ def supervise(
     grace_s: float,
     resume: Resume | None = None,
     detached: bool = False,
+    label: SweepLabel | None = None,
+    locks: bool = True,
 ) -> Outcome:
     """Launch, stream, record; Ctrl-C, SIGTERM or SIGHUP stops the child's whole group (SIGINT, then
     after `grace_s` SIGTERM and SIGKILL; a second one skips the grace), and the record is written
     however it ends. With `resume`, sd-scripts writes into its staging folder and the files move to the
     output folder under true step numbers at the end. The run holds the project's run lock and its
-    dataset lock (no prep, caption or tags edit changes the images while they train)."""
+    dataset lock (no prep, caption or tags edit changes the images while they train); `locks=False`: the
+    caller holds them (a sweep running trials side by side, one per GPU)."""
     loaded = report.loaded
     layout, settings = loaded.layout, loaded.settings
     signals = StopSignals()  # disarmed until the child runs: a signal before is raised as it starts
     with (
         signals,
-        exclusive_lock(
-            layout.runs_dir / ".lock", f"{layout.root}: a run is already in progress", "wait for it, or stop it first"
-        ),
-        dataset_lock(layout.root, "run"),
+        run_lock(layout.root) if locks else nullcontext(),
+        dataset_lock(layout.root, "run") if locks else nullcontext(),
     ):
-        run_id = new_run_id(layout.runs_dir)
-        run_dir = layout.runs_dir / run_id
-        run_dir.mkdir(parents=True)
+        run_dir = make_run_dir(layout.runs_dir)
+        run_id = run_dir.name
         write_supervisor(run_dir, detached)
         argv = list(plan.command) + (resume.args() if resume else [])
         overrides = dict(CHILD_ENV)
@@ -349,6 +371,7 @@ def supervise(
             outputs=[OutputFile(path=str(p), bytes=p.stat().st_size) for p in checkpoints],
             dataset=dataset_files(report),
             diagnosis=diagnosis,
+            sweep=label,
             settings=settings.as_dict(),
         )
         write_record(run_dir, record)
