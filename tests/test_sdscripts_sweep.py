@@ -1,6 +1,7 @@
 """`kohya-wrap sweep` with the real sd-scripts (marker `sdscripts`): a 2 × 2 sweep of the demo model
-(learning rate × dim, 4 steps each) on the CPU. The latents are cached to disk by the first trial and
-reused by the others; Ctrl-C during trial 3 stops the sweep, `--resume` finishes it, no trial runs twice."""
+(learning rate × dim, 6 steps each) on the CPU. The latents are cached to disk by the first trial and
+reused by the others; Ctrl-C during trial 3 (after its step-3 state) stops the sweep, `--resume` resumes
+trial 3 from that state and runs trial 4; no trial trains twice."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def demo_project(tmp_path, real_sdscripts) -> Path:
 
     model, tokenizers = ensure_demo_model(locate_sd_scripts(), lambda *a, **k: None)
     root = tmp_path / "sweep 项目"
-    write_demo_project(root, model, tokenizers, steps=4)
+    write_demo_project(root, model, tokenizers, steps=6)  # saves at step 3 and 6
     return root
 
 
@@ -53,7 +54,7 @@ def test_a_real_two_by_two_sweep_caches_latents_once_and_resumes_after_ctrl_c(de
             trial += 1
             if trial == 2:
                 times_after_trial_1 = npz_times(demo_project)
-        if trial == 3 and line.startswith("step 1/"):
+        if trial == 3 and line.startswith("checkpoint saved"):  # step 3's: its state is saved with it
             break
     process.send_signal(signal.SIGINT)
     rest, _ = process.communicate(timeout=180)
@@ -66,6 +67,7 @@ def test_a_real_two_by_two_sweep_caches_latents_once_and_resumes_after_ctrl_c(de
 
     result = cli("sweep", demo_project, "--resume", "--plain")
     assert result.code == 0, result.out + result.err
+    assert "trial t3: resuming from" in result.out and "at step 3" in result.out
     assert "trial t3: trained · latents: 0 cached, 8 reused" in result.out
     assert "trial t4: trained · latents: 0 cached, 8 reused" in result.out
     assert npz_times(demo_project) == times_after_trial_1  # no later trial wrote a cache file again
@@ -74,6 +76,9 @@ def test_a_real_two_by_two_sweep_caches_latents_once_and_resumes_after_ctrl_c(de
     trained = [m for m in manifests if m["verdict"] == "trained"]
     assert sorted(m["sweep"]["trial"] for m in trained) == [1, 2, 3, 4]  # each trial trained once
     assert sorted(m["sweep"]["trial"] for m in manifests if m["verdict"] != "trained") == [3]  # the stopped one
+    resumed = [m for m in trained if m["sweep"]["trial"] == 3]
+    assert resumed[0]["resume"]["from_step"] == 3 and resumed[0]["steps"]["reached"] == 6  # resumed, not redone
+    assert not list((demo_project / "model").glob("*-state"))  # the states the sweep kept to resume are gone
     finals = {Path(m["outputs"][-1]["path"]) for m in trained}
     assert len(finals) == 4 and all(p.stat().st_size > 100_000 for p in finals)
     digests = {p.read_bytes() for p in finals}

@@ -277,3 +277,13 @@ def test_with_two_gpus_trials_run_side_by_side_after_the_first_made_the_cache(re
     assert overlap(2, 3)  # two trials at once, one per GPU
     assert (sweep.folder / "t2" / "trial.log").is_file()
     assert cli("sweep", project, "--gpus", "0,x", "--dry-run").code == 2
+
+
+def test_a_dataset_problem_stops_the_sweep_once_before_any_trial(replay, project, cli):
+    replay("pipe_steps", speed=200)
+    for caption in (project / "image" / "1_mytoken woman").glob("*.png"):
+        caption.write_bytes(b"not an image")
+    result = cli("sweep", project, *VARY, "--plain")
+    assert result.code == 2, result.out + result.err
+    assert "error(s) to fix before the sweep" in result.err
+    assert not (project / "sweeps").exists() and not list((project / "runs").glob("*"))

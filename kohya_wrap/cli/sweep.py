@@ -125,6 +125,7 @@ def sweep(
     if not left:
         echo(f"sweep {the_sweep.id}: every trial is trained — compare them with `kohya-wrap compare`")
         return ExitCode.OK
+    _check_once(the_sweep, left[0], as_json)
     if not resume:
         the_sweep.save()
     done = len(the_sweep.trials) - len(left)
@@ -202,6 +203,25 @@ def sweep(
     else:
         echo(f"all {trained} trials trained — compare them with `kohya-wrap compare {directory}`", style="green")
     return outcome.exit_code
+
+
+def _check_once(the_sweep, trial, as_json: bool) -> None:
+    """The whole check (images, captions, models, sd-scripts) once, before any trial trains: a dataset
+    problem stops the sweep here, not each trial in turn. Each trial's own plan checks its values again
+    (the image scan and lint reuse their caches)."""
+    from kohya_wrap.check import check_project
+    from kohya_wrap.plan import CheckFailed
+    from kohya_wrap.spec.load import load_project
+
+    report = check_project(load_project(the_sweep.root, trial.overrides))
+    if report.errors:
+        if as_json:
+            _json_line({"event": "check", "errors": [f.line() for f in report.errors]})
+        else:
+            from kohya_wrap.cli.base import print_findings
+
+            print_findings(report.errors)
+        raise CheckFailed(report, "the sweep")
 
 
 def _gpu_list(text: str) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,25 +127,29 @@ def build_sweep(
         except KohyaWrapError as exc:
             raise _trial_error(values, exc) from None
         options = trial_loaded.schema.options(trial_loaded.settings.script)
+        training_set = trial_loaded.spec.training.set_fields()
+        own_state = "save_state" in options and "save_state" not in training_set
+        if own_state:  # a stopped trial resumes from its newest saved state, not from step 0
+            sets += ["training.save_state=true"]
         if "cache_latents_to_disk" in options:  # every sd-scripts since 2023; a checkout without it: as the spec says
             if shared_cache and not any(any(_dataset_value(trial_loaded, k)) for k in NO_CACHE_WITH):
                 sets += ["training.cache_latents=true", "training.cache_latents_to_disk=true"]
             elif not shared_cache:
                 sets += ["training.cache_latents_to_disk=false"]
-        planned.append((values, sets, cache_key(trial_loaded)))
+        planned.append((values, sets, cache_key(trial_loaded), own_state))
     groups: dict[str, int] = {}
-    for _, _, key in planned:
+    for _, _, key, _ in planned:
         groups.setdefault(key, len(groups) + 1)
     planned.sort(key=lambda item: groups[item[2]])  # stable: Optuna's order within a group
     trials = []
-    for index, (values, sets, key) in enumerate(planned, 1):
+    for index, (values, sets, key, own_state) in enumerate(planned, 1):
         output_name = f"{loaded.settings.name}-{sweep_id}-t{index}"
         trial_sets = [*sets, f"name={toml_value(output_name)}"]
         try:
             load_project(root, trial_sets)
         except KohyaWrapError as exc:
             raise _trial_error(values, exc) from None
-        trials.append(Trial(index, f"t{index}", output_name, values, trial_sets, groups[key]))
+        trials.append(Trial(index, f"t{index}", output_name, values, trial_sets, groups[key], own_state))
     jsonable = {k: (v if isinstance(v, list) else v.model_dump()) for k, v in space.items()}
     return Sweep(sweep_id, root, now(), sampler, seed, jsonable, list(overrides), shared_cache, trials, root.name)
 
@@ -215,6 +220,9 @@ def run_trial(
     status.verdict, status.ended = outcome.verdict, now()
     if outcome.exit_code == ExitCode.OK:
         status.status = TRAINED
+        if trial.own_state:  # kept only to resume this trial, which is done
+            for state in saved_states(layout.model_dir, plan.name):
+                shutil.rmtree(state.path, ignore_errors=True)
     elif stopped(outcome.exit_code, outcome.verdict):
         status.status = INTERRUPTED
     else:

@@ -28,6 +28,7 @@ class Trial:
     values: dict[str, Any]
     overrides: list[str]  # the --set texts that make this trial's spec (the sweep's own first)
     cache_group: int  # trials with the same number share cached latents
+    own_state: bool = False  # the sweep turned training.save_state on (to resume it) and removes it once trained
 
     def described(self) -> str:
         return " · ".join(f"{key}={_short(value)}" for key, value in self.values.items())
@@ -144,7 +145,7 @@ def read_sweep(root: Path, sweep_id: str) -> Sweep:
             space=data["space"],
             overrides=list(data["overrides"]),
             shared_cache=bool(data["shared_cache"]),
-            trials=[Trial(**trial) for trial in data["trials"]],
+            trials=[Trial(**{k: v for k, v in t.items() if k in Trial.__dataclass_fields__}) for t in data["trials"]],
             project=data.get("project", ""),
         )
     except FileNotFoundError:
