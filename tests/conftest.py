@@ -184,3 +184,53 @@ def recorded_run_project(root: Path) -> Path:
     )
     make_images(root / "image" / "1_mytoken woman", [(64, 64)] * 3)
     return root
+
+
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+
+@pytest.fixture
+def chromium() -> str:
+    """A Chromium/Chrome binary ($KOHYA_WRAP_CHROMIUM, or one on the PATH), else the test skips
+    (before any run is made)."""
+    binary = os.environ.get("KOHYA_WRAP_CHROMIUM") or next(
+        (found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None
+    )
+    if binary is None:
+        pytest.skip("no chromium binary found: install chromium (apt-get install chromium), or set KOHYA_WRAP_CHROMIUM")
+    return binary
+
+
+@dataclass
+class BrowserPage:
+    screenshot: Path
+    console: list[str]  # console messages and uncaught errors
+    dom: str
+
+
+def load_page(binary: str, url: str, work: Path, window: str) -> BrowserPage:
+    """The page in headless Chromium, offline (every host unresolvable): a screenshot, what its console
+    said, and the DOM after its scripts ran."""
+    import subprocess
+
+    shot = work / "shot.png"
+    common = [
+        binary,
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        "--hide-scrollbars",
+        "--no-first-run",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={work / 'chromium-profile'}",
+    ]
+    run = subprocess.run(
+        [*common, "--enable-logging=stderr", "--v=0", f"--screenshot={shot}", f"--window-size={window}", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shot.is_file(), run.stderr[-3000:]
+    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
+    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    return BrowserPage(shot, console, dom.stdout)

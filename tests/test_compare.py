@@ -7,18 +7,16 @@ page in headless Chromium."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPLAYS, recorded_run_project
+from conftest import REPLAYS, load_page, recorded_run_project
 from kohya_wrap.cli import main
-from test_report import CHROMIUM_NAMES, Page, decode
+from test_report import Page, decode
 
 VARIED = ["training.learning_rate", "training.network_dim"]
 XSS = "<script>alert(1)</script>"
@@ -258,47 +256,23 @@ def test_ctrl_c_while_rendering_stops_compare_with_130(sweep_project, cli, monke
 
 
 @pytest.mark.browser
-def test_compare_page_in_a_browser(sweep_project, cli, on_standin, tmp_path):
+def test_compare_page_in_a_browser(chromium, sweep_project, cli, on_standin, tmp_path):
     """Headless Chromium renders the page offline with no console errors; the screenshot shows the
     coloured curves and the images."""
     from PIL import Image
 
-    binary = os.environ.get("KOHYA_WRAP_CHROMIUM") or next(
-        (found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None
-    )
-    if binary is None:
-        pytest.skip("no chromium binary found: install chromium, or set KOHYA_WRAP_CHROMIUM")
     root, sweep_dir, _ = sweep_project
     assert cli("compare", root).code == 0
-    url = (sweep_dir / "compare.html").as_uri()
-    shot = tmp_path / "shot.png"
-    common = [
-        binary,
-        "--headless",
-        "--disable-gpu",
-        "--no-sandbox",
-        "--hide-scrollbars",
-        "--no-first-run",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ]
-    run = subprocess.run(
-        [*common, "--enable-logging=stderr", "--v=0", f"--screenshot={shot}", "--window-size=1500,2400", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shot.is_file(), run.stderr[-3000:]
-    console = [line for line in run.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
-    assert console == [], console
-    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    assert 'id="loss-smoothed"' in dom.stdout and dom.stdout.count('class="trial"') == 4
+    page = load_page(chromium, (sweep_dir / "compare.html").as_uri(), tmp_path, "1500,2400")
+    assert page.console == [], page.console
+    shot = page.screenshot
+    assert 'id="loss-smoothed"' in page.dom and page.dom.count('class="trial"') == 4
 
     image = Image.open(shot).convert("RGB")
     colours = {colour for _, colour in image.getcolors(maxcolors=1 << 24)}
     # the first two trial colours of the palette (the curves, the swatches) are on the screen
     assert (0x4E, 0x79, 0xA7) in colours and (0xF2, 0x8E, 0x2B) in colours
-    assert len(Page(dom.stdout).images("cell")) == 12
+    assert len(Page(page.dom).images("cell")) == 12
 
 
 def test_differing_settings_unit():

@@ -12,14 +12,13 @@ import json
 import math
 import os
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
 from conftest import REPLAYS as FIXTURES
+from conftest import load_page
 from kohya_wrap import report
 
 XSS_CAPTION = "<script>alert(1)</script>"
@@ -375,53 +374,18 @@ def test_log_tail_shows_the_last_state_of_each_line():
     assert report.log_tail(raw, 1) == ["<last>"]
 
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
-
-
-@pytest.fixture
-def chromium() -> str:
-    """A Chromium/Chrome binary ($KOHYA_WRAP_CHROMIUM, or one on the PATH), else the test skips
-    (before any run is made)."""
-    binary = os.environ.get("KOHYA_WRAP_CHROMIUM") or next(
-        (found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None
-    )
-    if binary is None:
-        pytest.skip("no chromium binary found: install chromium (apt-get install chromium), or set KOHYA_WRAP_CHROMIUM")
-    return binary
-
-
 @pytest.mark.browser
 def test_the_page_renders_in_a_browser(chromium, recorded_run, cli, tmp_path):
     """Headless Chromium renders the page offline (every host unresolvable) without console errors;
     the screenshot shows the loss chart's smoothed line and the embedded images."""
     from PIL import Image
 
-    binary = chromium
     root, run_dir = recorded_run
     assert cli("report", root).code == 0
-    url = (run_dir / "report.html").as_uri()
-    shot = tmp_path / "shot.png"
-    common = [
-        binary,
-        "--headless",
-        "--disable-gpu",
-        "--no-sandbox",
-        "--hide-scrollbars",
-        "--no-first-run",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ]
-    screenshot = subprocess.run(
-        [*common, "--enable-logging=stderr", "--v=0", f"--screenshot={shot}", "--window-size=1200,4000", url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shot.is_file(), screenshot.stderr[-3000:]
-    console = [line for line in screenshot.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
-    assert console == [], console
-    dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=120)
-    assert 'id="loss-chart"' in dom.stdout and 'class="loss-ema"' in dom.stdout and "女人" in dom.stdout
+    page = load_page(chromium, (run_dir / "report.html").as_uri(), tmp_path, "1200,4000")
+    assert page.console == [], page.console
+    shot = page.screenshot
+    assert 'id="loss-chart"' in page.dom and 'class="loss-ema"' in page.dom and "女人" in page.dom
 
     image = Image.open(shot).convert("RGB")
     assert image.size == (1200, 4000)

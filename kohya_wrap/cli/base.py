@@ -69,6 +69,21 @@ def set_option(func):
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)(command)
 
 
+def training_output_options(func):
+    """--plain, --json and --grace: how a command that trains (run, sweep, queue) shows it and stops it."""
+    func = click.option(
+        "--grace",
+        default=30.0,
+        show_default=True,
+        type=click.FloatRange(0, 3600),
+        help="Seconds Ctrl-C (or SIGTERM, SIGHUP) waits for sd-scripts to stop before SIGTERM/SIGKILL.",
+    )(func)
+    func = click.option("--json", "as_json", is_flag=True, help="One JSON object per event (NDJSON).")(func)
+    return click.option(
+        "--plain", is_flag=True, help="One line per event instead of the live dashboard (the default when piped)."
+    )(func)
+
+
 def print_error(lines: list[str]) -> None:
     from rich.text import Text
 

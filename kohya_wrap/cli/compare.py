@@ -11,40 +11,6 @@ from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
 
-def _weights(text: str | None) -> list[float] | None:
-    if text is None:
-        return None
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise KohyaWrapError(
-            f"--weights {text}: not a comma-separated list of numbers", "e.g. --weights 0,0.5,1"
-        ) from None
-    if not values:
-        raise KohyaWrapError("--weights: no values", "e.g. --weights 0,0.5,1")
-    return list(dict.fromkeys(values))
-
-
-def _prompts(prompt_args: tuple[str, ...], negative: str | None) -> list:
-    """--prompts values as `grid` reads them: a prompt each, or a file of them (one per line, # comments)."""
-    from kohya_wrap.grid import Prompt
-
-    prompts = []
-    for value in prompt_args:
-        path = Path(value).expanduser()
-        if path.is_file():
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except UnicodeDecodeError:
-                raise KohyaWrapError(f"--prompts {path}: not UTF-8", "save the prompt file as UTF-8") from None
-            prompts += [
-                Prompt(line.strip(), negative or "") for line in lines if line.strip() and line.strip()[0] != "#"
-            ]
-        else:
-            prompts.append(Prompt(value.strip(), negative or ""))
-    return list(dict.fromkeys(prompts))
-
-
 @click.command()
 @project_dir_argument
 @click.argument("run_ids", nargs=-1, metavar="[RUN]...")
@@ -76,6 +42,7 @@ def compare(
     the same seed. Default: the latest sweep's trials (sweeps/<id>/compare.html); RUN ids compare those runs
     instead (runs/compare-<time>.html). Images render through `grid`, so cells rendered before come from its
     cache."""
+    from kohya_wrap.cli.grid import numbers_option, prompts_option
     from kohya_wrap.cli.progress import ImageProgress
     from kohya_wrap.report import size_text
     from kohya_wrap.report.compare import (
@@ -89,8 +56,10 @@ def compare(
     )
     from kohya_wrap.spec.load import find_spec_file
 
-    chosen_weights = _weights(weights) or list(DEFAULT_WEIGHTS)  # every option checked before any work
-    chosen_prompts = _prompts(prompt_args, negative)
+    chosen_weights = numbers_option("--weights", weights, float) or list(
+        DEFAULT_WEIGHTS
+    )  # every option checked before any work
+    chosen_prompts = prompts_option(prompt_args, negative)
     root = find_spec_file(directory).parent
     if run_ids and sweep_id:
         raise KohyaWrapError("--sweep and RUN ids both choose what to compare", "give one of them")

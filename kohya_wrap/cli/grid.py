@@ -12,7 +12,8 @@ from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
 
-def _numbers(option: str, text: str | None, kind):
+def numbers_option(option: str, text: str | None, kind):
+    """A comma-separated option (`--weights 0,0.5,1`) as distinct numbers; None when not given."""
     if text is None:
         return None
     try:
@@ -99,18 +100,18 @@ def grid(
 
     loaded = load_project(directory, overrides)
     script = renderer(loaded).script
-    chosen_prompts = _prompts(prompt_args, negative)
+    chosen_prompts = prompts_option(prompt_args, negative)
     if not chosen_prompts and not loaded.spec.sample.prompts and not as_json:
         shown = ", ".join(f'"{p.text}"' for p in default_prompts(loaded, negative))
         echo(f"prompts: {shown}, each concept's trigger and class (--prompts or the spec's [sample] prompts to choose)")
     options = GridOptions(
         run_id=run_id,
         checkpoints=checkpoints,
-        weights=_numbers("--weights", weights, float),
+        weights=numbers_option("--weights", weights, float),
         prompts=chosen_prompts or default_prompts(loaded, negative),
-        seeds=_numbers("--seeds", seeds, int),
-        cfgs=_numbers("--cfg", cfg, float),
-        steps=_numbers("--steps", steps, int),
+        seeds=numbers_option("--seeds", seeds, int),
+        cfgs=numbers_option("--cfg", cfg, float),
+        steps=numbers_option("--steps", steps, int),
         samplers=[s.strip() for s in samplers.split(",") if s.strip()] if samplers else None,
         size=_size(size),
         x=x_axis,
@@ -163,7 +164,7 @@ def grid(
     return ExitCode.FAILED if result.failed else ExitCode.OK
 
 
-def _prompts(prompt_args: tuple[str, ...], negative: str | None) -> list:
+def prompts_option(prompt_args: tuple[str, ...], negative: str | None) -> list:
     """--prompts values: a prompt each, or a file of them (one per line, # comments); [] without any."""
     from kohya_wrap.grid import Prompt
 

@@ -6,24 +6,14 @@ from pathlib import Path
 
 import click
 
-from kohya_wrap.cli.base import project_dir_argument, set_option
+from kohya_wrap.cli.base import project_dir_argument, set_option, training_output_options
 from kohya_wrap.cli.output import echo
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
 
 @click.command()
 @project_dir_argument
-@click.option(
-    "--plain", is_flag=True, help="One line per event instead of the live dashboard (the default when piped)."
-)
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per event (NDJSON).")
-@click.option(
-    "--grace",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(0, 3600),
-    help="Seconds Ctrl-C (or SIGTERM, SIGHUP) waits for sd-scripts to stop before SIGTERM/SIGKILL.",
-)
+@training_output_options
 @click.option(
     "--detach",
     is_flag=True,

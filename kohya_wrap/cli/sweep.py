@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from kohya_wrap.cli.base import project_dir_argument, set_option
+from kohya_wrap.cli.base import project_dir_argument, set_option, training_output_options
 from kohya_wrap.cli.output import echo
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
@@ -58,15 +58,7 @@ def _renderer_factory(plain: bool, as_json: bool):
     help="Each trial caches its own latents in memory (default: cached to disk once, reused by the trials).",
 )
 @click.option("--dry-run", is_flag=True, help="Show the trials and exit.")
-@click.option("--plain", is_flag=True, help="One line per event instead of the live dashboard.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per event (NDJSON).")
-@click.option(
-    "--grace",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(0, 3600),
-    help="Seconds Ctrl-C waits for sd-scripts to stop before SIGTERM/SIGKILL.",
-)
+@training_output_options
 @click.option(
     "--gpus",
     metavar="LIST",
@@ -284,15 +276,7 @@ def _show_trials(the_sweep, as_json: bool) -> int:
 @click.command()
 @click.argument("directories", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--fail-fast", is_flag=True, help="Stop at the first project that fails (default: go on).")
-@click.option("--plain", is_flag=True, help="One line per event instead of the live dashboard.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per event (NDJSON).")
-@click.option(
-    "--grace",
-    default=30.0,
-    show_default=True,
-    type=click.FloatRange(0, 3600),
-    help="Seconds Ctrl-C waits for sd-scripts to stop before SIGTERM/SIGKILL.",
-)
+@training_output_options
 def queue(directories: tuple[Path, ...], fail_fast: bool, plain: bool, as_json: bool, grace: float) -> int:
     """Train several projects one after another (overnight): a project that fails is recorded and the
     queue goes on; Ctrl-C stops the running one and the queue."""

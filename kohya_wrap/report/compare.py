@@ -39,6 +39,7 @@ from kohya_wrap.report.compare_runs import (
     value_text,
 )
 from kohya_wrap.report.images import link
+from kohya_wrap.report.page import duration_text
 from kohya_wrap.report.templating import render
 from kohya_wrap.sweep.state import TRAINED
 from kohya_wrap.training.record import RunFiles
@@ -53,16 +54,6 @@ def _finite(values) -> list[float]:
 def median_seconds_per_step(rows: Sequence[MetricRow]) -> float | None:
     per_step = _finite(r.seconds_per_step for r in rows)
     return statistics.median(per_step) if per_step else None
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    if hours:
-        return f"{hours} h {rest // 60:02d} min"
-    return f"{rest // 60} min {rest % 60:02d} s" if rest >= 60 else f"{rest} s"
 
 
 def _span(entries: Sequence[Entry]) -> int:
@@ -128,7 +119,7 @@ def table_rows(entries: Sequence[Entry], columns: list[str], values: list[dict[s
                 "steps": f"{record.steps.reached} / {record.steps.planned}" if record else "—",
                 "final_loss": value_text(record.final_loss) if record and record.final_loss is not None else "—",
                 "smoothed": f"{smoothed:.4g}" if smoothed is not None else "—",
-                "duration": _duration(record.duration_s) if record else "—",
+                "duration": duration_text(record.duration_s, "—") if record else "—",
                 "per_step": f"{per_step:.3g}" if per_step is not None else "—",
                 "run_id": entry.run_id or "—",
                 "report": link(report, page_dir) if report else None,

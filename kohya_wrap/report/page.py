@@ -62,9 +62,10 @@ def size_text(size: int | float | None) -> str:
     return f"{int(size)} B"
 
 
-def _duration(seconds: float | None) -> str:
+def duration_text(seconds: float | None, unknown: str = "?") -> str:
+    """1 h 02 min 03 s, 4 min 05 s, 6 s."""
     if seconds is None:
-        return "?"
+        return unknown
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
     if hours:
@@ -111,7 +112,7 @@ def _header(run: RunData) -> dict[str, Any]:
         ("exit codes", f"kohya-wrap {record.exit_code}, sd-scripts {_or_dash(record.child_exit_code)}"),
         ("started", _when(record.started)),
         ("ended", _when(record.ended)),
-        ("duration", _duration(record.duration_s)),
+        ("duration", duration_text(record.duration_s)),
         ("steps", f"{record.steps.reached} of {record.steps.planned} planned"),
         ("final loss", _or_dash(record.final_loss)),
         ("final learning rate", _or_dash(record.final_lr)),

@@ -70,10 +70,6 @@ class TrialError(KohyaWrapError):
         return [f"{self.message}: {first}", *rest]
 
 
-def _trial_error(values: dict[str, Any], exc: KohyaWrapError) -> KohyaWrapError:
-    return TrialError(values, exc)
-
-
 def _dataset_value(loaded: LoadedSpec, key: str) -> list[Any]:
     spec = loaded.spec
     found = [spec.dataset.set_fields().get(key)]
@@ -119,13 +115,13 @@ def build_sweep(
         raise KohyaWrapError("a random sweep needs a count", "--count N, or count = N in [sweep]")
     drawn = sample_trials(space, sampler, count, seed)
     sweep_id = new_sweep_id(root)
-    planned: list[tuple[dict[str, Any], list[str], str]] = []
+    planned: list[tuple[dict[str, Any], list[str], str, bool]] = []  # values, --set, cache key, own state
     for values in drawn:
         sets = [*overrides, *(f"{key}={toml_value(value)}" for key, value in values.items())]
         try:
             trial_loaded = load_project(root, sets)
         except KohyaWrapError as exc:
-            raise _trial_error(values, exc) from None
+            raise TrialError(values, exc) from None
         options = trial_loaded.schema.options(trial_loaded.settings.script)
         training_set = trial_loaded.spec.training.set_fields()
         own_state = "save_state" in options and "save_state" not in training_set
@@ -148,7 +144,7 @@ def build_sweep(
         try:
             load_project(root, trial_sets)
         except KohyaWrapError as exc:
-            raise _trial_error(values, exc) from None
+            raise TrialError(values, exc) from None
         trials.append(Trial(index, f"t{index}", output_name, values, trial_sets, groups[key], own_state))
     jsonable = {k: (v if isinstance(v, list) else v.model_dump()) for k, v in space.items()}
     return Sweep(sweep_id, root, now(), sampler, seed, jsonable, list(overrides), shared_cache, trials, root.name)
