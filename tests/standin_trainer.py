@@ -234,7 +234,8 @@ GEN_IMG = '''\
 """Stand-in for sd-scripts' gen_img.py: reads --from_file prompt lines the way it does (options after
 " --"), and writes each image (--f name) as a flat colour computed from everything that decides the
 real image: seed, steps, cfg, sampler, size, the network multipliers (--am) and the networks' bytes.
-A prompt containing "crash" stops it with an error, as a failing generation would. Every image it
+A prompt containing "crash" stops it with an error, as a failing generation would; one containing
+"nan" comes out black, as the real one's does when the decoded image is NaN. Every image it
 writes is appended to $KOHYA_WRAP_STANDIN_GEN_LOG when that is set."""
 import argparse, hashlib, os, sys, time
 from PIL import Image
@@ -267,7 +268,11 @@ for index, line in enumerate(lines):
     basis = "|".join(fields)
     digest = hashlib.sha256(basis.encode()).digest()
     time.sleep(float(os.environ.get("KOHYA_WRAP_STANDIN_GEN_DELAY", "0")))  # tests that need time to press Ctrl-C
-    Image.new("RGB", (int(opts["w"]), int(opts["h"])), tuple(digest[:3])).save(os.path.join(args.outdir, opts["f"]))
+    colour = tuple(digest[:3])
+    if "nan" in prompt:
+        print("gen_img.py:934: RuntimeWarning: invalid value encountered in cast", flush=True)
+        colour = (0, 0, 0)
+    Image.new("RGB", (int(opts["w"]), int(opts["h"])), colour).save(os.path.join(args.outdir, opts["f"]))
     if os.environ.get("KOHYA_WRAP_STANDIN_GEN_LOG"):
         with open(os.environ["KOHYA_WRAP_STANDIN_GEN_LOG"], "a", encoding="utf-8") as log:
             log.write(opts["f"] + "\\n")

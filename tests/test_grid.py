@@ -131,6 +131,19 @@ def test_a_failing_cell_is_reported_and_the_others_are_kept(project, cli, tmp_pa
     assert data["axes"]["x"] == "prompt"  # the only varying axis goes across
 
 
+def test_a_black_cell_is_named_not_passed_off_as_a_picture(project, cli, tmp_path):
+    """sd-scripts' gen_img.py writes an all-black PNG when the decoded image is NaN (a random model, a
+    weight or precision the model cannot take): the file exists, so it used to count as rendered."""
+    result = cli("grid", project, "--checkpoints", "last", "--prompts", "a fine one", "--prompts", "a nan one")
+    assert result.code == 0, result.err
+    assert "  black: " in result.out and "the image is all black: the model's output had NaNs" in result.out
+    assert "1 black cell(s)" in result.out
+    data = json.loads(cli("grid", project, "--checkpoints", "last", "--prompts", "a nan one", "--json").out)
+    assert data["black"] == 1 and data["cached"] == 1
+    grid = json.loads((Path(data["folder"]) / "grid.json").read_text(encoding="utf-8"))
+    assert [c.get("black") for c in grid["cells"]] == [True]
+
+
 def test_bad_input(project, cli, tmp_path):
     assert cli("grid", project, "--x", "colour").code == 2
     assert cli("grid", project, "--weights", "a,b").code == 2

@@ -94,6 +94,8 @@ def compare(
         return ExitCode.FAILED if failed else ExitCode.OK
     for label, problem in problems.items():
         echo(f"{label}: no images — {problem}", style="yellow")
+    for cell in images.black:
+        echo(f"black: {cell} — all black: the model's output had NaNs (see that run's grid gen.log)", style="yellow")
     if images.failed:
         echo(f"{images.failed} image(s) failed to render: see the gen.log of the grid folders", style="red")
     echo(f"compare: {path} ({size_text(size)})")

@@ -12,6 +12,23 @@ from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
 
+def black_cells_note(data: dict) -> None:
+    """The cells that came out black all over: NaNs in gen_img.py's output, not a picture."""
+    black = [entry for entry in data["cells"] if entry.get("black")]
+    for entry in black:
+        echo(
+            f"  black: {entry['checkpoint_label']}, weight {entry['weight']:g}, seed {entry['seed']} — the image "
+            'is all black: the model\'s output had NaNs (gen.log: "invalid value encountered in cast")',
+            style="yellow",
+        )
+    if black:
+        echo(
+            f"{len(black)} black cell(s): a LoRA weight, cfg or precision the model cannot take — try another weight "
+            "or seed; in fp16, training and rendering in bf16 or fp32",
+            style="yellow",
+        )
+
+
 def numbers_option(option: str, text: str | None, kind):
     """A comma-separated option (`--weights 0,0.5,1`) as distinct numbers; None when not given."""
     if text is None:
@@ -142,7 +159,7 @@ def grid(
         echo_json(
             {
                 "folder": str(folder),
-                **{k: data[k] for k in ("axes", "pages", "rendered", "cached", "failed", "size", "from_run")},
+                **{k: data[k] for k in ("axes", "pages", "rendered", "cached", "failed", "black", "size", "from_run")},
                 "cells": len(data["cells"]),
             }
         )
@@ -160,6 +177,7 @@ def grid(
                     f"{entry['error']}",
                     style="red",
                 )
+        black_cells_note(data)
         echo(f"cells and grid.json: {folder}")
     return ExitCode.FAILED if result.failed else ExitCode.OK
 

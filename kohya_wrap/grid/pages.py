@@ -124,6 +124,18 @@ def compose_page(
     return canvas
 
 
+def is_black(path: Path) -> bool:
+    """A cell that is black all over: sd-scripts' gen_img.py writes one when the decoded image is NaN
+    (numpy's "invalid value encountered in cast"), which a file that exists does not show."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return all(high == 0 for _, high in image.convert("RGB").getextrema())
+    except (OSError, ValueError):
+        return False
+
+
 def write_grid(
     folder: Path,
     request: GridRequest,
@@ -183,12 +195,15 @@ def write_grid(
         if source.is_file():
             copy_file_atomic(source, cells_dir / f"{key}.png")
             entry.update(status="ok", image=f"cells/{key}.png")
+            if is_black(source):
+                entry["black"] = True
         else:
             entry.update(status="failed", error=failed.get(key, "not rendered"))
         cell_entries.append(entry)
     data = {
         "title": title,
         **meta,
+        "black": sum(1 for entry in cell_entries if entry.get("black")),
         "axes": {"x": x, "y": y, "pages": pages},
         "values": values,
         "fixed": fixed,

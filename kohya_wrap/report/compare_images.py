@@ -37,6 +37,7 @@ class Images:
     rendered: int = 0
     cached: int = 0
     failed: int = 0
+    black: list[str] = field(default_factory=list)  # "t4 · weight 0.5 · prompt": cells black all over (NaNs)
     folders: dict[str, str] = field(default_factory=dict)  # label → the grid folder (under runs/<id>/grids/)
 
     def as_dict(self) -> dict[str, Any]:
@@ -48,6 +49,7 @@ class Images:
             "rendered": self.rendered,
             "cached": self.cached,
             "failed": self.failed,
+            "black": self.black,
             "problems": self.problems,
             "note": self.note,
             "grids": self.folders,
@@ -114,6 +116,8 @@ def render_images(
             if cell.get("status") == "ok":
                 alt = f"{entry.label} · weight {cell['weight']:g} · {cell['prompt']}"
                 images.cells[entry.label][where] = (result.folder / cell["image"], alt)  # made a Picture on the page
+                if cell.get("black"):
+                    images.black.append(alt)
             else:
                 images.cells[entry.label][where] = str(cell.get("error") or "not rendered")
         if result.interrupted:
