@@ -58,7 +58,8 @@ class SweepSpec(BaseModel):
         for key, value in (self.model_extra or {}).items():
             problem = entry_problem(key, value, self.sampler)
             if problem:
-                raise ValueError(f'"{key}": {problem}')
+                quote = ' (quote dotted keys: "training.network_dim" = [8, 16])' if "path" in problem else ""
+                raise ValueError(f'"{key}": {problem}{quote}')
         if self.sampler == "random" and self.count is None:
             raise ValueError("count: a random sweep needs how many trials to draw — e.g. count = 8")
         return self
@@ -73,9 +74,7 @@ class SweepSpec(BaseModel):
 
 def entry_problem(key: str, value: Any, sampler: str) -> str | None:
     """Why `key = value` cannot be a sweep entry, or None."""
-    if "." not in key and key != "name":
-        return 'not a setting\'s path — quote dotted keys, e.g. "training.learning_rate" = [1e-4, 3e-4]'
-    if key.split(".", 1)[0] not in KEY_SECTIONS:
+    if key.split(".", 1)[0] not in KEY_SECTIONS or ("." not in key and key != "name"):
         return f"not a setting's path (starts with one of {', '.join(KEY_SECTIONS)})"
     if key == "name":
         return "the trial names come from the sweep; vary another setting"
