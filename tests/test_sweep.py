@@ -202,6 +202,7 @@ def test_queue_trains_projects_back_to_back_and_goes_on_past_a_failure(replay, t
     result = cli("queue", first, broken, third, "--plain")
     assert result.code == 1, result.out + result.err
     assert "queue: 2 of 3 project(s) trained" in result.out
+    assert "broken/kohya-wrap.toml: 2 problems:" in result.out and "model: " in result.out  # every problem named
     assert len(manifests(first)) == 1 and len(manifests(third)) == 1
     result = cli("queue", broken, first, "--fail-fast", "--plain")
     assert result.code == 1 and "not run" in result.out and len(manifests(first)) == 1

@@ -290,18 +290,16 @@ def queue(directories: tuple[Path, ...], fail_fast: bool, plain: bool, as_json: 
             _json_line({"event": "project", "n": n, "of": len(directories), "project": str(directory)})
         else:
             echo(f"── project {n} of {len(directories)}: {directory}", style="bold")
+        error: list[str] = []
         try:
             exit_code = train(directory, (), plain=plain, as_json=as_json, grace=grace)
             status = "trained" if exit_code == ExitCode.OK else "interrupted"
-        except KohyaWrapError as exc:
-            exit_code, status = exc.exit_code, "failed"
+        except (KohyaWrapError, OSError, UnicodeDecodeError) as exc:
+            failure = exc if isinstance(exc, KohyaWrapError) else user_error(exc)
+            exit_code, status, error = failure.exit_code, "failed", failure.lines()
             if not as_json:
-                echo("   " + exc.lines()[0], style="red")
-        except (OSError, UnicodeDecodeError) as exc:
-            err = user_error(exc)
-            exit_code, status = err.exit_code, "failed"
-            if not as_json:
-                echo("   " + err.lines()[0], style="red")
+                for line in error:
+                    echo("   " + line, style="red")
         results.append((directory, status, int(exit_code)))
         if as_json:
             _json_line(
@@ -311,6 +309,7 @@ def queue(directories: tuple[Path, ...], fail_fast: bool, plain: bool, as_json: 
                     "project": str(directory),
                     "status": status,
                     "exit_code": int(exit_code),
+                    "error": error,
                 }
             )
         if status == "interrupted":
