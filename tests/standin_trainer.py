@@ -42,6 +42,9 @@ def main():
         import simulate
         return simulate.main()
     args = setup_parser().parse_args()
+    if os.environ.get("KOHYA_WRAP_STANDIN_ENV_LOG"):  # which GPU a sweep trial was given
+        with open(os.environ["KOHYA_WRAP_STANDIN_ENV_LOG"], "a", encoding="utf-8") as log:
+            log.write(f"{os.path.basename(args.config_file)} {os.environ.get('CUDA_VISIBLE_DEVICES', '-')}\\n")
     config_text = Path(args.config_file).read_text(encoding="utf-8")
     # the project: output_dir's parent (<project>/model); the configs may be rendered elsewhere (a sweep trial's)
     found = re.search(r'^output_dir = "(.*)"$', config_text, re.M)

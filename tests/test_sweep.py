@@ -263,6 +263,8 @@ def test_trials_render_their_configs_apart_and_leave_the_projects_config_alone(r
 
 def test_with_two_gpus_trials_run_side_by_side_after_the_first_made_the_cache(replay, project, cli, monkeypatch):
     replay("pipe_steps", speed=8)
+    seen = project.parent / "gpus.log"
+    monkeypatch.setenv("KOHYA_WRAP_STANDIN_ENV_LOG", str(seen))
     result = cli("sweep", project, *VARY, "--plain", "--gpus", "0,1")
     assert result.code == 0, result.out + result.err
     sweep = latest_sweep(project)
@@ -277,6 +279,8 @@ def test_with_two_gpus_trials_run_side_by_side_after_the_first_made_the_cache(re
 
     assert overlap(2, 3)  # two trials at once, one per GPU
     assert (sweep.folder / "t2" / "trial.log").is_file()
+    given = sorted(line.split()[-1] for line in seen.read_text(encoding="utf-8").splitlines())
+    assert given == sorted(s.gpu for s in statuses)  # sd-scripts saw the CUDA_VISIBLE_DEVICES of its trial
     assert cli("sweep", project, "--gpus", "0,x", "--dry-run").code == 2
 
 
@@ -288,3 +292,12 @@ def test_a_dataset_problem_stops_the_sweep_once_before_any_trial(replay, project
     assert result.code == 2, result.out + result.err
     assert "error(s) to fix before the sweep" in result.err
     assert not (project / "sweeps").exists() and not list((project / "runs").glob("*"))
+
+
+def test_one_gpu_named_runs_every_trial_on_it(replay, project, cli, monkeypatch):
+    replay("pipe_steps", speed=200)
+    seen = project.parent / "gpus.log"
+    monkeypatch.setenv("KOHYA_WRAP_STANDIN_ENV_LOG", str(seen))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert cli("sweep", project, "--vary", "training.network_dim=4,8", "--plain", "--gpus", "3").code == 0
+    assert [line.split()[-1] for line in seen.read_text(encoding="utf-8").splitlines()] == ["3", "3"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 from pathlib import Path
 
 import click
@@ -163,6 +165,9 @@ def sweep(
     else:
         from kohya_wrap.sweep.runner import run_sweep_locally
 
+        if gpu_list:  # one GPU named: every trial on it, one after another
+            os.environ["CUDA_VISIBLE_DEVICES"] = gpu_list[0]
+
         outcome = run_sweep_locally(
             the_sweep, left, _renderer_factory(plain, as_json), on_trial, grace, as_json, fail_fast
         )
@@ -181,19 +186,23 @@ def sweep(
         )
         return outcome.exit_code
     _show_trials(the_sweep, False)
+    where = shlex.quote(str(directory))
     if outcome.stopped_at is not None:
         echo(
-            f"stopped at trial {outcome.stopped_at}; continue with `kohya-wrap sweep {directory} --resume`",
+            f"stopped at trial {outcome.stopped_at}; continue with `kohya-wrap sweep {where} --resume`",
             style="yellow",
         )
     elif trained < len(statuses):
         echo(
             f"{len(statuses) - trained} trial(s) did not train; their logs are in runs/ — "
-            f"run them again with `kohya-wrap sweep {directory} --resume`",
+            f"run them again with `kohya-wrap sweep {where} --resume`",
             style="red",
         )
     else:
-        echo(f"all {trained} trials trained — compare them with `kohya-wrap compare {directory}`", style="green")
+        echo(
+            f"all {trained} trials trained — compare them with `kohya-wrap compare {where}`",
+            style="green",
+        )
     return outcome.exit_code
 
 
@@ -346,7 +355,5 @@ def sweep_trial(directory: Path, sweep_id: str, index: int, as_json: bool, grace
     trial = next((t for t in the_sweep.trials if t.index == index), None)
     if trial is None:
         raise KohyaWrapError(f"sweep {sweep_id} has no trial {index}", f"trials are 1 to {len(the_sweep.trials)}")
-    import os
-
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES") if locks_held else None
     return run_trial(the_sweep, trial, _renderer_factory(True, as_json), grace, as_json, not locks_held, gpu)
