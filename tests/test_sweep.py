@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -262,6 +263,9 @@ def test_trials_render_their_configs_apart_and_leave_the_projects_config_alone(r
 
 
 def test_with_two_gpus_trials_run_side_by_side_after_the_first_made_the_cache(replay, project, cli, monkeypatch):
+    from kohya_wrap.sweep import parallel
+
+    monkeypatch.setattr(parallel, "PROGRESS_EVERY_S", 0.5)
     replay("pipe_steps", speed=8)
     seen = project.parent / "gpus.log"
     monkeypatch.setenv("KOHYA_WRAP_STANDIN_ENV_LOG", str(seen))
@@ -282,6 +286,10 @@ def test_with_two_gpus_trials_run_side_by_side_after_the_first_made_the_cache(re
     given = sorted(line.split()[-1] for line in seen.read_text(encoding="utf-8").splitlines())
     assert given == sorted(s.gpu for s in statuses)  # sd-scripts saw the CUDA_VISIBLE_DEVICES of its trial
     assert cli("sweep", project, "--gpus", "0,x", "--dry-run").code == 2
+    lines = [line for line in result.out.splitlines() if "(GPU " in line]
+    assert any(
+        re.search(r"t[23] \(GPU [01]\): step \d/6 · loss [\d.]+ \| t[23] \(GPU [01]\)", line) for line in lines
+    ), lines
 
 
 def test_a_dataset_problem_stops_the_sweep_once_before_any_trial(replay, project, cli):
@@ -301,3 +309,15 @@ def test_one_gpu_named_runs_every_trial_on_it(replay, project, cli, monkeypatch)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert cli("sweep", project, "--vary", "training.network_dim=4,8", "--plain", "--gpus", "3").code == 0
     assert [line.split()[-1] for line in seen.read_text(encoding="utf-8").splitlines()] == ["3", "3"]
+
+
+def test_the_progress_line_of_side_by_side_trials():
+    from kohya_wrap.sweep.parallel import TrialProgress
+    from kohya_wrap.sweep.state import Trial
+
+    progress = TrialProgress(every_s=0)
+    t1, t2 = (Trial(i, f"t{i}", f"x-t{i}", {}, [], 1) for i in (1, 2))
+    progress.feed("t1", '{"event": "Progress", "step": 3, "total": 10, "loss": 0.1234}\n{"event": "Pro')
+    progress.feed("t1", 'gress", "step": 4, "total": 10, "loss": null}\nnot json\n')
+    assert progress.line({"0": t1, "1": t2}) == "   t1 (GPU 0): step 4/10 | t2 (GPU 1): starting"
+    assert TrialProgress(every_s=60).line({"0": t1}) is None  # not before its time

@@ -161,7 +161,9 @@ def sweep(
         from kohya_wrap.sweep.parallel import run_sweep_in_parallel
 
         _one_process_per_trial(the_sweep)
-        outcome = run_sweep_in_parallel(the_sweep, left, gpu_list, on_trial, grace, fail_fast)
+        outcome = run_sweep_in_parallel(
+            the_sweep, left, gpu_list, on_trial, grace, fail_fast, None if as_json else echo
+        )
     else:
         from kohya_wrap.sweep.runner import run_sweep_locally
 

@@ -10,18 +10,21 @@ of them has trained alone, making the cache the others then read (runner.may_sta
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import time
 from typing import Any, Callable
 
 from kohya_wrap.errors import ExitCode
 from kohya_wrap.fsutil import dataset_lock
-from kohya_wrap.launch.process import Child, Exited
+from kohya_wrap.launch.process import Child, Exited, Output
 from kohya_wrap.sweep.runner import SweepOutcome, may_start, stopped, sweep_lock
 from kohya_wrap.sweep.state import FAILED, INTERRUPTED, RUNNING, TRAINED, Sweep, Trial, now
 from kohya_wrap.training.supervise import run_lock
 
 STOP_GRACE_S = 30.0
+PROGRESS_EVERY_S = 15.0  # how often the line of the running trials is printed
 
 
 def trial_command(sweep: Sweep, trial: Trial, grace: float) -> list[str]:
@@ -40,6 +43,40 @@ def trial_command(sweep: Sweep, trial: Trial, grace: float) -> list[str]:
     ]
 
 
+class TrialProgress:
+    """Where each side-by-side trial is, read from the NDJSON its `sweep-trial --json` prints
+    (`{"event": "Progress", "step": …, "total": …, "loss": …}`), for a line every `every_s` seconds."""
+
+    def __init__(self, every_s: float | None = None) -> None:
+        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
+        self.last: dict[str, str] = {}  # trial name → "step 3/10 · loss 0.12"
+        self._partial: dict[str, str] = {}
+        self._said = time.monotonic()
+
+    def feed(self, name: str, text: str) -> None:
+        lines = (self._partial.pop(name, "") + text).split("\n")
+        self._partial[name] = lines.pop()
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(event, dict) and event.get("event") == "Progress":
+                loss = event.get("loss")
+                self.last[name] = f"step {event.get('step')}/{event.get('total')}" + (
+                    f" · loss {loss:.4g}" if isinstance(loss, (int, float)) else ""
+                )
+
+    def line(self, running: dict[str, Trial], force: bool = False) -> str | None:
+        """One line for the trials running now, at most every `every_s` seconds."""
+        now = time.monotonic()
+        if not running or (not force and now - self._said < self.every_s):
+            return None
+        self._said = now
+        parts = [f"{t.name} (GPU {gpu}): {self.last.get(t.name, 'starting')}" for gpu, t in running.items()]
+        return "   " + " | ".join(parts)
+
+
 def run_sweep_in_parallel(
     sweep: Sweep,
     trials: list[Trial],
@@ -47,8 +84,11 @@ def run_sweep_in_parallel(
     on_trial: Callable[[Trial, str], None],
     grace: float,
     fail_fast: bool,
+    say: Callable[[str], None] | None = None,
 ) -> SweepOutcome:
+    """`say`: where the progress line of the running trials goes (none with --json)."""
     outcome = SweepOutcome(sweep, ExitCode.OK)
+    progress = TrialProgress()
     running: dict[str, tuple[Trial, Child, Any]] = {}  # gpu → its trial
     cached: set[int] = set()  # cache groups a trained trial has made the latents of
 
@@ -85,12 +125,17 @@ def run_sweep_in_parallel(
 
     def wait_one() -> bool:
         while True:
-            for gpu, (_, child, _) in list(running.items()):
+            for gpu, (trial, child, _) in list(running.items()):
                 item = child.poll(0.2)
                 while item is not None and not isinstance(item, Exited):
+                    if isinstance(item, Output) and item.stream == "stdout":
+                        progress.feed(trial.name, item.text)
                     item = child.poll(0)
                 if isinstance(item, Exited):
                     return finished(gpu, item.returncode)
+            text = progress.line({gpu: t for gpu, (t, _, _) in running.items()})
+            if text and say is not None:
+                say(text)
 
     with sweep_lock(sweep.root), run_lock(sweep.root), dataset_lock(sweep.root, "sweep"):
         waiting = list(trials)
