@@ -95,6 +95,8 @@ if __name__ == "__main__":
 
 RESUME_OPTIONS = """\
     parser.add_argument("--save_state", action="store_true")
+    parser.add_argument("--save_last_n_epochs_state", type=int, default=None)
+    parser.add_argument("--save_last_n_steps_state", type=int, default=None)
     parser.add_argument("--resume", type=str, default=None)
     parser.add_argument("--skip_until_initial_step", action="store_true")
     parser.add_argument("--initial_step", type=int, default=None)

@@ -79,6 +79,8 @@ def test_a_real_two_by_two_sweep_caches_latents_once_and_resumes_after_ctrl_c(de
     resumed = [m for m in trained if m["sweep"]["trial"] == 3]
     assert resumed[0]["resume"]["from_step"] == 3 and resumed[0]["steps"]["reached"] == 6  # resumed, not redone
     assert not list((demo_project / "model").glob("*-state"))  # the states the sweep kept to resume are gone
+    trial_config = next((demo_project / "sweeps").glob("*/t3/config/train.toml")).read_text(encoding="utf-8")
+    assert "save_state = true" in trial_config and "save_last_n_steps_state = 3" in trial_config
     finals = {Path(m["outputs"][-1]["path"]) for m in trained}
     assert len(finals) == 4 and all(p.stat().st_size > 100_000 for p in finals)
     digests = {p.read_bytes() for p in finals}

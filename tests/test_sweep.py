@@ -263,9 +263,9 @@ def test_trials_render_their_configs_apart_and_leave_the_projects_config_alone(r
 
 
 def test_with_two_gpus_trials_run_side_by_side_after_the_first_made_the_cache(replay, project, cli, monkeypatch):
-    from kohya_wrap.sweep import parallel
+    from kohya_wrap.sweep import progress
 
-    monkeypatch.setattr(parallel, "PROGRESS_EVERY_S", 0.5)
+    monkeypatch.setattr(progress, "PROGRESS_EVERY_S", 0.5)
     replay("pipe_steps", speed=8)
     seen = project.parent / "gpus.log"
     monkeypatch.setenv("KOHYA_WRAP_STANDIN_ENV_LOG", str(seen))
@@ -312,12 +312,56 @@ def test_one_gpu_named_runs_every_trial_on_it(replay, project, cli, monkeypatch)
 
 
 def test_the_progress_line_of_side_by_side_trials():
-    from kohya_wrap.sweep.parallel import TrialProgress
+    from kohya_wrap.sweep.progress import TrialProgress
     from kohya_wrap.sweep.state import Trial
 
     progress = TrialProgress(every_s=0)
     t1, t2 = (Trial(i, f"t{i}", f"x-t{i}", {}, [], 1) for i in (1, 2))
     progress.feed("t1", '{"event": "Progress", "step": 3, "total": 10, "loss": 0.1234}\n{"event": "Pro')
     progress.feed("t1", 'gress", "step": 4, "total": 10, "loss": null}\nnot json\n')
-    assert progress.line({"0": t1, "1": t2}) == "   t1 (GPU 0): step 4/10 | t2 (GPU 1): starting"
-    assert TrialProgress(every_s=60).line({"0": t1}) is None  # not before its time
+    assert progress.line([("GPU 0", t1), ("GPU 1", t2)]) == "   t1 (GPU 0): step 4/10 | t2 (GPU 1): starting"
+    assert TrialProgress(every_s=60).line([("GPU 0", t1)]) is None  # not before its time
+
+
+def test_the_states_a_sweep_keeps_to_resume_are_the_newest_only(project, cli, on_standin):
+    """A state holds the optimizer's too: a trial that saves every few steps would pile them up until it
+    ends; the sweep asks sd-scripts to keep the newest (unless the spec says otherwise)."""
+    result = cli(
+        "sweep",
+        project,
+        "--vary",
+        "training.network_dim=4,8",
+        "--set",
+        "training.save_every_n_steps=2",
+        "--dry-run",
+        "--json",
+    )
+    sets = json.loads(result.out)["trials"][0]["set"]
+    assert "training.save_state=true" in sets and "training.save_last_n_steps_state=2" in sets
+    result = cli(
+        "sweep",
+        project,
+        "--vary",
+        "training.network_dim=4,8",
+        "--set",
+        "training.save_state=false",
+        "--dry-run",
+        "--json",
+    )
+    assert not any("save_state" in s for s in json.loads(result.out)["trials"][0]["set"][1:])  # the spec's own
+
+
+def test_a_trial_s_last_step_is_read_from_its_own_run(replay, project, cli):
+    """What a Ray sweep's progress line shows: the run a trial's process supervised, found by its pid and
+    host and when it ran (one process runs every trial of a local sweep), and that run's last step."""
+    from kohya_wrap.sweep.progress import latest_step
+
+    replay("pipe_steps", speed=200)
+    assert cli("sweep", project, "--vary", "training.network_dim=4,8", "--plain").code == 0
+    sweep = latest_sweep(project)
+    steps = [latest_step(sweep, trial) for trial in sweep.trials]
+    assert all(step and step.startswith("step 6/6 · loss ") for step in steps), steps
+    first_run = sweep.status(1).run_ids[0]
+    loss = [json.loads(line) for line in (project / "runs" / first_run / "events.jsonl").read_text().splitlines()]
+    last = [e for e in loss if e.get("event") == "Progress"][-1]
+    assert steps[0] == f"step 6/6 · loss {last['loss']:.4g}"

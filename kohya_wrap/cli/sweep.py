@@ -156,7 +156,7 @@ def sweep(
     if backend == "ray":
         from kohya_wrap.sweep.ray_backend import run_sweep_on_ray
 
-        outcome = run_sweep_on_ray(the_sweep, left, on_trial, address, fail_fast, grace)
+        outcome = run_sweep_on_ray(the_sweep, left, on_trial, address, fail_fast, grace, None if as_json else echo)
     elif gpu_list and len(gpu_list) > 1:
         from kohya_wrap.sweep.parallel import run_sweep_in_parallel
 

@@ -10,21 +10,19 @@ of them has trained alone, making the cache the others then read (runner.may_sta
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import time
 from typing import Any, Callable
 
 from kohya_wrap.errors import ExitCode
 from kohya_wrap.fsutil import dataset_lock
 from kohya_wrap.launch.process import Child, Exited, Output
+from kohya_wrap.sweep.progress import TrialProgress
 from kohya_wrap.sweep.runner import SweepOutcome, may_start, stopped, sweep_lock
 from kohya_wrap.sweep.state import FAILED, INTERRUPTED, RUNNING, TRAINED, Sweep, Trial, now
 from kohya_wrap.training.supervise import run_lock
 
 STOP_GRACE_S = 30.0
-PROGRESS_EVERY_S = 15.0  # how often the line of the running trials is printed
 
 
 def trial_command(sweep: Sweep, trial: Trial, grace: float) -> list[str]:
@@ -41,40 +39,6 @@ def trial_command(sweep: Sweep, trial: Trial, grace: float) -> list[str]:
         str(grace),
         "--locks-held",
     ]
-
-
-class TrialProgress:
-    """Where each side-by-side trial is, read from the NDJSON its `sweep-trial --json` prints
-    (`{"event": "Progress", "step": …, "total": …, "loss": …}`), for a line every `every_s` seconds."""
-
-    def __init__(self, every_s: float | None = None) -> None:
-        self.every_s = PROGRESS_EVERY_S if every_s is None else every_s
-        self.last: dict[str, str] = {}  # trial name → "step 3/10 · loss 0.12"
-        self._partial: dict[str, str] = {}
-        self._said = time.monotonic()
-
-    def feed(self, name: str, text: str) -> None:
-        lines = (self._partial.pop(name, "") + text).split("\n")
-        self._partial[name] = lines.pop()
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(event, dict) and event.get("event") == "Progress":
-                loss = event.get("loss")
-                self.last[name] = f"step {event.get('step')}/{event.get('total')}" + (
-                    f" · loss {loss:.4g}" if isinstance(loss, (int, float)) else ""
-                )
-
-    def line(self, running: dict[str, Trial], force: bool = False) -> str | None:
-        """One line for the trials running now, at most every `every_s` seconds."""
-        now = time.monotonic()
-        if not running or (not force and now - self._said < self.every_s):
-            return None
-        self._said = now
-        parts = [f"{t.name} (GPU {gpu}): {self.last.get(t.name, 'starting')}" for gpu, t in running.items()]
-        return "   " + " | ".join(parts)
 
 
 def run_sweep_in_parallel(
@@ -133,7 +97,7 @@ def run_sweep_in_parallel(
                     item = child.poll(0)
                 if isinstance(item, Exited):
                     return finished(gpu, item.returncode)
-            text = progress.line({gpu: t for gpu, (t, _, _) in running.items()})
+            text = progress.line([(f"GPU {gpu}", t) for gpu, (t, _, _) in running.items()])
             if text and say is not None:
                 say(text)
 

@@ -34,6 +34,7 @@ from typing import Any, Callable
 from kohya_wrap.errors import ExitCode, KohyaWrapError, shorten
 from kohya_wrap.fsutil import dataset_lock
 from kohya_wrap.launch.process import Child, Output
+from kohya_wrap.sweep.progress import TrialProgress, latest_step
 from kohya_wrap.sweep.runner import SweepOutcome, may_start, sweep_lock
 from kohya_wrap.sweep.state import FAILED, INTERRUPTED, PENDING, RUNNING, TRAINED, Sweep, Trial, now
 from kohya_wrap.training.supervise import run_lock
@@ -161,6 +162,7 @@ def run_sweep_on_ray(
     address: str | None,
     fail_fast: bool,
     grace: float = 30.0,
+    say: Callable[[str], None] | None = None,
 ) -> SweepOutcome:
     """The trials as Ray tasks; the outcome as run_sweep_locally's. A failed trial (a worker that died
     included) is recorded and the sweep goes on unless `fail_fast`; Ctrl-C stops it, resumable."""
@@ -174,6 +176,7 @@ def run_sweep_on_ray(
             waiting = list(trials)
             running: dict[Any, Trial] = {}
             cached: set[int] = set()  # cache groups a trained trial has made the latents of
+            progress = TrialProgress()
             try:
                 while waiting or running:
                     while waiting and may_start(waiting[0], list(running.values()), cached, parallel):
@@ -182,6 +185,13 @@ def run_sweep_on_ray(
                         outcome.ran.append(trial.index)
                         running[task.remote(str(sweep.root), sweep.id, trial.index, grace)] = trial
                     done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
+                    if say is not None and running and progress.due():  # from the runs' events.jsonl
+                        for trial in running.values():
+                            progress.last[trial.name] = latest_step(sweep, trial) or "starting"
+                        where = [(f"on {sweep.status(t.index).host or 'Ray'}", t) for t in running.values()]
+                        text = progress.line(where)
+                        if text:
+                            say(text)
                     for ref in done:
                         trial = running.pop(ref)
                         status = _settle(ray, ref, sweep, trial)

@@ -126,7 +126,7 @@ def build_sweep(
         training_set = trial_loaded.spec.training.set_fields()
         own_state = "save_state" in options and "save_state" not in training_set
         if own_state:  # a stopped trial resumes from its newest saved state, not from step 0
-            sets += ["training.save_state=true"]
+            sets += ["training.save_state=true", *_latest_states_only(trial_loaded, options, training_set)]
         if "cache_latents_to_disk" in options:  # every sd-scripts since 2023; a checkout without it: as the spec says
             if shared_cache and not any(any(_dataset_value(trial_loaded, k)) for k in NO_CACHE_WITH):
                 sets += ["training.cache_latents=true", "training.cache_latents_to_disk=true"]
@@ -148,6 +148,20 @@ def build_sweep(
         trials.append(Trial(index, f"t{index}", output_name, values, trial_sets, groups[key], own_state))
     jsonable = {k: (v if isinstance(v, list) else v.model_dump()) for k, v in space.items()}
     return Sweep(sweep_id, root, now(), sampler, seed, jsonable, list(overrides), shared_cache, trials, root.name)
+
+
+def _latest_states_only(loaded: LoadedSpec, options, training_set: dict[str, Any]) -> list[str]:
+    """The sd-scripts options that keep only the newest training states of a trial (a state holds the
+    optimizer's too: several times the LoRA's size, at every save). sd-scripts removes the state
+    `save_every_n_epochs × N` epochs back, and a step state older than N steps (rounded to the save
+    interval): N = 1 epoch keeps one epoch state, N = the step interval keeps the newest two."""
+    settings, sets = loaded.settings, []
+    every_epochs, every_steps = settings.save_every_n_epochs, settings.save_every_n_steps
+    if every_epochs and "save_last_n_epochs_state" in options and "save_last_n_epochs_state" not in training_set:
+        sets.append("training.save_last_n_epochs_state=1")
+    if every_steps and "save_last_n_steps_state" in options and "save_last_n_steps_state" not in training_set:
+        sets.append(f"training.save_last_n_steps_state={every_steps}")
+    return sets
 
 
 def sweep_lock(root: Path):
