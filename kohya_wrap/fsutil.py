@@ -95,6 +95,21 @@ def sha256_file(path: Path) -> str:
 OWNER_WAIT_S = 1.0  # how long a refused command waits for the lock holder's record, to name it
 
 
+def free_name(folder: Path, stem: str, suffix: str = "") -> str:
+    """`stem` + `suffix`, else `stem-2`, `stem-3`… + `suffix`: the first name not taken in `folder` (run,
+    sweep and grid folders named by their start time: two in the same second get -2)."""
+    name, n = stem + suffix, 1
+    while (folder / name).exists():
+        n += 1
+        name = f"{stem}-{n}{suffix}"
+    return name
+
+
+def utc_stamp() -> str:
+    """The current UTC time as kohya-wrap names records by it: 20261130-043005."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+
+
 def _live_holder(owner: Path) -> str:
     """The lock holder's record ("pid N: kohya-wrap …"), or "" while there is none or its pid is gone (the
     record of a killed holder, read before the new holder wrote its own)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kohya_wrap.errors import KohyaWrapError
+from kohya_wrap.fsutil import free_name
 from kohya_wrap.grid.cells import (
     AXES,
     SCRIPT_SAMPLER,
@@ -339,10 +340,7 @@ def make_grid(
     unique = len(set(keys.values()))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     parent = RunFiles(run_dir).grids if run_dir else (layout.root / "grids")
-    folder, suffix = parent / stamp, 1
-    while folder.exists():
-        suffix += 1
-        folder = parent / f"{stamp}-{suffix}"
+    folder = parent / free_name(parent, stamp)
     folder.mkdir(parents=True)
     networks = [c for c in chosen if any(cell.checkpoint == c for cell in todo.values())]
     outcome = RenderOutcome()

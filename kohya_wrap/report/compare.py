@@ -21,12 +21,11 @@ from __future__ import annotations
 
 import math
 import statistics
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from kohya_wrap import __version__
-from kohya_wrap.fsutil import write_text_atomic
+from kohya_wrap.fsutil import free_name, utc_stamp, write_text_atomic
 from kohya_wrap.report.charts import MetricRow, Series, ema, finite_points, line_chart_svg, smoothing_span
 from kohya_wrap.report.compare_images import DEFAULT_WEIGHTS, Images, images_view, render_images
 from kohya_wrap.report.compare_runs import (
@@ -135,12 +134,8 @@ def page_path(selection: Selection) -> Path:
     """sweeps/<id>/compare.html for a sweep; runs/compare-<UTC stamp>.html for runs chosen by id."""
     if selection.sweep is not None:
         return selection.sweep.folder / "compare.html"
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    path, n = selection.root / "runs" / f"compare-{stamp}.html", 1
-    while path.exists():
-        n += 1
-        path = selection.root / "runs" / f"compare-{stamp}-{n}.html"
-    return path
+    runs = selection.root / "runs"
+    return runs / free_name(runs, f"compare-{utc_stamp()}", ".html")
 
 
 def _header(selection: Selection) -> list[tuple[str, str]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kohya_wrap.errors import KohyaWrapError
-from kohya_wrap.fsutil import write_text_atomic
+from kohya_wrap.fsutil import free_name, utc_stamp, write_text_atomic
 
 FORMAT = 1
 TRAINED, FAILED, INTERRUPTED, RUNNING, PENDING = "trained", "failed", "interrupted", "running", "pending"
@@ -122,12 +122,7 @@ def sweeps_dir(root: Path) -> Path:
 
 
 def new_sweep_id(root: Path) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    sweep_id, n = stamp, 1
-    while (sweeps_dir(root) / sweep_id).exists():
-        n += 1
-        sweep_id = f"{stamp}-{n}"
-    return sweep_id
+    return free_name(sweeps_dir(root), utc_stamp())
 
 
 def read_sweep(root: Path, sweep_id: str) -> Sweep:

@@ -23,7 +23,7 @@ from pathlib import Path
 from kohya_wrap import __version__
 from kohya_wrap.check import CheckReport
 from kohya_wrap.errors import ExitCode
-from kohya_wrap.fsutil import dataset_lock, exclusive_lock, sha256_file, write_text_atomic
+from kohya_wrap.fsutil import dataset_lock, exclusive_lock, free_name, sha256_file, utc_stamp, write_text_atomic
 from kohya_wrap.launch.diagnose import diagnose
 from kohya_wrap.launch.events import CheckpointSaved, Event, EventParser, Progress, SampleSaved, event_dict
 from kohya_wrap.launch.process import Child, Exited, Output, child_env
@@ -68,21 +68,12 @@ class Outcome:
     stopped_by: str | None = None  # SIGTERM / SIGHUP, when one stopped the run (Ctrl-C: None)
 
 
-def new_run_id(runs_dir: Path) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    run_id, n = stamp, 1
-    while (runs_dir / run_id).exists():
-        n += 1
-        run_id = f"{stamp}-{n}"
-    return run_id
-
-
 def make_run_dir(runs_dir: Path) -> Path:
     """A new runs/<UTC id> folder, made atomically: runs started in the same second (a sweep's trials side
     by side) get -2, -3…"""
     runs_dir.mkdir(parents=True, exist_ok=True)
     while True:
-        run_dir = runs_dir / new_run_id(runs_dir)
+        run_dir = runs_dir / free_name(runs_dir, utc_stamp())
         try:
             run_dir.mkdir()
             return run_dir
