@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from kohya_wrap.cli.base import project_dir_argument
+from kohya_wrap.cli.grid import prompt_options
 from kohya_wrap.cli.output import echo, echo_json
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 
@@ -16,13 +17,7 @@ from kohya_wrap.errors import ExitCode, KohyaWrapError
 @click.argument("run_ids", nargs=-1, metavar="[RUN]...")
 @click.option("--sweep", "sweep_id", metavar="ID", help="This sweep (default: the latest one; a folder under sweeps/).")
 @click.option("--weights", help="LoRA multipliers of the image grid, e.g. 0,0.5,1 (the default; 0 = the base model).")
-@click.option(
-    "--prompts",
-    "prompt_args",
-    multiple=True,
-    help="A prompt, or a file with one per line; repeatable. Default: the spec's [sample] prompts.",
-)
-@click.option("--negative", help="Negative prompt (default: [sample] negative).")
+@prompt_options
 @click.option("--seed", type=int, help="The seed of every image (default: [sample] seed, else 1).")
 @click.option("--no-images", is_flag=True, help="Skip the image grid (the page says so).")
 @click.option("--json", "as_json", is_flag=True, help="Print what the page shows as one JSON object.")

@@ -29,6 +29,17 @@ def black_cells_note(data: dict) -> None:
         )
 
 
+def prompt_options(func):
+    """--prompts and --negative, as `grid` and `compare` take them (read by prompts_option)."""
+    func = click.option("--negative", help="Negative prompt (default: [sample] negative).")(func)
+    return click.option(
+        "--prompts",
+        "prompt_args",
+        multiple=True,
+        help="A prompt, or a file with one per line; repeatable. Default: the spec's [sample] prompts.",
+    )(func)
+
+
 def numbers_option(option: str, text: str | None, kind):
     """A comma-separated option (`--weights 0,0.5,1`) as distinct numbers; None when not given."""
     if text is None:
@@ -57,13 +68,7 @@ def numbers_option(option: str, text: str | None, kind):
     help="all, last, or a comma list of file names / labels (step 12, epoch 2, final).",
 )
 @click.option("--weights", help="LoRA multipliers, e.g. 0,0.5,1 (0 = the base model, as a control). Default: 1.")
-@click.option(
-    "--prompts",
-    "prompt_args",
-    multiple=True,
-    help="A prompt, or a file with one per line; repeatable. Default: [sample] prompts.",
-)
-@click.option("--negative", help="Negative prompt (default: [sample] negative).")
+@prompt_options
 @click.option("--seeds", help="e.g. 1,2,3 (default: [sample] seed).")
 @click.option("--cfg", help="e.g. 5,7 (default: [sample] cfg).")
 @click.option("--steps", help="e.g. 20,30 (default: [sample] steps).")
