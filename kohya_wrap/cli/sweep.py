@@ -170,9 +170,7 @@ def sweep(
         if gpu_list:  # one GPU named: every trial on it, one after another
             os.environ["CUDA_VISIBLE_DEVICES"] = gpu_list[0]
 
-        outcome = run_sweep_locally(
-            the_sweep, left, _renderer_factory(plain, as_json), on_trial, grace, as_json, fail_fast
-        )
+        outcome = run_sweep_locally(the_sweep, left, _renderer_factory(plain, as_json), on_trial, grace, fail_fast)
     statuses = the_sweep.statuses()
     trained = sum(1 for s in statuses if s.status == TRAINED)
     if as_json:
@@ -358,4 +356,4 @@ def sweep_trial(directory: Path, sweep_id: str, index: int, as_json: bool, grace
     if trial is None:
         raise KohyaWrapError(f"sweep {sweep_id} has no trial {index}", f"trials are 1 to {len(the_sweep.trials)}")
     gpu = os.environ.get("CUDA_VISIBLE_DEVICES") if locks_held else None
-    return run_trial(the_sweep, trial, _renderer_factory(True, as_json), grace, as_json, not locks_held, gpu)
+    return run_trial(the_sweep, trial, _renderer_factory(True, as_json), grace, not locks_held, gpu)

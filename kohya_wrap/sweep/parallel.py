@@ -62,7 +62,6 @@ def run_sweep_in_parallel(
         log = open(folder / "trial.log", "ab")
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu)
         on_trial(trial, "start")
-        outcome.ran.append(trial.index)
         running[gpu] = (trial, Child(trial_command(sweep, trial, grace), env, sweep.root, log), log)
 
     def finished(gpu: str, code: int) -> bool:

@@ -182,7 +182,6 @@ def run_sweep_on_ray(
                     while waiting and may_start(waiting[0], list(running.values()), cached, parallel):
                         trial = waiting.pop(0)
                         on_trial(trial, "start")
-                        outcome.ran.append(trial.index)
                         running[task.remote(str(sweep.root), sweep.id, trial.index, grace)] = trial
                     done, _ = ray.wait(list(running), num_returns=1, timeout=0.5)
                     if say is not None and running and progress.due():  # from the runs' events.jsonl

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -53,7 +53,6 @@ NO_CACHE_WITH = ("random_crop", "color_aug")  # sd-scripts refuses cache_latents
 class SweepOutcome:
     sweep: Sweep
     exit_code: int
-    ran: list[int] = field(default_factory=list)  # trial indices run by this command
     stopped_at: int | None = None  # the trial Ctrl-C (or a signal) stopped
 
 
@@ -177,7 +176,6 @@ def run_trial(
     trial: Trial,
     make_renderer: Callable[[Sweep, Trial, Any], Any],
     grace: float,
-    as_json: bool,
     locks: bool = True,
     gpu: str | None = None,
 ) -> int:
@@ -275,7 +273,6 @@ def run_sweep_locally(
     make_renderer: Callable[[Sweep, Trial, Any], Any],
     on_trial: Callable[[Trial, str], None],
     grace: float,
-    as_json: bool,
     fail_fast: bool,
 ) -> SweepOutcome:
     """The trials one after another in this process. A failed trial is recorded and the sweep goes on
@@ -284,8 +281,7 @@ def run_sweep_locally(
     with sweep_lock(sweep.root):
         for trial in trials:
             on_trial(trial, "start")
-            outcome.ran.append(trial.index)
-            code = run_trial(sweep, trial, make_renderer, grace, as_json)
+            code = run_trial(sweep, trial, make_renderer, grace)
             status = sweep.status(trial.index)
             on_trial(trial, status.status)
             if status.status == INTERRUPTED:
