@@ -11,34 +11,17 @@ of them has trained alone, making the cache the others then read (runner.may_sta
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any, Callable
 
 from kohya_wrap.errors import ExitCode
 from kohya_wrap.fsutil import dataset_lock
 from kohya_wrap.launch.process import Child, Exited, Output
 from kohya_wrap.sweep.progress import TrialProgress
-from kohya_wrap.sweep.runner import SweepOutcome, may_start, stopped, sweep_lock
+from kohya_wrap.sweep.runner import SweepOutcome, may_start, stopped, sweep_lock, trial_argv
 from kohya_wrap.sweep.state import FAILED, INTERRUPTED, RUNNING, TRAINED, Sweep, Trial, now
 from kohya_wrap.training.supervise import run_lock
 
 STOP_GRACE_S = 30.0
-
-
-def trial_command(sweep: Sweep, trial: Trial, grace: float) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "kohya_wrap",
-        "sweep-trial",
-        str(sweep.root),
-        sweep.id,
-        str(trial.index),
-        "--json",
-        "--grace",
-        str(grace),
-        "--locks-held",
-    ]
 
 
 def run_sweep_in_parallel(
@@ -62,7 +45,7 @@ def run_sweep_in_parallel(
         log = open(folder / "trial.log", "ab")
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=gpu)
         on_trial(trial, "start")
-        running[gpu] = (trial, Child(trial_command(sweep, trial, grace), env, sweep.root, log), log)
+        running[gpu] = (trial, Child(trial_argv(sweep.root, sweep.id, trial.index, grace), env, sweep.root, log), log)
 
     def finished(gpu: str, code: int) -> bool:
         """Record how the trial on `gpu` ended; False when the sweep must stop."""

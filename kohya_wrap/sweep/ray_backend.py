@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable
@@ -35,7 +34,7 @@ from kohya_wrap.errors import ExitCode, KohyaWrapError, shorten
 from kohya_wrap.fsutil import dataset_lock
 from kohya_wrap.launch.process import Child, Output
 from kohya_wrap.sweep.progress import TrialProgress, latest_step
-from kohya_wrap.sweep.runner import SweepOutcome, may_start, sweep_lock
+from kohya_wrap.sweep.runner import SweepOutcome, may_start, sweep_lock, trial_argv
 from kohya_wrap.sweep.state import FAILED, INTERRUPTED, PENDING, RUNNING, TRAINED, Sweep, Trial, now
 from kohya_wrap.training.supervise import run_lock
 
@@ -61,9 +60,7 @@ def trial_task(root: str, sweep_id: str, index: int, grace: float) -> dict[str, 
     host = socket.gethostname()
     if not (Path(root) / "sweeps" / sweep_id / "sweep.json").is_file():
         return {"host": host, "missing": True}
-    argv = [sys.executable, "-m", "kohya_wrap", "sweep-trial", root, sweep_id, str(index), "--json"]
-    argv += ["--grace", str(grace), "--locks-held"]
-    child = Child(argv, env=dict(os.environ), guard=False, die_with_parent=True)
+    child = Child(trial_argv(root, sweep_id, index, grace), env=dict(os.environ), guard=False, die_with_parent=True)
     tail: deque[str] = deque(maxlen=20)
     try:
         for item in child.events(poll=0.5):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,6 +261,13 @@ def latent_files(folders: list[Path]) -> dict[Path, int]:
                 except OSError:
                     continue
     return found
+
+
+def trial_argv(root: str | Path, sweep_id: str, index: int, grace: float) -> list[str]:
+    """One trial in a process of its own (`--gpus`, a Ray task): `kohya-wrap sweep-trial`, with the project's
+    locks held by the sweep that starts it."""
+    argv = [sys.executable, "-m", "kohya_wrap", "sweep-trial", str(root), sweep_id, str(index), "--json"]
+    return argv + ["--grace", str(grace), "--locks-held"]
 
 
 def stopped(exit_code: int, verdict: str) -> bool:
