@@ -365,3 +365,18 @@ def test_a_trial_s_last_step_is_read_from_its_own_run(replay, project, cli):
     loss = [json.loads(line) for line in (project / "runs" / first_run / "events.jsonl").read_text().splitlines()]
     last = [e for e in loss if e.get("event") == "Progress"][-1]
     assert steps[0] == f"step 6/6 · loss {last['loss']:.4g}"
+
+
+def test_each_trial_says_what_loading_decided_as_run_does(replay, project, cli):
+    """A varied max_train_steps beats the spec's max_train_epochs (which sd-scripts would let win); the
+    trial says it dropped it, as `run --set training.max_train_steps=…` does."""
+    replay("pipe_steps", speed=200)
+    spec = project / "kohya-wrap.toml"
+    spec.write_text(spec.read_text(encoding="utf-8") + "max_train_epochs = 2\n", encoding="utf-8")
+    ran = cli("run", project, "--set", "training.max_train_steps=6", "--plain")
+    said = [line for line in ran.out.splitlines() if line.startswith("note:") and "max_train_epochs" in line]
+    assert ran.code == 0 and said, ran.out
+    result = cli("sweep", project, "--vary", "training.max_train_steps=6,7", "--plain")
+    assert result.code == 0, result.out + result.err
+    notes = [line for line in result.out.splitlines() if line.startswith("note:") and "max_train_epochs" in line]
+    assert len(notes) == 2 and notes[0].replace("7", "6") == said[0], (notes, said)

@@ -72,40 +72,25 @@ def train(
 ) -> int:
     from kohya_wrap.cli.project import checked_plan
     from kohya_wrap.console import is_interactive
-    from kohya_wrap.sdscripts.locate import require_trusted
+    from kohya_wrap.sdscripts.locate import require_trainable
     from kohya_wrap.training.dashboard import JsonRenderer, LiveRenderer, PlainRenderer
     from kohya_wrap.training.supervise import supervise
 
     report, plan, _ = checked_plan(directory, overrides, as_json, "training")
-    sd = report.sd_scripts
-    if not sd.usable:
-        raise KohyaWrapError(
-            f"no sd-scripts to train with (looked in {sd.root})",
-            "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
-        )
-    require_trusted(sd, report.loaded.layout.root, "train")
+    require_trainable(report.sd_scripts, report.loaded.layout.root)
     if detach:
         from kohya_wrap.cli.watch import detach_run
 
         return detach_run(report.loaded.layout.root, overrides, grace, resume, resume_from)
     resuming, notes = None, [f"note: {note}" for note in plan.notes]
     if resume:
-        import os
-        import time
+        from kohya_wrap.training.resume import resume_run, spec_training
 
-        from kohya_wrap.training.resume import plan_resume
-
-        layout = report.loaded.layout
-        training = report.loaded.spec.training
-        spec_training = training.model_dump(exclude_none=True) | dict(training.model_extra or {})
-        staging = layout.model_dir / f".resume-{os.getpid()}-{time.time_ns()}"
-        resuming = plan_resume(
-            plan, layout.model_dir, staging, resume_from.absolute() if resume_from else None, spec_training
-        )
+        resuming = resume_run(report, plan, resume_from.absolute() if resume_from else None)
         notes.append(
             f"resuming from {resuming.state.path.name} at step {resuming.state.step} of {plan.math.total_steps}"
         )
-        if not spec_training.get("save_state"):
+        if not spec_training(report.loaded).get("save_state"):
             notes.append("note: training.save_state is off, so this run saves no state to resume from again")
     if as_json:
         renderer = JsonRenderer()

@@ -167,6 +167,16 @@ def require_trusted(sd: SdScripts, project_root: Path | None, action: str) -> No
         raise untrusted_error(sd, project_root, action)
 
 
+def require_trainable(sd: SdScripts, project_root: Path) -> None:
+    """Stop before training without an sd-scripts to train with, or with one the user has not trusted."""
+    if not sd.usable:
+        raise KohyaWrapError(
+            f"no sd-scripts to train with (looked in {sd.root})",
+            "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
+        )
+    require_trusted(sd, project_root, "train")
+
+
 # ---------------------------------------------------------------------------------------------- locate
 
 

@@ -14,10 +14,8 @@ Work shared by the trials is done once:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -25,7 +23,7 @@ from typing import Any, Callable
 from kohya_wrap.errors import ExitCode, KohyaWrapError
 from kohya_wrap.fsutil import exclusive_lock
 from kohya_wrap.plan import checked_plan
-from kohya_wrap.sdscripts.locate import require_trusted
+from kohya_wrap.sdscripts.locate import require_trainable
 from kohya_wrap.spec.load import LoadedSpec, load_project
 from kohya_wrap.sweep.space import sample_trials, toml_value
 from kohya_wrap.sweep.state import (
@@ -41,7 +39,7 @@ from kohya_wrap.sweep.state import (
     sweeps_dir,
 )
 from kohya_wrap.training.record import SweepLabel
-from kohya_wrap.training.resume import plan_resume, saved_states
+from kohya_wrap.training.resume import resume_run, saved_states
 from kohya_wrap.training.supervise import supervise
 
 # what the latents sd-scripts caches depend on besides the image (library/train_util.py
@@ -192,21 +190,14 @@ def run_trial(
     try:
         configs = sweep.folder / trial.name / "config"
         report, plan, _ = checked_plan(sweep.root, tuple(trial.overrides), "training", configs)
-        sd = report.sd_scripts
-        if not sd.usable:
-            raise KohyaWrapError(
-                f"no sd-scripts to train with (looked in {sd.root})",
-                "run `kohya-wrap vendor install`, or `kohya-wrap vendor use PATH`",
-            )
-        require_trusted(sd, sweep.root, "train")
+        require_trainable(report.sd_scripts, sweep.root)
         renderer = make_renderer(sweep, trial, plan)
+        for note in plan.notes:  # what loading decided, as `run` says it (e.g. a preset's unet_lr dropped)
+            renderer.note(f"note: {note}")
         resuming = None
         layout = report.loaded.layout
         if previous in (INTERRUPTED, RUNNING, FAILED) and saved_states(layout.model_dir, plan.name):
-            training = report.loaded.spec.training
-            spec_training = training.model_dump(exclude_none=True) | dict(training.model_extra or {})
-            staging = layout.model_dir / f".resume-{os.getpid()}-{time.time_ns()}"
-            resuming = plan_resume(plan, layout.model_dir, staging, None, spec_training)
+            resuming = resume_run(report, plan)
             renderer.note(f"trial {trial.name}: resuming from {resuming.state.path.name} at step {resuming.state.step}")
         elif previous in (INTERRUPTED, RUNNING):
             renderer.note(f"trial {trial.name}: no saved training state, so it starts over")

@@ -17,14 +17,18 @@ planned — is refused before launch.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from kohya_wrap.check import CheckReport
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import write_text_atomic
 from kohya_wrap.plan import TrainingPlan
 from kohya_wrap.sdscripts.naming import STATE_SUFFIX, glob_escape, renumbered
+from kohya_wrap.spec.load import LoadedSpec
 
 TRAIN_STATE = "train_state.json"
 # (sd-scripts' file names are in sdscripts/naming.py: step-named ones are renumbered, epoch ones are right)
@@ -75,6 +79,20 @@ def saved_states(model_dir: Path, name: str) -> list[SavedState]:
         if path.is_dir() and state is not None:
             found.append(state)
     return sorted(found, key=lambda s: (s.step, s.path.stat().st_mtime_ns))
+
+
+def spec_training(loaded: LoadedSpec) -> dict:
+    """The spec's [training] keys as set (typed and sd-scripts' own), what the resume rules read."""
+    training = loaded.spec.training
+    return training.model_dump(exclude_none=True) | dict(training.model_extra or {})
+
+
+def resume_run(report: CheckReport, plan: TrainingPlan, source: Path | None = None) -> Resume:
+    """The resume of a run about to start: the newest state in model/ (or `source`), its files staged in a
+    folder of this process's own (`run --resume`, a sweep's stopped trial)."""
+    layout = report.loaded.layout
+    staging = layout.model_dir / f".resume-{os.getpid()}-{time.time_ns()}"
+    return plan_resume(plan, layout.model_dir, staging, source, spec_training(report.loaded))
 
 
 def plan_resume(plan: TrainingPlan, model_dir: Path, staging: Path, source: Path | None, spec_training: dict) -> Resume:
