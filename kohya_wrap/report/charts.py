@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import statistics
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -287,3 +288,11 @@ def lr_chart(rows: Sequence[MetricRow]) -> tuple[Markup, str] | None:
         height=220,
     )
     return svg, f"{len(points)} point(s)"
+
+
+def median_seconds_per_step(rows: Sequence[MetricRow]) -> float | None:
+    """The median of the rows' seconds per step (sd-scripts' own rate), the finite ones; None without any."""
+    per_step = [
+        r.seconds_per_step for r in rows if r.seconds_per_step is not None and math.isfinite(r.seconds_per_step)
+    ]
+    return statistics.median(per_step) if per_step else None

@@ -19,14 +19,19 @@ as data: URIs, no JavaScript; every value reaches the page through the autoescap
 
 from __future__ import annotations
 
-import math
-import statistics
 from pathlib import Path
 from typing import Any, Sequence
 
 from kohya_wrap import __version__
 from kohya_wrap.fsutil import free_name, utc_stamp, write_text_atomic
-from kohya_wrap.report.charts import MetricRow, Series, ema, finite_points, line_chart_svg, smoothing_span
+from kohya_wrap.report.charts import (
+    Series,
+    ema,
+    finite_points,
+    line_chart_svg,
+    median_seconds_per_step,
+    smoothing_span,
+)
 from kohya_wrap.report.compare_images import DEFAULT_WEIGHTS, Images, images_view, render_images
 from kohya_wrap.report.compare_runs import (
     Entry,
@@ -44,15 +49,6 @@ from kohya_wrap.sweep.state import TRAINED
 from kohya_wrap.training.record import RunFiles
 
 # ---------------------------------------------------------------------------------------------- numbers and charts
-
-
-def _finite(values) -> list[float]:
-    return [v for v in values if v is not None and math.isfinite(v)]
-
-
-def median_seconds_per_step(rows: Sequence[MetricRow]) -> float | None:
-    per_step = _finite(r.seconds_per_step for r in rows)
-    return statistics.median(per_step) if per_step else None
 
 
 def _span(entries: Sequence[Entry]) -> int:

@@ -16,7 +16,6 @@ import json
 import math
 import re
 import shlex
-import statistics
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from kohya_wrap import __version__
 from kohya_wrap.errors import KohyaWrapError
 from kohya_wrap.fsutil import sha256_file, write_text_atomic
 from kohya_wrap.paths import relative
-from kohya_wrap.report.charts import MetricRow, loss_chart, lr_chart, step_label
+from kohya_wrap.report.charts import MetricRow, loss_chart, lr_chart, median_seconds_per_step, step_label
 from kohya_wrap.report.data import (
     ConfigFile,
     LogSummary,
@@ -118,11 +117,9 @@ def _header(run: RunData) -> dict[str, Any]:
         ("final learning rate", _or_dash(record.final_lr)),
         ("seed", _or_dash(record.seed)),
     ]
-    per_step = [
-        r.seconds_per_step for r in run.rows if r.seconds_per_step is not None and math.isfinite(r.seconds_per_step)
-    ]
-    if per_step:
-        facts.append(("median s/step", f"{statistics.median(per_step):.3g}"))
+    per_step = median_seconds_per_step(run.rows)
+    if per_step is not None:
+        facts.append(("median s/step", f"{per_step:.3g}"))
     if record.resume:
         facts.append(("resumed from", f"{Path(record.resume.state).name} (step {record.resume.from_step})"))
     if run.command:
